@@ -1,0 +1,867 @@
+"""The case state machine: commands in, events out, time passed in.
+
+Theory of operation
+-------------------
+A case is a token game on a compiled `Net` plus the work items people and actions
+act on, plus the case data. Its state is:
+
+* the marking: a token count per condition (`tokens`) and, mirrored, the set of
+  conditions holding any token as one int bitset (`marked`);
+* the open work items: ENABLED (offered, nothing consumed yet), STARTED (its input
+  tokens consumed, the work under way) or FAILED (stuck on an incident);
+* the data (a dict, replaced, never mutated, so a snapshot is a reference);
+* for partial joins, which inputs already arrived in the current round (`seen`).
+
+Every command (create, start, complete, cancel, fire_timer, signal, ...) is atomic:
+it decides what happens, emits events, and each event is applied to the state by
+`apply` -- the *only* code that mutates a case. So `replay(events)` runs the same
+`apply` and rebuilds the identical state, and a command that raises half way is
+rolled back to a snapshot taken on entry: a case is never left half-changed.
+
+After a command moves tokens, `_settle` brings the case to rest: it re-examines the
+tasks whose join could have changed (the conditions they watch were touched), fires
+empty routing tasks at once, offers newly enabled tasks as work items, withdraws
+items whose task is no longer enabled (the losers of a deferred choice), absorbs late
+arrivals at partial joins, and ends the case when the end condition is reached (or,
+with implicit termination, when nothing can happen any more).
+
+Work item life: ENABLED -> STARTED -> completed | cancelled | failed. Completing an
+ENABLED item starts it in the same step (the tutorial completes without a start).
+Completed and cancelled items leave the state (the log keeps them): a case holds
+only what is open, which keeps an open case small.
+
+Nothing here reads a clock, draws a random number, awaits or does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .errors import (
+    AlreadyDone,
+    CaseClosed,
+    ChecklistIncomplete,
+    DataInvalid,
+    EngineError,
+    GuardFailed,
+    NotEnabled,
+    UnknownTask,
+)
+from .events import (
+    CaseCancelled,
+    CaseCompleted,
+    CaseCreated,
+    CaseFailed,
+    CaseHandedOn,
+    TaskFired,
+    TimerFired,
+    TimerSet,
+    TokensAdded,
+    TokensRemoved,
+    WorkItemCancelled,
+    WorkItemCompleted,
+    WorkItemEnabled,
+    WorkItemFailed,
+    WorkItemStarted,
+)
+from .guards import Guard, GuardError, MissingField
+from .net import AND, CANCEL_REMAINING, EMPTY, IMPLICIT, OR, PARTIAL, XOR, Net, Task
+from .net import consumption as _consumption
+from .net import is_enabled as _is_enabled
+
+__all__ = ["ENABLED", "FAILED", "STARTED", "Case", "WorkItem", "replay"]
+
+ENABLED, STARTED, FAILED = "enabled", "started", "failed"
+ACTIVE, COMPLETED, CANCELLED, CASE_FAILED = "active", "completed", "cancelled", "failed"
+_MAX_SETTLE_STEPS = 10_000  # an empty-task cycle with no way out is a spec bug, not a hang
+
+
+class WorkItem:
+    """An open work item. Immutable by convention: `apply` replaces, never edits."""
+
+    __slots__ = ("by", "data", "done", "due", "enabled_at", "id", "outputs", "parent",
+                 "spawned", "started_at", "state", "task")
+
+    def __init__(self, id: int, task: int, state: str, enabled_at: float, parent: int = -1,
+                 data: dict[str, Any] | None = None) -> None:
+        self.id = id
+        self.task = task
+        self.state = state
+        self.enabled_at = enabled_at
+        self.parent = parent
+        self.data = data
+        self.started_at: float | None = None
+        self.by: str | None = None
+        self.due: float | None = None
+        self.spawned = 0  # multiple-instance parents: instances created, completed,
+        self.done = 0  # and their outputs in completion order
+        self.outputs: tuple[Any, ...] = ()
+
+    def _copy(self) -> WorkItem:
+        c = WorkItem.__new__(WorkItem)
+        for s in WorkItem.__slots__:
+            setattr(c, s, getattr(self, s))
+        return c
+
+    def __repr__(self) -> str:
+        return f"<WorkItem {self.id} task#{self.task} {self.state}>"
+
+
+class Case:
+    __slots__ = ("_dirty", "_dirty_busy", "_out", "case_id", "closed_at", "created_at",
+                 "data", "done_tasks", "enabled", "hand_on_to", "items", "marked", "net",
+                 "next_item", "seen", "status", "tokens", "version")
+
+    def __init__(self, net: Net) -> None:
+        self.net = net
+        self.case_id = ""
+        self.status = ACTIVE
+        self.data: dict[str, Any] = {}
+        self.tokens: list[int] = [0] * len(net.cond_ids)
+        self.marked = 0
+        self.items: dict[int, WorkItem] = {}
+        self.enabled: dict[int, int] = {}  # task index -> its ENABLED (non-instance) item
+        self.seen: dict[int, int] | None = None  # partial joins: inputs arrived this round
+        self.next_item = 1
+        self.done_tasks = 0  # bitset of tasks completed at least once (for 3004 vs 2003)
+        self.hand_on_to: str | None = None
+        self.created_at = 0.0
+        self.closed_at: float | None = None
+        self.version = 0  # events applied
+        self._dirty = 0
+        self._dirty_busy = 0
+        self._out: list[Any] | None = None
+
+    # ------------------------------------------------------------------ commands
+    @classmethod
+    def create(cls, net: Net, case_id: str, data: dict[str, Any] | None, at: float,
+               ) -> tuple[Case, list[Any]]:
+        data = dict(data or {})
+        net.validate_data(data)
+        case = cls(net)
+        out: list[Any] = []
+        case._out = out
+        case._emit(CaseCreated(case_id, net.workflow_id, net.version, data, at))
+        case._settle(at)
+        case._out = None
+        return case, out
+
+    def hand_on(self, net: Net, at: float) -> list[Any]:
+        """Continue this completed case in the workflow its spec handed it on to."""
+        if self.status != COMPLETED or self.hand_on_to != net.workflow_id:
+            raise CaseClosed(f"case {self.case_id!r} is not waiting to hand on to "
+                             f"{net.workflow_id!r}")
+        net.validate_data(self.data)
+        return self._run(self._hand_on, net, at)
+
+    def start(self, ref: int | str, at: float, by: str | None = None) -> list[Any]:
+        return self._run(self._start, ref, at, by)
+
+    def complete(self, ref: int | str, at: float, result: str | None = None,
+                 output: dict[str, Any] | None = None, by: str | None = None) -> list[Any]:
+        return self._run(self._complete, ref, at, result, output, by)
+
+    def cancel_item(self, ref: int | str, at: float, reason: str = "cancelled") -> list[Any]:
+        return self._run(self._cancel_item, ref, at, reason)
+
+    def fail_item(self, ref: int | str, at: float, reason: str) -> list[Any]:
+        return self._run(self._fail_item, ref, at, reason)
+
+    def cancel(self, at: float, reason: str = "cancelled") -> list[Any]:
+        return self._run(self._cancel_case, at, reason)
+
+    def fire_timer(self, item: int, at: float) -> list[Any]:
+        """A due timer: does nothing if its work item is gone or the time not yet come."""
+        return self._run(self._fire_timer, item, at)
+
+    def signal(self, condition: str, at: float) -> list[Any]:
+        """Put a token on a trigger condition. A transient one is lost unless awaited."""
+        return self._run(self._signal, condition, at)
+
+    def add_instance(self, ref: int | str, at: float, data: Any = None) -> list[Any]:
+        return self._run(self._add_instance, ref, at, data)
+
+    def force_complete(self, ref: int | str, at: float) -> list[Any]:
+        """Complete a multiple-instance task now, cancelling unfinished instances."""
+        return self._run(self._force_complete, ref, at)
+
+    # ------------------------------------------------------------------- views
+    @property
+    def state(self) -> str:
+        return self.status
+
+    def enabled_tasks(self) -> list[str]:
+        tasks, seen, out = self.net.tasks, set(), []
+        for it in self.items.values():
+            t = tasks[it.task]
+            if it.state != FAILED and not (t.mi is not None and it.parent < 0) \
+                    and it.task not in seen:
+                seen.add(it.task)
+                out.append(t.id)
+        return out
+
+    def work_items(self) -> list[WorkItem]:
+        return list(self.items.values())
+
+    def pending_timers(self) -> list[tuple[int, float]]:
+        return [(i.id, i.due) for i in self.items.values() if i.due is not None]
+
+    def tokens_by_condition(self) -> dict[str, int]:
+        return {self.net.cond_ids[c]: n for c, n in enumerate(self.tokens) if n}
+
+    # ------------------------------------------------------------- atomicity
+    def _run(self, fn: Callable[..., None], *args: Any) -> list[Any]:
+        if self.status != ACTIVE and fn is not self._hand_on:
+            raise CaseClosed(f"case {self.case_id!r} is {self.status}")
+        snap = (self.tokens[:], self.marked, dict(self.items), dict(self.enabled),
+                dict(self.seen) if self.seen else None, self.data, self.next_item,
+                self.done_tasks, self.status, self.hand_on_to, self.net, self.version,
+                self.closed_at)
+        out: list[Any] = []
+        self._out = out
+        try:
+            fn(*args)
+        except BaseException:
+            (self.tokens, self.marked, self.items, self.enabled, self.seen, self.data,
+             self.next_item, self.done_tasks, self.status, self.hand_on_to, self.net,
+             self.version, self.closed_at) = snap
+            self._dirty = self._dirty_busy = 0
+            raise
+        finally:
+            self._out = None
+        return out
+
+    def _emit(self, event: Any) -> None:
+        _APPLY[type(event)](self, event)
+        self._out.append(event)  # type: ignore[union-attr]
+
+    # ----------------------------------------------------------- command bodies
+    def _hand_on(self, net: Net, at: float) -> None:
+        self.net = net
+        self._emit(CaseHandedOn(net.workflow_id, net.version, at))
+        self._settle(at)
+
+    def _item(self, ref: int | str) -> WorkItem:
+        if isinstance(ref, int):
+            it = self.items.get(ref)
+            if it is None:
+                if 0 < ref < self.next_item:
+                    raise AlreadyDone(f"work item {ref} is already closed")
+                raise UnknownTask(f"no work item {ref} in case {self.case_id!r}")
+            return it
+        ti = self.net.task_index.get(ref)
+        if ti is None:
+            raise UnknownTask(f"workflow {self.net.workflow_id!r} has no task {ref!r}",
+                              field="task")
+        iid = self.enabled.get(ti)
+        if iid is not None:
+            return self.items[iid]
+        found = [i for i in self.items.values() if i.task == ti]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            if self.done_tasks >> ti & 1:
+                raise AlreadyDone(f"task {ref!r} is already completed")
+            raise NotEnabled(f"task {ref!r} is not enabled (enabled: "
+                             f"{', '.join(self.enabled_tasks()) or 'none'})")
+        inst = [i for i in found if i.parent >= 0]
+        if len(inst) == 1:
+            return inst[0]
+        raise NotEnabled(f"task {ref!r} has {len(found)} open work items "
+                         f"({', '.join(str(i.id) for i in found)}): name one")
+
+    def _start(self, ref: int | str, at: float, by: str | None) -> None:
+        it = self._item(ref)
+        if it.state != ENABLED:
+            raise NotEnabled(f"work item {it.id} is {it.state}, not enabled")
+        t = self.net.tasks[it.task]
+        consumed = () if it.parent >= 0 else _consumption(t, self.marked)
+        self._emit(WorkItemStarted(it.id, at, consumed, by))
+        if t.timer is not None and t.timer.on_start:
+            self._emit(TimerSet(it.id, at + t.timer.after))
+        self._settle(at)
+
+    def _complete(self, ref: int | str, at: float, result: str | None,
+                  output: dict[str, Any] | None, by: str | None) -> None:
+        it = self._item(ref)
+        t = self.net.tasks[it.task]
+        if it.state == FAILED:
+            raise NotEnabled(f"work item {it.id} failed; retry it first")
+        if t.mi is not None and it.parent < 0:
+            raise NotEnabled(f"task {t.id!r} runs as instances: complete those, or "
+                             "force-complete the task")
+        output = output or {}
+        if t.checklist:
+            done = output.get("checklist") or {}
+            missing = [c for c in t.checklist
+                       if not (done.get(c) if isinstance(done, dict) else c in done)]
+            if missing:
+                raise ChecklistIncomplete(f"task {t.id!r} needs checklist items: "
+                                          f"{', '.join(missing)}", field="output_data.checklist")
+        merged = self._map_output(t, result, output)
+        if it.parent >= 0:
+            self._emit(WorkItemCompleted(it.id, at, result, merged or None, by=by))
+            self._after_instance(it.parent, at)
+        else:
+            self._finish_item(it, t, at, result, merged, by)
+        self._settle(at)
+
+    def _finish_item(self, it: WorkItem, t: Task, at: float, result: str | None,
+                     merged: dict[str, Any], by: str | None) -> None:
+        consumed = _consumption(t, self.marked) if it.state == ENABLED else ()
+        data = {**self.data, **merged} if merged else self.data
+        produced = self._route(t, data, result)
+        if t.cancel_mask or t.cancel_tasks:
+            self._cancel_region(t, at, consumed, keep=it.id)
+        self._emit(WorkItemCompleted(it.id, at, result, merged or None, consumed, produced, by))
+
+    def _map_output(self, t: Task, result: str | None, output: dict[str, Any]) -> dict[str, Any]:
+        if not t.outputs:
+            return output
+        local = {**output, "result": result}
+        return {f: self._eval(g, self.data, local) for f, g in t.outputs}
+
+    def _route(self, t: Task, data: dict[str, Any], result: str | None) -> tuple[int, ...]:
+        s = t.split
+        if s == AND:
+            return t.postset
+        local = {"result": result}
+        if s == XOR:
+            for c, g in t.routes:
+                if self._eval(g, data, local):
+                    return (c,)
+            return (t.default,)
+        chosen = tuple(c for c, g in t.routes if self._eval(g, data, local))
+        return chosen or (t.default,)
+
+    @staticmethod
+    def _eval(g: Guard, data: dict[str, Any], local: dict[str, Any] | None) -> Any:
+        try:
+            return g(data, local)
+        except MissingField as exc:
+            raise GuardFailed(f"guard {g.text!r} reads missing field {exc.field!r}",
+                              field=exc.field) from None
+        except GuardError as exc:
+            raise GuardFailed(f"guard {g.text!r} cannot be decided: {exc}") from None
+
+    def _cancel_region(self, t: Task, at: float, consumed: tuple[int, ...], keep: int) -> None:
+        """Cancel t's region: its tasks' open items and its conditions' tokens.
+
+        An offered item of a region task is withdrawn together with the tokens that
+        enable it (as `cancel_item` does); otherwise it would be offered again at once.
+        The tokens the cancelling task itself consumes are not available to take.
+        """
+        why = f"cancelled by {t.id}"
+        for c in consumed:
+            self.tokens[c] -= 1  # lend t's own inputs away while choosing what to take
+        try:
+            takes = {}
+            marked = _marked(self.tokens)
+            for it in self.items.values():
+                if it.state == ENABLED and it.parent < 0 and it.task in t.cancel_tasks:
+                    take = _consumption(self.net.tasks[it.task], marked)
+                    for c in take:
+                        self.tokens[c] -= 1
+                    marked = _marked(self.tokens)
+                    takes[it.id] = take
+        finally:
+            for take in (consumed, *takes.values()):
+                for c in take:
+                    self.tokens[c] += 1
+        for it in list(self.items.values()):
+            if it.id != keep and it.id in self.items and (it.task in t.cancel_tasks or (
+                    it.parent >= 0 and self.items.get(it.parent, it).task in t.cancel_tasks)):
+                self._emit(WorkItemCancelled(it.id, at, why, takes.get(it.id, ())))
+        removed = []
+        for c in t.cancel_conds:
+            n = self.tokens[c] - consumed.count(c)
+            removed.extend([c] * n)
+        if removed:
+            self._emit(TokensRemoved(tuple(removed), at, f"cancelled by {t.id}"))
+
+    def _after_instance(self, parent_id: int, at: float) -> None:
+        parent = self.items.get(parent_id)
+        if parent is None:  # the task did not wait for its instances (threshold 0)
+            return
+        mi = self.net.tasks[parent.task].mi
+        assert mi is not None
+        need = parent.spawned if mi.threshold is None else mi.threshold
+        if parent.done >= need:
+            self._complete_mi(parent, at, "threshold reached")
+
+    def _complete_mi(self, parent: WorkItem, at: float, why: str) -> None:
+        t = self.net.tasks[parent.task]
+        assert t.mi is not None
+        for it in list(self.items.values()):
+            if it.parent == parent.id:
+                self._emit(WorkItemCancelled(it.id, at, why))
+        merged = {t.mi.collect: list(parent.outputs)} if t.mi.collect else {}
+        self._finish_item(self.items[parent.id], t, at, None, merged, None)
+
+    def _spawn(self, parent: WorkItem, t: Task, at: float) -> None:
+        mi = t.mi
+        assert mi is not None
+        if mi.items is not None:
+            values = self._eval(mi.items, self.data, None)
+            if not isinstance(values, list | tuple):
+                raise DataInvalid(f"instances of {t.id!r}: {mi.items.text!r} is not a list",
+                                  field=mi.items.text)
+        else:
+            values = [None] * mi.min
+        if len(values) < mi.min or (mi.max is not None and len(values) > mi.max):
+            raise DataInvalid(f"task {t.id!r} needs between {mi.min} and {mi.max} instances, "
+                              f"got {len(values)}", field=mi.items.text if mi.items else t.id)
+        for v in values:
+            self._new_instance(parent.id, t, at, v)
+        if mi.threshold == 0 or not values:
+            self._complete_mi(self.items[parent.id], at, "no synchronisation")
+
+    def _new_instance(self, parent_id: int, t: Task, at: float, value: Any) -> None:
+        assert t.mi is not None
+        data = {t.mi.item_field: value} if value is not None else None
+        self._emit(WorkItemEnabled(self.next_item, t.id, at, parent_id, data))
+
+    def _add_instance(self, ref: int | str, at: float, value: Any) -> None:
+        parent = self._mi_parent(ref)
+        mi = self.net.tasks[parent.task].mi
+        assert mi is not None
+        if not mi.dynamic:
+            raise NotEnabled(f"task {self.net.tasks[parent.task].id!r} creates its instances "
+                             "statically")
+        if mi.max is not None and parent.spawned >= mi.max:
+            raise NotEnabled(f"task {self.net.tasks[parent.task].id!r} already has its "
+                             f"maximum of {mi.max} instances")
+        self._new_instance(parent.id, self.net.tasks[parent.task], at, value)
+        self._settle(at)
+
+    def _force_complete(self, ref: int | str, at: float) -> None:
+        self._complete_mi(self._mi_parent(ref), at, "task force-completed")
+        self._settle(at)
+
+    def _mi_parent(self, ref: int | str) -> WorkItem:
+        if isinstance(ref, str):
+            ti = self.net.task_index.get(ref)
+            if ti is None:
+                raise UnknownTask(f"workflow {self.net.workflow_id!r} has no task {ref!r}")
+            found = [i for i in self.items.values() if i.task == ti and i.parent < 0]
+            if not found:
+                raise NotEnabled(f"task {ref!r} is not running")
+            it = found[0]
+        else:
+            it = self._item(ref)
+        if self.net.tasks[it.task].mi is None or it.parent >= 0 or it.state != STARTED:
+            raise NotEnabled(f"work item {it.id} is not a running multiple-instance task")
+        return it
+
+    def _cancel_item(self, ref: int | str, at: float, reason: str) -> None:
+        it = self._item(ref)
+        t = self.net.tasks[it.task]
+        # Cancelling an offered item withdraws its thread: the input tokens go with it,
+        # otherwise the task would be offered again at once (WCP-19).
+        consumed = _consumption(t, self.marked) if it.state == ENABLED and it.parent < 0 else ()
+        for child in list(self.items.values()):
+            if child.parent == it.id:
+                self._emit(WorkItemCancelled(child.id, at, reason))
+        self._emit(WorkItemCancelled(it.id, at, reason, consumed))
+        if it.parent >= 0:
+            self._after_instance_cancel(it.parent, at)
+        self._settle(at)
+
+    def _after_instance_cancel(self, parent_id: int, at: float) -> None:
+        parent = self.items.get(parent_id)
+        if parent is None:
+            return
+        if not any(i.parent == parent_id for i in self.items.values()):
+            self._complete_mi(parent, at, "all instances closed")
+
+    def _fail_item(self, ref: int | str, at: float, reason: str) -> None:
+        it = self._item(ref)
+        self._emit(WorkItemFailed(it.id, at, reason))
+
+    def _cancel_case(self, at: float, reason: str) -> None:
+        for it in list(self.items.values()):
+            self._emit(WorkItemCancelled(it.id, at, reason))
+        self._remove_all_tokens(at, reason)
+        self._emit(CaseCancelled(at, reason))
+
+    def _remove_all_tokens(self, at: float, reason: str, keep: int = -1) -> None:
+        removed = tuple(c for c, n in enumerate(self.tokens)
+                        for _ in range(n - (c == keep)))
+        if removed:
+            self._emit(TokensRemoved(removed, at, reason))
+
+    def _fire_timer(self, iid: int, at: float) -> None:
+        it = self.items.get(iid)
+        if it is None or it.due is None or at < it.due:
+            return
+        t = self.net.tasks[it.task]
+        assert t.timer is not None
+        self._emit(TimerFired(iid, at))
+        how = t.timer.on_timeout
+        if how == "complete":
+            if t.mi is not None and it.parent < 0:
+                self._complete_mi(it, at, "timed out")
+                self._settle(at)
+            else:
+                self._complete(iid, at, t.timer.result, dict(t.timer.output), "timer")
+        elif how == "cancel":
+            self._cancel_item(iid, at, "timed out")
+        else:
+            self._emit(WorkItemFailed(iid, at, "timed out"))
+
+    def _signal(self, condition: str, at: float) -> None:
+        c = self.net.cond_index.get(condition)
+        bit = 1 << c if c is not None else 0
+        if not bit & (self.net.transient_mask | self.net.persistent_mask):
+            raise UnknownTask(f"workflow {self.net.workflow_id!r} has no trigger {condition!r}",
+                              field="signal")
+        if bit & self.net.transient_mask:
+            busy = self._busy()
+            marked = self.marked | bit
+            if not any(bit & t.preset_mask and _is_enabled(t, marked, busy, self._seen(t))
+                       for t in self.net.tasks):
+                return  # nobody is waiting: a transient trigger is lost (WCP-23)
+        self._emit(TokensAdded((c,), at, f"signal {condition}"))  # type: ignore[arg-type]
+        self._settle(at)
+
+    # ---------------------------------------------------------------- settling
+    def _seen(self, t: Task) -> int:
+        return self.seen.get(t.idx, 0) if self.seen else 0
+
+    def _orphans(self) -> bool:
+        """Instances still running after their task moved on (WCP-12) hold the case open."""
+        return any(i.parent >= 0 and i.parent not in self.items for i in self.items.values())
+
+    def _busy(self) -> int:
+        b = 0
+        for it in self.items.values():
+            if it.state != ENABLED and it.parent < 0:
+                b |= 1 << it.task
+        return b
+
+    def _settle(self, at: float) -> None:
+        net = self.net
+        tasks = net.tasks
+        steps = 0
+        while self.status == ACTIVE:
+            dirty, dbusy = self._dirty, self._dirty_busy
+            if not (dirty or dbusy):
+                break
+            self._dirty = self._dirty_busy = 0
+            if self.marked >> net.end & 1 and (
+                    net.completion == CANCEL_REMAINING or not self._orphans()):
+                self._finish_case(at)
+                return
+            busy = -1
+            for t in tasks:
+                if not (t.watch_conds & dirty or t.watch_busy & dbusy):
+                    continue
+                steps += 1
+                if steps > _MAX_SETTLE_STEPS:
+                    raise EngineError(f"workflow {net.workflow_id!r}: routing does not come "
+                                      "to rest (a cycle of empty tasks?)")
+                if t.join == PARTIAL and self.seen and t.idx in self.seen:
+                    late = self.marked & t.preset_mask & ~self.seen[t.idx]
+                    if late:
+                        self._emit(TokensRemoved(tuple(c for c in t.preset if late >> c & 1),
+                                                 at, "arrived after the join fired", t.id))
+                if t.join == OR and busy < 0:
+                    busy = self._busy()
+                en = _is_enabled(t, self.marked, busy, self._seen(t))
+                has = t.idx in self.enabled
+                if en and not has:
+                    if t.kind == EMPTY:
+                        consumed = _consumption(t, self.marked)
+                        merged = self._map_output(t, None, {}) if t.outputs else None
+                        data = {**self.data, **merged} if merged else self.data
+                        produced = self._route(t, data, None)
+                        if t.cancel_mask or t.cancel_tasks:
+                            self._cancel_region(t, at, consumed, keep=-1)
+                        self._emit(TaskFired(t.id, at, consumed, produced, merged or None))
+                        busy = -1
+                        if self.marked >> net.end & 1:
+                            break
+                        continue
+                    iid = self.next_item
+                    self._emit(WorkItemEnabled(iid, t.id, at))
+                    if t.timer is not None and not t.timer.on_start:
+                        self._emit(TimerSet(iid, at + t.timer.after))
+                    if t.mi is not None:
+                        self._emit(WorkItemStarted(iid, at, _consumption(t, self.marked),
+                                                   "engine"))
+                        self._spawn(self.items[iid], t, at)
+                        busy = -1
+                elif has and not en:
+                    self._emit(WorkItemCancelled(self.enabled[t.idx], at, "withdrawn"))
+        if self.status == ACTIVE and not self.items and not net.has_triggers:
+            if net.completion == IMPLICIT:
+                self._finish_case(at)
+            else:
+                self._emit(CaseFailed(at, "deadlock: nothing is enabled and the end is not "
+                                          "reached"))
+
+    def _finish_case(self, at: float) -> None:
+        for it in list(self.items.values()):
+            self._emit(WorkItemCancelled(it.id, at, "case completed"))
+        self._remove_all_tokens(at, "case completed", keep=self.net.end)
+        hand_on = None
+        for wf, g in self.net.handovers:
+            if g is None or self._eval(g, self.data, None):
+                hand_on = wf
+                break
+        self._emit(CaseCompleted(at, hand_on))
+
+    # ------------------------------------------------------------------- the fold
+    def apply(self, e: Any) -> None:
+        """Apply one event: the only place a case's state changes."""
+        _APPLY[type(e)](self, e)
+
+
+def _marked(tokens: list[int]) -> int:
+    m = 0
+    for c, n in enumerate(tokens):
+        if n:
+            m |= 1 << c
+    return m
+
+
+def _consume(case: Case, conds: Iterable[int]) -> None:
+    tokens = case.tokens
+    for c in conds:
+        n = tokens[c] - 1
+        if n < 0:
+            raise EngineError(f"event takes a token from empty condition "
+                              f"{case.net.cond_ids[c]!r}: the log does not fit this net")
+        tokens[c] = n
+        if not n:
+            case.marked &= ~(1 << c)
+        case._dirty |= 1 << c
+
+
+def _produce(case: Case, conds: Iterable[int]) -> None:
+    tokens = case.tokens
+    for c in conds:
+        tokens[c] += 1
+        case.marked |= 1 << c
+        case._dirty |= 1 << c
+
+
+def _fired(case: Case, t: Task, consumed: tuple[int, ...]) -> None:
+    """A partial join remembers which inputs arrived this round."""
+    if t.join == PARTIAL:
+        m = 0
+        for c in consumed:
+            m |= 1 << c
+        if m != t.preset_mask:
+            if case.seen is None:
+                case.seen = {}
+            case.seen[t.idx] = m
+
+
+def _a_created(case: Case, e: CaseCreated) -> None:
+    case.case_id = e.case_id
+    case.data = e.data
+    case.created_at = e.at
+    case.status = ACTIVE
+    _produce(case, (case.net.start,))
+    case._dirty = -1  # look at every task once
+    case._dirty_busy = -1
+    case.version += 1
+
+
+def _a_handed_on(case: Case, e: CaseHandedOn) -> None:
+    net = case.net
+    case.tokens = [0] * len(net.cond_ids)
+    case.marked = 0
+    case.items = {}
+    case.enabled = {}
+    case.seen = None
+    case.status = ACTIVE
+    case.hand_on_to = None
+    case.closed_at = None
+    case.done_tasks = 0
+    _produce(case, (net.start,))
+    case._dirty = case._dirty_busy = -1
+    case.version += 1
+
+
+def _a_enabled(case: Case, e: WorkItemEnabled) -> None:
+    ti = case.net.task_index[e.task]
+    case.items[e.item] = WorkItem(e.item, ti, ENABLED, e.at, e.parent, e.data)
+    if e.parent < 0:
+        case.enabled[ti] = e.item
+    else:
+        p = case.items[e.parent]._copy()
+        p.spawned += 1
+        case.items[e.parent] = p
+    if e.item >= case.next_item:
+        case.next_item = e.item + 1
+    case.version += 1
+
+
+def _a_started(case: Case, e: WorkItemStarted) -> None:
+    it = case.items[e.item]._copy()
+    it.state = STARTED
+    it.started_at = e.at
+    it.by = e.by
+    case.items[e.item] = it
+    if case.enabled.get(it.task) == e.item:
+        del case.enabled[it.task]
+    if e.consumed:
+        _consume(case, e.consumed)
+        _fired(case, case.net.tasks[it.task], e.consumed)
+    case._dirty_busy |= 1 << it.task
+    case.version += 1
+
+
+def _a_completed(case: Case, e: WorkItemCompleted) -> None:
+    it = case.items.pop(e.item)
+    ti = it.task
+    if case.enabled.get(ti) == e.item:
+        del case.enabled[ti]
+    if e.consumed:
+        _consume(case, e.consumed)
+        _fired(case, case.net.tasks[ti], e.consumed)
+    if it.parent >= 0:
+        p = case.items.get(it.parent)
+        if p is not None:
+            p = p._copy()
+            p.done += 1
+            p.outputs = (*p.outputs, e.output)
+            case.items[p.id] = p
+    else:
+        if e.output:
+            case.data = {**case.data, **e.output}
+        case.done_tasks |= 1 << ti
+    if e.produced:
+        _produce(case, e.produced)
+    case._dirty_busy |= 1 << ti
+    case.version += 1
+
+
+def _a_cancelled(case: Case, e: WorkItemCancelled) -> None:
+    it = case.items.pop(e.item)
+    if case.enabled.get(it.task) == e.item:
+        del case.enabled[it.task]
+    if e.consumed:
+        _consume(case, e.consumed)
+    case._dirty_busy |= 1 << it.task
+    case.version += 1
+
+
+def _a_failed(case: Case, e: WorkItemFailed) -> None:
+    it = case.items[e.item]._copy()
+    if case.enabled.get(it.task) == e.item:
+        del case.enabled[it.task]
+        # A failed offered item keeps its thread: take the tokens as a start would.
+        c = _consumption(case.net.tasks[it.task], case.marked)
+        _consume(case, c)
+    it.state = FAILED
+    it.due = None
+    case.items[e.item] = it
+    case._dirty_busy |= 1 << it.task
+    case.version += 1
+
+
+def _a_task_fired(case: Case, e: TaskFired) -> None:
+    t = case.net.tasks[case.net.task_index[e.task]]
+    _consume(case, e.consumed)
+    _fired(case, t, e.consumed)
+    if e.output:
+        case.data = {**case.data, **e.output}
+    _produce(case, e.produced)
+    case.done_tasks |= 1 << t.idx
+    case.version += 1
+
+
+def _a_tokens_removed(case: Case, e: TokensRemoved) -> None:
+    _consume(case, e.conditions)
+    if e.absorbed_by is not None and case.seen:
+        t = case.net.tasks[case.net.task_index[e.absorbed_by]]
+        m = case.seen.get(t.idx, 0)
+        for c in e.conditions:
+            m |= 1 << c
+        if m == t.preset_mask:
+            del case.seen[t.idx]
+            case._dirty |= t.preset_mask  # the join is ready again: look at it
+        else:
+            case.seen[t.idx] = m
+    case.version += 1
+
+
+def _a_tokens_added(case: Case, e: TokensAdded) -> None:
+    _produce(case, e.conditions)
+    case.version += 1
+
+
+def _a_timer_set(case: Case, e: TimerSet) -> None:
+    it = case.items[e.item]._copy()
+    it.due = e.due
+    case.items[e.item] = it
+    case.version += 1
+
+
+def _a_timer_fired(case: Case, e: TimerFired) -> None:
+    it = case.items[e.item]._copy()
+    it.due = None
+    case.items[e.item] = it
+    case.version += 1
+
+
+def _a_case_completed(case: Case, e: CaseCompleted) -> None:
+    case.status = COMPLETED
+    case.hand_on_to = e.hand_on_to
+    case.closed_at = e.at
+    case.version += 1
+
+
+def _a_case_cancelled(case: Case, e: CaseCancelled) -> None:
+    case.status = CANCELLED
+    case.closed_at = e.at
+    case.version += 1
+
+
+def _a_case_failed(case: Case, e: CaseFailed) -> None:
+    case.status = CASE_FAILED
+    case.closed_at = e.at
+    case.version += 1
+
+
+_APPLY: dict[type, Callable[[Case, Any], None]] = {
+    CaseCreated: _a_created,
+    CaseHandedOn: _a_handed_on,
+    WorkItemEnabled: _a_enabled,
+    WorkItemStarted: _a_started,
+    WorkItemCompleted: _a_completed,
+    WorkItemCancelled: _a_cancelled,
+    WorkItemFailed: _a_failed,
+    TaskFired: _a_task_fired,
+    TokensRemoved: _a_tokens_removed,
+    TokensAdded: _a_tokens_added,
+    TimerSet: _a_timer_set,
+    TimerFired: _a_timer_fired,
+    CaseCompleted: _a_case_completed,
+    CaseCancelled: _a_case_cancelled,
+    CaseFailed: _a_case_failed,
+}
+
+
+def replay(events: Iterable[Any], nets: Net | Callable[[str, int], Net]) -> Case:
+    """Rebuild a case from its log. `nets` is the net, or a lookup (workflow id, version)."""
+    resolve = (lambda _w, _v: nets) if isinstance(nets, Net) else nets
+    case: Case | None = None
+    for e in events:
+        if isinstance(e, CaseCreated):
+            case = Case(resolve(e.workflow_id, e.version))
+        elif isinstance(e, CaseHandedOn):
+            assert case is not None
+            case.net = resolve(e.workflow_id, e.version)
+        if case is None:
+            raise EngineError("a case log must begin with CaseCreated")
+        _APPLY[type(e)](case, e)
+    if case is None:
+        raise EngineError("empty case log")
+    case._dirty = case._dirty_busy = 0
+    return case
+

@@ -1,0 +1,170 @@
+"""The compiled net: a spec turned into integer indices and precomputed bitsets.
+
+Conditions are numbered 0..n-1 and a marking's "which conditions hold a token" is
+one int used as a bitset, so the enabling rule of every join is a few bit
+operations. Task-side facts are precomputed per task in a `Task` record with slots.
+Both the case state machine and the soundness checker decide enabling with the same
+`is_enabled`, so what the checker proves is what the runtime does.
+
+OR-join (YAWL semantics, structural form): an OR-join task is enabled when at least
+one input holds a token and no empty input can still receive one, i.e. no token and
+no running work item lies on a path to that input that does not pass through the
+join itself. The compiler computes, for each OR-join input, the conditions and tasks
+from which that input is reachable avoiding the join; at run time the test is a
+couple of ANDs per empty input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .guards import Guard
+from .spec import TaskSpec, WorkflowSpec
+
+# Task kinds, joins and splits as small ints (compared on the hot path).
+HUMAN, AUTOMATIC, EMPTY, COMPOSITE = 0, 1, 2, 3
+AND, XOR, OR, PARTIAL = 0, 1, 2, 3
+KIND = {"human": HUMAN, "automatic": AUTOMATIC, "empty": EMPTY, "composite": COMPOSITE}
+JOIN = {"and": AND, "xor": XOR, "or": OR, "partial": PARTIAL}
+SPLIT = {"and": AND, "xor": XOR, "or": OR}
+KIND_NAME = {v: k for k, v in KIND.items()}
+
+STRICT, CANCEL_REMAINING, IMPLICIT = 0, 1, 2
+COMPLETION = {"strict": STRICT, "cancel_remaining": CANCEL_REMAINING, "implicit": IMPLICIT}
+
+
+class Timer:
+    __slots__ = ("after", "on_timeout", "output", "result", "on_start")
+
+    def __init__(self, after: float, on_start: bool, on_timeout: str, result: str,
+                 output: dict[str, Any]) -> None:
+        self.after = after
+        self.on_start = on_start
+        self.on_timeout = on_timeout
+        self.result = result
+        self.output = output
+
+
+class MultipleInstance:
+    __slots__ = ("collect", "dynamic", "item_field", "items", "max", "min", "threshold")
+
+    def __init__(self, min_: int, max_: int | None, threshold: int | None, dynamic: bool,
+                 items: Guard | None, item_field: str, collect: str | None) -> None:
+        self.min = min_
+        self.max = max_
+        self.threshold = threshold
+        self.dynamic = dynamic
+        self.items = items
+        self.item_field = item_field
+        self.collect = collect
+
+
+class Task:
+    """One compiled task. Read-only after compilation."""
+
+    __slots__ = (
+        "action", "cancel_conds", "cancel_mask", "cancel_tasks", "checklist", "default",
+        "id", "idx", "join", "kind", "mi", "milestone_mask", "orjoin", "outputs",
+        "params", "postset", "preset", "preset_mask", "role", "routes", "spec", "split",
+        "threshold", "timer", "watch_busy", "watch_conds", "workflow",
+    )
+
+    def __init__(self, idx: int, spec: TaskSpec) -> None:
+        self.idx = idx
+        self.id = spec.id
+        self.spec = spec
+        self.kind = KIND[spec.kind]
+        self.join = JOIN[spec.join]
+        self.split = SPLIT[spec.split]
+        self.threshold = spec.threshold or 1
+        self.role = spec.role
+        self.action = spec.action
+        self.params = spec.params
+        self.workflow = spec.workflow
+        self.checklist: tuple[str, ...] = tuple(spec.checklist)
+        self.preset: tuple[int, ...] = ()
+        self.preset_mask = 0
+        self.postset: tuple[int, ...] = ()
+        # Guarded routes in evaluation order, and the default condition (-1: none).
+        self.routes: tuple[tuple[int, Guard], ...] = ()
+        self.default = -1
+        self.orjoin: tuple[tuple[int, int, int], ...] = ()  # (input bit, cond mask, task mask)
+        self.milestone_mask = 0
+        self.cancel_conds: tuple[int, ...] = ()
+        self.cancel_mask = 0
+        self.cancel_tasks: frozenset[int] = frozenset()
+        self.watch_conds = 0  # conditions whose change may change this task's enabling
+        self.watch_busy = 0  # tasks whose running items may change it (OR-join)
+        self.timer: Timer | None = None
+        self.mi: MultipleInstance | None = None
+        self.outputs: tuple[tuple[str, Guard], ...] = ()
+
+
+class Net:
+    """An immutable, integer-indexed workflow net. Built by `engine.compile`."""
+
+    __slots__ = (
+        "cond_ids", "cond_index", "completion", "end", "handovers", "has_triggers",
+        "persistent_mask", "spec", "start", "task_index", "tasks", "transient_mask",
+        "validate_data", "version", "warnings", "workflow_id",
+    )
+
+    def __init__(self, spec: WorkflowSpec, cond_ids: tuple[str, ...], tasks: tuple[Task, ...],
+                 start: int, end: int, handovers: tuple[tuple[str, Guard | None], ...],
+                 validate_data: Callable[[dict[str, Any]], None],
+                 transient_mask: int, persistent_mask: int) -> None:
+        self.spec = spec
+        self.workflow_id = spec.id
+        self.version = spec.version
+        self.cond_ids = cond_ids
+        self.cond_index = {c: i for i, c in enumerate(cond_ids)}
+        self.tasks = tasks
+        self.task_index = {t.id: t.idx for t in tasks}
+        self.start = start
+        self.end = end
+        self.completion = COMPLETION[spec.completion]
+        self.handovers = handovers
+        self.validate_data = validate_data
+        self.transient_mask = transient_mask
+        self.persistent_mask = persistent_mask
+        self.has_triggers = bool(transient_mask or persistent_mask)
+        self.warnings: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<Net {self.workflow_id} v{self.version}: {len(self.tasks)} tasks>"
+
+
+def is_enabled(t: Task, marked: int, busy: int, seen: int) -> bool:
+    """The join rule of task `t` for a marking (bitset), running tasks and partial-join memory."""
+    if t.milestone_mask and marked & t.milestone_mask != t.milestone_mask:
+        return False
+    m = marked & t.preset_mask
+    j = t.join
+    if j == AND:
+        return m == t.preset_mask
+    if not m:
+        return False
+    if j == XOR:
+        return True
+    if j == OR:
+        for bit, conds, tasks in t.orjoin:
+            if not marked & bit and (marked & conds or busy & tasks):
+                return False
+        return True
+    # PARTIAL: after firing, the join waits until every input has arrived once
+    # (late arrivals are absorbed); tokens on inputs already seen wait (WCP-28/30).
+    return not seen and m.bit_count() >= t.threshold
+
+
+def consumption(t: Task, marked: int) -> tuple[int, ...]:
+    """Which conditions firing `t` takes a token from (deterministic)."""
+    j = t.join
+    if j == AND:
+        return t.preset
+    if j == XOR:
+        for c in t.preset:
+            if marked >> c & 1:
+                return (c,)
+        return ()
+    return tuple(c for c in t.preset if marked >> c & 1)
