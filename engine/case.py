@@ -310,8 +310,9 @@ class Case:
     def _finish_item(self, it: WorkItem, t: Task, at: float, result: str | None,
                      merged: dict[str, Any], by: str | None) -> None:
         consumed = _consumption(t, self.marked) if it.state == ENABLED else ()
-        data = {**self.data, **merged} if merged else self.data
-        produced = self._route(t, data, result)
+        # Split guards see the case data as it will be after this completion: the
+        # output shadows the data (the same view as merging, without building it).
+        produced = self._route(t, {**merged, "result": result} if merged else {"result": result})
         if t.cancel_mask or t.cancel_tasks:
             self._cancel_region(t, at, consumed, keep=it.id)
         self._emit(WorkItemCompleted(it.id, at, result, merged or None, consumed, produced, by))
@@ -322,11 +323,11 @@ class Case:
         local = {**output, "result": result}
         return {f: self._eval(g, self.data, local) for f, g in t.outputs}
 
-    def _route(self, t: Task, data: dict[str, Any], result: str | None) -> tuple[int, ...]:
+    def _route(self, t: Task, local: dict[str, Any] | None) -> tuple[int, ...]:
         s = t.split
         if s == AND:
             return t.postset
-        local = {"result": result}
+        data = self.data
         if s == XOR:
             for c, g in t.routes:
                 if self._eval(g, data, local):
@@ -543,6 +544,7 @@ class Case:
     def _settle(self, at: float) -> None:
         net = self.net
         tasks = net.tasks
+        cond_watchers, busy_watchers = net.cond_watchers, net.busy_watchers
         steps = 0
         while self.status == ACTIVE:
             dirty, dbusy = self._dirty, self._dirty_busy
@@ -553,29 +555,44 @@ class Case:
                     net.completion == CANCEL_REMAINING or not self._orphans()):
                 self._finish_case(at)
                 return
+            # Which tasks could have changed: those watching a touched condition or a
+            # task whose running items changed (OR-joins). Visited in index order.
+            if dirty < 0 or dbusy < 0:
+                todo = net.all_tasks
+            else:
+                todo = 0
+                while dirty:
+                    low = dirty & -dirty
+                    todo |= cond_watchers[low.bit_length() - 1]
+                    dirty ^= low
+                while dbusy:
+                    low = dbusy & -dbusy
+                    todo |= busy_watchers[low.bit_length() - 1]
+                    dbusy ^= low
             busy = -1
-            for t in tasks:
-                if not (t.watch_conds & dirty or t.watch_busy & dbusy):
-                    continue
+            while todo:
+                low = todo & -todo
+                todo ^= low
+                t = tasks[low.bit_length() - 1]
                 steps += 1
                 if steps > _MAX_SETTLE_STEPS:
                     raise EngineError(f"workflow {net.workflow_id!r}: routing does not come "
                                       "to rest (a cycle of empty tasks?)")
-                if t.join == PARTIAL and self.seen and t.idx in self.seen:
+                join = t.join
+                if join == PARTIAL and self.seen and t.idx in self.seen:
                     late = self.marked & t.preset_mask & ~self.seen[t.idx]
                     if late:
                         self._emit(TokensRemoved(tuple(c for c in t.preset if late >> c & 1),
                                                  at, "arrived after the join fired", t.id))
-                if t.join == OR and busy < 0:
+                if join == OR and busy < 0:
                     busy = self._busy()
-                en = _is_enabled(t, self.marked, busy, self._seen(t))
+                en = _is_enabled(t, self.marked, busy, self._seen(t) if join == PARTIAL else 0)
                 has = t.idx in self.enabled
                 if en and not has:
                     if t.kind == EMPTY:
                         consumed = _consumption(t, self.marked)
                         merged = self._map_output(t, None, {}) if t.outputs else None
-                        data = {**self.data, **merged} if merged else self.data
-                        produced = self._route(t, data, None)
+                        produced = self._route(t, merged)
                         if t.cancel_mask or t.cancel_tasks:
                             self._cancel_region(t, at, consumed, keep=-1)
                         self._emit(TaskFired(t.id, at, consumed, produced, merged or None))
@@ -628,6 +645,7 @@ def _marked(tokens: list[int]) -> int:
 
 def _consume(case: Case, conds: Iterable[int]) -> None:
     tokens = case.tokens
+    marked, dirty = case.marked, case._dirty
     for c in conds:
         n = tokens[c] - 1
         if n < 0:
@@ -635,16 +653,19 @@ def _consume(case: Case, conds: Iterable[int]) -> None:
                               f"{case.net.cond_ids[c]!r}: the log does not fit this net")
         tokens[c] = n
         if not n:
-            case.marked &= ~(1 << c)
-        case._dirty |= 1 << c
+            marked &= ~(1 << c)
+        dirty |= 1 << c
+    case.marked, case._dirty = marked, dirty
 
 
 def _produce(case: Case, conds: Iterable[int]) -> None:
     tokens = case.tokens
+    bits = 0
     for c in conds:
         tokens[c] += 1
-        case.marked |= 1 << c
-        case._dirty |= 1 << c
+        bits |= 1 << c
+    case.marked |= bits
+    case._dirty |= bits
 
 
 def _fired(case: Case, t: Task, consumed: tuple[int, ...]) -> None:
@@ -722,7 +743,8 @@ def _a_completed(case: Case, e: WorkItemCompleted) -> None:
         del case.enabled[ti]
     if e.consumed:
         _consume(case, e.consumed)
-        _fired(case, case.net.tasks[ti], e.consumed)
+        if case.net.tasks[ti].join == PARTIAL:
+            _fired(case, case.net.tasks[ti], e.consumed)
     if it.parent >= 0:
         p = case.items.get(it.parent)
         if p is not None:

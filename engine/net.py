@@ -105,7 +105,7 @@ class Net:
     """An immutable, integer-indexed workflow net. Built by `engine.compile`."""
 
     __slots__ = (
-        "cond_ids", "cond_index", "completion", "end", "handovers", "has_triggers",
+        "all_tasks", "busy_watchers", "cond_ids", "cond_index", "cond_watchers", "completion", "end", "handovers", "has_triggers",
         "persistent_mask", "spec", "start", "task_index", "tasks", "transient_mask",
         "validate_data", "version", "warnings", "workflow_id",
     )
@@ -130,6 +130,20 @@ class Net:
         self.persistent_mask = persistent_mask
         self.has_triggers = bool(transient_mask or persistent_mask)
         self.warnings: tuple[str, ...] = ()
+        # Per condition / per task: the tasks (as a bitset) whose enabling may change
+        # when that condition's tokens or that task's running items change.
+        cw = [0] * len(cond_ids)
+        bw = [0] * len(tasks)
+        for t in tasks:
+            for c in range(len(cond_ids)):
+                if t.watch_conds >> c & 1:
+                    cw[c] |= 1 << t.idx
+            for u in range(len(tasks)):
+                if t.watch_busy >> u & 1:
+                    bw[u] |= 1 << t.idx
+        self.cond_watchers = tuple(cw)
+        self.busy_watchers = tuple(bw)
+        self.all_tasks = (1 << len(tasks)) - 1
 
     def __repr__(self) -> str:
         return f"<Net {self.workflow_id} v{self.version}: {len(self.tasks)} tasks>"
