@@ -137,8 +137,7 @@ class Case:
     @classmethod
     def create(cls, net: Net, case_id: str, data: dict[str, Any] | None, at: float,
                ) -> tuple[Case, list[Any]]:
-        data = dict(data or {})
-        net.validate_data(data)
+        data = net.validate_data(dict(data or {}))
         case = cls(net)
         out: list[Any] = []
         case._out = out
@@ -152,8 +151,9 @@ class Case:
         if self.status != COMPLETED or self.hand_on_to != net.workflow_id:
             raise CaseClosed(f"case {self.case_id!r} is not waiting to hand on to "
                              f"{net.workflow_id!r}")
-        net.validate_data(self.data)
-        return self._run(self._hand_on, net, at)
+        filled = net.validate_data(self.data)
+        defaults = {k: v for k, v in filled.items() if k not in self.data}
+        return self._run(self._hand_on, net, at, defaults or None)
 
     def start(self, ref: int | str, at: float, by: str | None = None) -> list[Any]:
         return self._run(self._start, ref, at, by)
@@ -212,7 +212,7 @@ class Case:
 
     # ------------------------------------------------------------- atomicity
     def _run(self, fn: Callable[..., None], *args: Any) -> list[Any]:
-        if self.status != ACTIVE and fn is not self._hand_on:
+        if self.status != ACTIVE and getattr(fn, "__func__", None) is not Case._hand_on:
             raise CaseClosed(f"case {self.case_id!r} is {self.status}")
         snap = (self.tokens[:], self.marked, dict(self.items), dict(self.enabled),
                 dict(self.seen) if self.seen else None, self.data, self.next_item,
@@ -237,9 +237,9 @@ class Case:
         self._out.append(event)  # type: ignore[union-attr]
 
     # ----------------------------------------------------------- command bodies
-    def _hand_on(self, net: Net, at: float) -> None:
+    def _hand_on(self, net: Net, at: float, defaults: dict[str, Any] | None) -> None:
         self.net = net
-        self._emit(CaseHandedOn(net.workflow_id, net.version, at))
+        self._emit(CaseHandedOn(net.workflow_id, net.version, at, defaults))
         self._settle(at)
 
     def _item(self, ref: int | str) -> WorkItem:
@@ -702,6 +702,8 @@ def _a_handed_on(case: Case, e: CaseHandedOn) -> None:
     case.hand_on_to = None
     case.closed_at = None
     case.done_tasks = 0
+    if e.defaults:
+        case.data = {**case.data, **e.defaults}
     _produce(case, (net.start,))
     case._dirty = case._dirty_busy = -1
     case.version += 1

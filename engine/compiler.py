@@ -9,6 +9,7 @@ space exploration, whose counter-example is reported as a firing sequence.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from typing import Any
 
@@ -380,13 +381,20 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 def _data_validator(schema: DataSchema | None) -> Any:
-    """A closure checking case data against the schema: 1002 missing, 1001 wrong type."""
+    """A closure checking case data against the schema: 1002 missing, 1001 wrong type.
+
+    Returns the data with declared defaults filled in (a new dict when any is).
+    """
     if schema is None or (not schema.required and not schema.properties):
         return _accept
     required = tuple(schema.required)
     props = tuple(schema.properties.items())
+    defaults = tuple((n, p.default) for n, p in props if p.default is not None)
 
-    def validate(data: dict[str, Any]) -> None:
+    def validate(data: dict[str, Any]) -> dict[str, Any]:
+        missing = [(n, v) for n, v in defaults if data.get(n) is None]
+        if missing:
+            data = {**data, **{n: copy.deepcopy(v) for n, v in missing}}
         for name in required:
             if data.get(name) is None:
                 raise DataInvalid(f"missing required field {name!r}", field=name, code=1002)
@@ -412,10 +420,11 @@ def _data_validator(schema: DataSchema | None) -> Any:
                 if p.maximum is not None and v > p.maximum:
                     raise DataInvalid(f"field {name!r} must be <= {p.maximum:g}", field=name,
                                       code=code)
+        return data
 
     return validate
 
 
-def _accept(data: dict[str, Any]) -> None:
-    return None
+def _accept(data: dict[str, Any]) -> dict[str, Any]:
+    return data
 

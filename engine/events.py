@@ -56,6 +56,7 @@ class CaseHandedOn(_Event):
     workflow_id: str
     version: int
     at: float
+    defaults: dict[str, Any] | None = None  # data defaults the next workflow declares
 
 
 class WorkItemEnabled(_Event):

@@ -115,6 +115,9 @@ class FieldSpec(_Spec):
     enum: list[Any] | None = None
     # Error code reported when the value is out of range (PIPELINE.md: 1003 for ACV).
     code: int | None = None
+    # Filled in when the case starts (or is handed on) without the field, so guards
+    # can route on it: a guard reading a missing field is an error, never a guess.
+    default: Any = None
 
 
 class DataSchema(_Spec):
