@@ -63,6 +63,7 @@ from .events import (
     WorkItemCompleted,
     WorkItemEnabled,
     WorkItemFailed,
+    WorkItemRetried,
     WorkItemStarted,
 )
 from .guards import Guard, GuardError, MissingField
@@ -168,6 +169,10 @@ class Case:
     def fail_item(self, ref: int | str, at: float, reason: str) -> list[Any]:
         return self._run(self._fail_item, ref, at, reason)
 
+    def retry_item(self, ref: int | str, at: float, by: str | None = None) -> list[Any]:
+        """Take a failed item up again (after an incident): it is started once more."""
+        return self._run(self._retry_item, ref, at, by)
+
     def cancel(self, at: float, reason: str = "cancelled") -> list[Any]:
         return self._run(self._cancel_case, at, reason)
 
@@ -261,7 +266,9 @@ class Case:
         if len(found) == 1:
             return found[0]
         if not found:
-            if self.done_tasks >> ti & 1:
+            # "Already completed" only for a task that cannot come round again; in a
+            # loop it is merely not enabled now.
+            if self.done_tasks >> ti & 1 and not self.net.tasks[ti].in_cycle:
                 raise AlreadyDone(f"task {ref!r} is already completed")
             raise NotEnabled(f"task {ref!r} is not enabled (enabled: "
                              f"{', '.join(self.enabled_tasks()) or 'none'})")
@@ -387,16 +394,22 @@ class Case:
             return
         mi = self.net.tasks[parent.task].mi
         assert mi is not None
-        need = parent.spawned if mi.threshold is None else mi.threshold
-        if parent.done >= need:
+        if mi.threshold is not None and parent.done >= mi.threshold:
             self._complete_mi(parent, at, "threshold reached")
+        elif not any(i.parent == parent_id for i in self.items.values()):
+            # Every instance is closed (some may have been cancelled): nothing more
+            # can arrive, so the task completes with what it has.
+            self._complete_mi(parent, at, "all instances closed")
 
     def _complete_mi(self, parent: WorkItem, at: float, why: str) -> None:
         t = self.net.tasks[parent.task]
         assert t.mi is not None
-        for it in list(self.items.values()):
-            if it.parent == parent.id:
-                self._emit(WorkItemCancelled(it.id, at, why))
+        # Without synchronisation (WCP-12), or when told to let them finish (WCP-34),
+        # the remaining instances live on; otherwise they are cancelled (WCP-35/36).
+        if t.mi.threshold != 0 and t.mi.cancel_rest:
+            for it in list(self.items.values()):
+                if it.parent == parent.id:
+                    self._emit(WorkItemCancelled(it.id, at, why))
         merged = {t.mi.collect: list(parent.outputs)} if t.mi.collect else {}
         self._finish_item(self.items[parent.id], t, at, None, merged, None)
 
@@ -466,19 +479,21 @@ class Case:
                 self._emit(WorkItemCancelled(child.id, at, reason))
         self._emit(WorkItemCancelled(it.id, at, reason, consumed))
         if it.parent >= 0:
-            self._after_instance_cancel(it.parent, at)
+            self._after_instance(it.parent, at)
         self._settle(at)
-
-    def _after_instance_cancel(self, parent_id: int, at: float) -> None:
-        parent = self.items.get(parent_id)
-        if parent is None:
-            return
-        if not any(i.parent == parent_id for i in self.items.values()):
-            self._complete_mi(parent, at, "all instances closed")
 
     def _fail_item(self, ref: int | str, at: float, reason: str) -> None:
         it = self._item(ref)
         self._emit(WorkItemFailed(it.id, at, reason))
+
+    def _retry_item(self, ref: int | str, at: float, by: str | None) -> None:
+        it = self._item(ref)
+        if it.state != FAILED:
+            raise NotEnabled(f"work item {it.id} is {it.state}, not failed")
+        self._emit(WorkItemRetried(it.id, at, by))
+        t = self.net.tasks[it.task]
+        if t.timer is not None:
+            self._emit(TimerSet(it.id, at + t.timer.after))
 
     def _cancel_case(self, at: float, reason: str) -> None:
         for it in list(self.items.values()):
@@ -520,9 +535,10 @@ class Case:
         if bit & self.net.transient_mask:
             busy = self._busy()
             marked = self.marked | bit
-            if not any(bit & t.preset_mask and _is_enabled(t, marked, busy, self._seen(t))
-                       for t in self.net.tasks):
-                return  # nobody is waiting: a transient trigger is lost (WCP-23)
+            if self.marked & bit or not any(
+                    bit & t.preset_mask and t.idx not in self.enabled
+                    and _is_enabled(t, marked, busy, self._seen(t)) for t in self.net.tasks):
+                return  # nobody is waiting for it: a transient trigger is lost (WCP-23)
         self._emit(TokensAdded((c,), at, f"signal {condition}"))  # type: ignore[arg-type]
         self._settle(at)
 
@@ -669,8 +685,12 @@ def _produce(case: Case, conds: Iterable[int]) -> None:
 
 
 def _fired(case: Case, t: Task, consumed: tuple[int, ...]) -> None:
-    """A partial join remembers which inputs arrived this round."""
-    if t.join == PARTIAL:
+    """A partial join remembers which inputs arrived this round.
+
+    One with a cancellation region (the cancelling discriminator, WCP-29/32) cancels
+    the branches it did not wait for, so nothing late can come: it resets at once.
+    """
+    if t.join == PARTIAL and not (t.cancel_mask or t.cancel_tasks):
         m = 0
         for c in consumed:
             m |= 1 << c
@@ -788,6 +808,15 @@ def _a_failed(case: Case, e: WorkItemFailed) -> None:
     case.version += 1
 
 
+def _a_retried(case: Case, e: WorkItemRetried) -> None:
+    it = case.items[e.item]._copy()
+    it.state = STARTED
+    it.by = e.by
+    case.items[e.item] = it
+    case._dirty_busy |= 1 << it.task
+    case.version += 1
+
+
 def _a_task_fired(case: Case, e: TaskFired) -> None:
     t = case.net.tasks[case.net.task_index[e.task]]
     _consume(case, e.consumed)
@@ -860,6 +889,7 @@ _APPLY: dict[type, Callable[[Case, Any], None]] = {
     WorkItemCompleted: _a_completed,
     WorkItemCancelled: _a_cancelled,
     WorkItemFailed: _a_failed,
+    WorkItemRetried: _a_retried,
     TaskFired: _a_task_fired,
     TokensRemoved: _a_tokens_removed,
     TokensAdded: _a_tokens_added,

@@ -24,6 +24,7 @@ from .net import (
     Net,
     Task,
     Timer,
+    make_relax,
 )
 from .spec import DataSchema, WorkflowSpec, decode_spec, parse_duration
 
@@ -148,6 +149,7 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
         t.preset = tuple(preset[i])
         t.preset_mask = _mask(t.preset)
         t.postset = tuple(c for _, c in outflows[i])
+        t.post_mask = _mask(t.postset)
         if not t.preset:
             add(Problem(base, f"task {ts.id!r} has no incoming flow"))
         if not t.postset:
@@ -217,6 +219,10 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
     if not problems:
         _check_reachability(spec, tasks, cond_ids, start, end, trig_t | trig_p, add)
         _precompute_orjoins(tasks, cond_in, len(cond_ids))
+        _mark_cycles(tasks)
+        for t in tasks:
+            if t.join == OR and _orjoin_in_loop(t, tasks):
+                t.relax = make_relax(t, tasks, trig_t | trig_p)
         for t in tasks:
             t.watch_conds = t.preset_mask | t.milestone_mask
             for _, conds, _tasks in t.orjoin:
@@ -297,7 +303,7 @@ def _compile_mi(mi: Any, base: str, add: Any) -> MultipleInstance | None:
     if not ok:
         return None
     return MultipleInstance(mi.min, mi.max, mi.threshold, mi.creation == "dynamic", items,
-                            mi.item_field, mi.collect)
+                            mi.item_field, mi.collect, mi.cancel_rest)
 
 
 def _check_reachability(spec: WorkflowSpec, tasks: list[Task], cond_ids: list[str],
@@ -340,13 +346,56 @@ def _check_reachability(spec: WorkflowSpec, tasks: list[Task], cond_ids: list[st
                         if ic not in back_c:
                             back_c.add(ic)
                             todo.append(ic)
+        # A thread that ends by being cancelled (WCP-18's change loop, say) needs no
+        # path to the end; the soundness check decides whether it is really cancelled.
+        cancellable = {u for t in tasks for u in t.cancel_tasks}
         for t in tasks:
-            if t.idx in seen_t and t.idx not in back_t:
+            if t.idx in seen_t and t.idx not in back_t and t.idx not in cancellable:
                 add(Problem(f"/tasks/{t.idx}", f"task {t.id!r} has no path to the end"))
     for i, c in enumerate(spec.conditions):
         ci = cond_ids.index(c.id)
         if ci not in seen_c and not triggers >> ci & 1:
             add(Problem(f"/conditions/{i}", f"condition {c.id!r} is unreachable"))
+
+
+def _orjoin_in_loop(t: Task, tasks: list[Task]) -> bool:
+    """Does anything that can feed one of t's inputs lie downstream of t?"""
+    consumers: dict[int, list[int]] = {}
+    for u in tasks:
+        for c in u.preset:
+            consumers.setdefault(c, []).append(u.idx)
+    downstream, todo = set(), list(t.postset)
+    seen = set(todo)
+    while todo:
+        for u in consumers.get(todo.pop(), ()):
+            if u not in downstream:
+                downstream.add(u)
+                for c in tasks[u].postset:
+                    if c not in seen:
+                        seen.add(c)
+                        todo.append(c)
+    feeders = 0
+    for _, _, busy in t.orjoin:
+        feeders |= busy
+    return any(feeders >> u & 1 for u in downstream)
+
+
+def _mark_cycles(tasks: list[Task]) -> None:
+    consumers: dict[int, list[int]] = {}
+    for t in tasks:
+        for c in t.preset:
+            consumers.setdefault(c, []).append(t.idx)
+    for t in tasks:
+        todo, seen = list(t.postset), set(t.postset)
+        while todo and not t.in_cycle:
+            for u in consumers.get(todo.pop(), ()):
+                if u == t.idx:
+                    t.in_cycle = True
+                    break
+                for c in tasks[u].postset:
+                    if c not in seen:
+                        seen.add(c)
+                        todo.append(c)
 
 
 def _precompute_orjoins(tasks: list[Task], cond_in: dict[int, list[int]], ncond: int) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "WorkItemCompleted",
     "WorkItemEnabled",
     "WorkItemFailed",
+    "WorkItemRetried",
     "WorkItemStarted",
     "decode_events",
     "encode_events",
@@ -97,6 +98,14 @@ class WorkItemFailed(_Event):
     reason: str = "failed"
 
 
+class WorkItemRetried(_Event):
+    """A failed item is taken up again (an incident resolved): it is STARTED once more."""
+
+    item: int
+    at: float
+    by: str | None = None
+
+
 class TaskFired(_Event):
     """An empty (routing) task fired: no work item, no person."""
 
@@ -153,6 +162,7 @@ Event = (
     | WorkItemCompleted
     | WorkItemCancelled
     | WorkItemFailed
+    | WorkItemRetried
     | TaskFired
     | TokensRemoved
     | TokensAdded

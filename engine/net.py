@@ -47,10 +47,13 @@ class Timer:
 
 
 class MultipleInstance:
-    __slots__ = ("collect", "dynamic", "item_field", "items", "max", "min", "threshold")
+    __slots__ = ("cancel_rest", "collect", "dynamic", "item_field", "items", "max", "min",
+                 "threshold")
 
     def __init__(self, min_: int, max_: int | None, threshold: int | None, dynamic: bool,
-                 items: Guard | None, item_field: str, collect: str | None) -> None:
+                 items: Guard | None, item_field: str, collect: str | None,
+                 cancel_rest: bool = True) -> None:
+        self.cancel_rest = cancel_rest
         self.min = min_
         self.max = max_
         self.threshold = threshold
@@ -65,8 +68,9 @@ class Task:
 
     __slots__ = (
         "action", "cancel_conds", "cancel_mask", "cancel_tasks", "checklist", "default",
-        "id", "idx", "join", "kind", "mi", "milestone_mask", "orjoin", "outputs",
-        "params", "postset", "preset", "preset_mask", "role", "routes", "spec", "split",
+        "id", "idx", "in_cycle", "join", "kind", "mi", "milestone_mask", "orjoin", "outputs",
+        "params", "post_mask", "postset", "preset", "preset_mask", "relax", "role", "routes",
+        "spec", "split",
         "threshold", "timer", "watch_busy", "watch_conds", "workflow",
     )
 
@@ -99,6 +103,11 @@ class Task:
         self.timer: Timer | None = None
         self.mi: MultipleInstance | None = None
         self.outputs: tuple[tuple[str, Guard], ...] = ()
+        self.in_cycle = False  # the task can come round again (a loop runs through it)
+        self.post_mask = 0
+        # For an OR-join inside a loop: the precise (relaxed reachability) test used when
+        # the structural one says a token might still come. None elsewhere.
+        self.relax: Callable[[int, int], bool] | None = None
 
 
 class Net:
@@ -164,11 +173,48 @@ def is_enabled(t: Task, marked: int, busy: int, seen: int) -> bool:
     if j == OR:
         for bit, conds, tasks in t.orjoin:
             if not marked & bit and (marked & conds or busy & tasks):
-                return False
+                # Structurally a token could still come. In an acyclic net that is the
+                # answer; inside a loop the path may lead through a join that itself
+                # waits for this one, so ask the relaxed reachability test.
+                return t.relax is not None and t.relax(marked, busy)
         return True
     # PARTIAL: after firing, the join waits until every input has arrived once
     # (late arrivals are absorbed); tokens on inputs already seen wait (WCP-28/30).
     return not seen and m.bit_count() >= t.threshold
+
+
+def make_relax(t: Task, tasks: tuple[Task, ...] | list[Task], triggers: int,
+               ) -> Callable[[int, int], bool]:
+    """The OR-join test of YAWL, in its delete-relaxed form.
+
+    From the current marking (plus whatever running work items will produce, plus
+    triggers from outside), compute every condition that could ever be marked while
+    `t` itself does not fire: tasks fire as soon as their join could be satisfied and
+    tokens are never used up. That over-approximates what can happen, so "no empty
+    input of t can ever be marked" is a safe licence to fire; unlike the structural
+    test it respects AND-joins, so a loop back through a join that waits for `t` does
+    not block `t` for ever.
+    """
+    others = [u for u in tasks if u.idx != t.idx]
+
+    def relax(marked: int, busy: int) -> bool:
+        reach = marked | triggers
+        for u in tasks:
+            if busy >> u.idx & 1:
+                reach |= u.post_mask
+        changed = True
+        while changed:
+            changed = False
+            for u in others:
+                if not u.post_mask & ~reach:
+                    continue
+                pm = u.preset_mask
+                if (reach & pm == pm) if u.join == AND else (reach & pm):
+                    reach |= u.post_mask
+                    changed = True
+        return not (t.preset_mask & ~marked & reach)
+
+    return relax
 
 
 def consumption(t: Task, marked: int) -> tuple[int, ...]:

@@ -39,6 +39,13 @@ class Verdict:
 
 
 def _outcomes(t: Task) -> list[tuple[int, ...]]:
+    # A timer that cancels on timeout withdraws the thread: the task may end producing
+    # nothing, and the net must still be able to complete.
+    dies = [()] if t.timer is not None and t.timer.on_timeout == "cancel" else []
+    return _split_outcomes(t) + dies
+
+
+def _split_outcomes(t: Task) -> list[tuple[int, ...]]:
     if t.split == AND or (not t.routes and t.default < 0):
         return [t.postset]
     options = [c for c, _ in t.routes]
@@ -104,7 +111,7 @@ def check(net: Net, state_bound: int = 20_000) -> Verdict:
                 for c in produced:
                     nt[c] += 1
                 ns = dict(seen)
-                if t.join == PARTIAL:
+                if t.join == PARTIAL and not (t.cancel_mask or t.cancel_tasks):
                     m = 0
                     for c in consumed:
                         m |= 1 << c

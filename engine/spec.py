@@ -63,6 +63,9 @@ class MultipleInstanceSpec(_Spec):
     item_field: str = "item"
     # Case field that receives the list of instance outputs when the task completes.
     collect: str | None = None
+    # When the threshold is reached: cancel the unfinished instances (default), or let
+    # them run on without further effect (WCP-34).
+    cancel_rest: bool = True
 
 
 class TaskSpec(_Spec):
