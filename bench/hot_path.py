@@ -43,11 +43,11 @@ ROUNDS = ("SendToSalesManager", "SendToLegal", "SendToFinance", "ExecutiveCheck"
 APPROVED = {"approval": "APPROVED"}
 
 
-def load_net():  # noqa: ANN201
+def load_net():
     return compile_document((ROOT / "specs" / "deal-approval-gate.json").read_text())
 
 
-def create_cases(net, n: int) -> list[Case]:  # noqa: ANN001
+def create_cases(net, n: int) -> list[Case]:
     cases = []
     for i in range(n):
         data = dict(DEAL)
@@ -67,7 +67,7 @@ def complete_all(cases: list[Case]) -> int:
     return n
 
 
-def bytes_per_open_case(net, n: int) -> float:  # noqa: ANN001
+def bytes_per_open_case(net, n: int) -> float:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()

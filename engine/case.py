@@ -306,7 +306,7 @@ class Case:
             if missing:
                 raise ChecklistIncomplete(f"task {t.id!r} needs checklist items: "
                                           f"{', '.join(missing)}", field="output_data.checklist")
-        merged = self._map_output(t, result, output)
+        merged = self._map_output(t, result, output) if t.outputs else output
         if it.parent >= 0:
             self._emit(WorkItemCompleted(it.id, at, result, merged or None, by=by))
             self._after_instance(it.parent, at)
@@ -335,13 +335,22 @@ class Case:
         if s == AND:
             return t.postset
         data = self.data
-        if s == XOR:
+        g = None
+        try:  # one try around the loop: guards run on the hot path
+            if s == XOR:
+                for c, g in t.routes:
+                    if g(data, local):
+                        return (c,)
+                return (t.default,)
+            chosen = []
             for c, g in t.routes:
-                if self._eval(g, data, local):
-                    return (c,)
-            return (t.default,)
-        chosen = tuple(c for c, g in t.routes if self._eval(g, data, local))
-        return chosen or (t.default,)
+                if g(data, local):
+                    chosen.append(c)
+        except GuardError:
+            assert g is not None
+            self._eval(g, data, local)  # re-raise as GuardFailed naming the field
+            raise
+        return tuple(chosen) or (t.default,)
 
     @staticmethod
     def _eval(g: Guard, data: dict[str, Any], local: dict[str, Any] | None) -> Any:
@@ -502,6 +511,8 @@ class Case:
         self._emit(CaseCancelled(at, reason))
 
     def _remove_all_tokens(self, at: float, reason: str, keep: int = -1) -> None:
+        if keep >= 0 and self.marked == 1 << keep and self.tokens[keep] == 1:
+            return  # the usual end: one token on the end condition and nothing else
         removed = tuple(c for c, n in enumerate(self.tokens)
                         for _ in range(n - (c == keep)))
         if removed:
@@ -586,16 +597,13 @@ class Case:
                     todo |= busy_watchers[low.bit_length() - 1]
                     dbusy ^= low
             busy = -1
+            enabled = self.enabled
             while todo:
                 low = todo & -todo
                 todo ^= low
                 t = tasks[low.bit_length() - 1]
-                steps += 1
-                if steps > _MAX_SETTLE_STEPS:
-                    raise EngineError(f"workflow {net.workflow_id!r}: routing does not come "
-                                      "to rest (a cycle of empty tasks?)")
                 join = t.join
-                if join == PARTIAL and self.seen and t.idx in self.seen:
+                if self.seen and join == PARTIAL and t.idx in self.seen:
                     late = self.marked & t.preset_mask & ~self.seen[t.idx]
                     if late:
                         self._emit(TokensRemoved(tuple(c for c in t.preset if late >> c & 1),
@@ -603,9 +611,13 @@ class Case:
                 if join == OR and busy < 0:
                     busy = self._busy()
                 en = _is_enabled(t, self.marked, busy, self._seen(t) if join == PARTIAL else 0)
-                has = t.idx in self.enabled
+                has = t.idx in enabled
                 if en and not has:
                     if t.kind == EMPTY:
+                        steps += 1
+                        if steps > _MAX_SETTLE_STEPS:
+                            raise EngineError(f"workflow {net.workflow_id!r}: routing does not "
+                                              "come to rest (a cycle of empty tasks?)")
                         consumed = _consumption(t, self.marked)
                         merged = self._map_output(t, None, {}) if t.outputs else None
                         produced = self._route(t, merged)
@@ -626,7 +638,7 @@ class Case:
                         self._spawn(self.items[iid], t, at)
                         busy = -1
                 elif has and not en:
-                    self._emit(WorkItemCancelled(self.enabled[t.idx], at, "withdrawn"))
+                    self._emit(WorkItemCancelled(enabled[t.idx], at, "withdrawn"))
         if self.status == ACTIVE and not self.items and not net.has_triggers:
             if net.completion == IMPLICIT:
                 self._finish_case(at)

@@ -279,11 +279,10 @@ def _compile_split(t: Task, outs: list[tuple[int, int]], spec: WorkflowSpec,
         # and also when no guard holds at all (YAWL's OR-split default).
         if f.when is not None and fi in guards:
             routes.append((c, guards[fi]))
-    if len(outs) > 1 or routes:
-        if len(defaults) != 1:
-            add(Problem(f"{base}/split", f"task {t.id!r} has a {spec.tasks[t.idx].split} split: "
-                        f"exactly one outgoing flow must be the default (no guard), "
-                        f"found {len(defaults)}"))
+    if (len(outs) > 1 or routes) and len(defaults) != 1:
+        add(Problem(f"{base}/split", f"task {t.id!r} has a {spec.tasks[t.idx].split} split: "
+                    f"exactly one outgoing flow must be the default (no guard), "
+                    f"found {len(defaults)}"))
     t.routes = tuple(routes)
     t.default = defaults[0] if defaults else -1
 

@@ -35,7 +35,7 @@ COMPLETION = {"strict": STRICT, "cancel_remaining": CANCEL_REMAINING, "implicit"
 
 
 class Timer:
-    __slots__ = ("after", "on_timeout", "output", "result", "on_start")
+    __slots__ = ("after", "on_start", "on_timeout", "output", "result")
 
     def __init__(self, after: float, on_start: bool, on_timeout: str, result: str,
                  output: dict[str, Any]) -> None:
@@ -114,9 +114,25 @@ class Net:
     """An immutable, integer-indexed workflow net. Built by `engine.compile`."""
 
     __slots__ = (
-        "all_tasks", "busy_watchers", "cond_ids", "cond_index", "cond_watchers", "completion", "end", "handovers", "has_triggers",
-        "persistent_mask", "spec", "start", "task_index", "tasks", "transient_mask",
-        "validate_data", "version", "warnings", "workflow_id",
+        "all_tasks",
+        "busy_watchers",
+        "completion",
+        "cond_ids",
+        "cond_index",
+        "cond_watchers",
+        "end",
+        "handovers",
+        "has_triggers",
+        "persistent_mask",
+        "spec",
+        "start",
+        "task_index",
+        "tasks",
+        "transient_mask",
+        "validate_data",
+        "version",
+        "warnings",
+        "workflow_id",
     )
 
     def __init__(self, spec: WorkflowSpec, cond_ids: tuple[str, ...], tasks: tuple[Task, ...],

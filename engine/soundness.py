@@ -19,7 +19,18 @@ from collections import deque
 from itertools import combinations
 
 from .errors import Problem
-from .net import AND, CANCEL_REMAINING, EMPTY, IMPLICIT, PARTIAL, XOR, Net, Task, consumption, is_enabled
+from .net import (
+    AND,
+    CANCEL_REMAINING,
+    EMPTY,
+    IMPLICIT,
+    PARTIAL,
+    XOR,
+    Net,
+    Task,
+    consumption,
+    is_enabled,
+)
 
 __all__ = ["Verdict", "check"]
 

@@ -28,7 +28,7 @@ DEAL = {"deal_name": "TechCorp", "customer_name": "TechCorp", "deal_acv": 600000
         "discount_percent": 0}
 
 
-def gate():  # noqa: ANN201
+def gate():
     return compile_document((SPECS / "deal-approval-gate.json").read_text())
 
 

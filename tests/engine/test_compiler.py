@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from engine import SpecError, compile_document
 
 def seq(*tasks: str, **extra: Any) -> dict[str, Any]:
     flows = [{"from": "start", "to": tasks[0]}]
-    flows += [{"from": a, "to": b} for a, b in zip(tasks, tasks[1:], strict=False)]
+    flows += [{"from": a, "to": b} for a, b in itertools.pairwise(tasks)]
     flows.append({"from": tasks[-1], "to": "end"})
     return {"id": "wf", "tasks": [{"id": t} for t in tasks], "flows": flows, **extra}
 
