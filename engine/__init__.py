@@ -10,7 +10,7 @@
 Every command returns the events it caused; `replay(events, net)` rebuilds the case.
 """
 
-from .case import ENABLED, FAILED, STARTED, Case, WorkItem, replay
+from .case import ENABLED, FAILED, STARTED, Case, CaseSnapshot, WorkItem, replay
 from .compiler import compile, compile_document
 from .errors import (
     AlreadyDone,
@@ -38,6 +38,7 @@ __all__ = [
     "AlreadyDone",
     "Case",
     "CaseClosed",
+    "CaseSnapshot",
     "ChecklistIncomplete",
     "DataInvalid",
     "EngineError",

@@ -38,6 +38,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
+
 from .errors import (
     AlreadyDone,
     CaseClosed,
@@ -71,7 +73,7 @@ from .net import AND, CANCEL_REMAINING, EMPTY, IMPLICIT, OR, PARTIAL, XOR, Net, 
 from .net import consumption as _consumption
 from .net import is_enabled as _is_enabled
 
-__all__ = ["ENABLED", "FAILED", "STARTED", "Case", "WorkItem", "replay"]
+__all__ = ["ENABLED", "FAILED", "STARTED", "Case", "CaseSnapshot", "WorkItem", "replay"]
 
 ENABLED, STARTED, FAILED = "enabled", "started", "failed"
 ACTIVE, COMPLETED, CANCELLED, CASE_FAILED = "active", "completed", "cancelled", "failed"
@@ -107,6 +109,23 @@ class WorkItem:
 
     def __repr__(self) -> str:
         return f"<WorkItem {self.id} task#{self.task} {self.state}>"
+
+
+class CaseSnapshot(msgspec.Struct, array_like=True, gc=False):
+    case_id: str
+    workflow_id: str
+    workflow_version: int
+    status: str
+    data: dict[str, Any]
+    tokens: list[int]
+    items: list[tuple[Any, ...]]
+    seen: dict[int, int] | None
+    next_item: int
+    done_tasks: int
+    hand_on_to: str | None
+    created_at: float
+    closed_at: float | None
+    version: int
 
 
 class Case:
@@ -190,6 +209,41 @@ class Case:
     def force_complete(self, ref: int | str, at: float) -> list[Any]:
         """Complete a multiple-instance task now, cancelling unfinished instances."""
         return self._run(self._force_complete, ref, at)
+
+    # ----------------------------------------------------------------- snapshots
+    def snapshot(self) -> CaseSnapshot:
+        """The whole state as plain data, so a long log need not be replayed."""
+        return CaseSnapshot(
+            self.case_id, self.net.workflow_id, self.net.version, self.status, self.data,
+            list(self.tokens),
+            [(i.id, i.task, i.state, i.enabled_at, i.parent, i.data, i.started_at, i.by, i.due,
+              i.spawned, i.done, list(i.outputs)) for i in self.items.values()],
+            dict(self.seen) if self.seen else None, self.next_item, self.done_tasks,
+            self.hand_on_to, self.created_at, self.closed_at, self.version)
+
+    @classmethod
+    def restore(cls, net: Net, snap: CaseSnapshot) -> Case:
+        if (net.workflow_id, net.version) != (snap.workflow_id, snap.workflow_version):
+            raise EngineError(f"snapshot of {snap.workflow_id} v{snap.workflow_version} "
+                              f"cannot be restored on {net.workflow_id} v{net.version}")
+        case = cls(net)
+        case.case_id, case.status, case.data = snap.case_id, snap.status, snap.data
+        case.tokens = list(snap.tokens)
+        case.marked = _marked(case.tokens)
+        for (iid, task, state, enabled_at, parent, data, started_at, by, due, spawned, done,
+             outputs) in snap.items:
+            it = WorkItem(iid, task, state, enabled_at, parent, data)
+            it.started_at, it.by, it.due = started_at, by, due
+            it.spawned, it.done, it.outputs = spawned, done, tuple(outputs)
+            case.items[iid] = it
+            if state == ENABLED and parent < 0:
+                case.enabled[task] = iid
+        case.seen = {int(k): v for k, v in snap.seen.items()} if snap.seen else None
+        case.next_item, case.done_tasks = snap.next_item, snap.done_tasks
+        case.hand_on_to, case.created_at, case.closed_at = (snap.hand_on_to, snap.created_at,
+                                                            snap.closed_at)
+        case.version = snap.version
+        return case
 
     # ------------------------------------------------------------------- views
     @property

@@ -1,0 +1,126 @@
+"""The ports the runtime consults: a store, a clock, and the policies MAPE-K may set.
+
+They are Protocols defined here, next to their user, so that actors/ depends on no
+adapter: SQLite or PostgreSQL stores, the system clock and the MAPE-K policy store
+implement them from above.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import msgspec
+
+
+class CaseRow(msgspec.Struct, gc=False):
+    """The cases projection: one row per case, updated with every append."""
+
+    case_id: str
+    workflow_id: str
+    workflow_version: int
+    state: str
+    created_at: float
+    updated_at: float
+    closed_at: float | None
+    seq: int  # events in the case's log
+
+
+class ItemRow(msgspec.Struct, gc=False):
+    """The open work items projection (worklists, least-loaded assignment, timers)."""
+
+    case_id: str
+    item: int
+    task: str
+    kind: str  # human | automatic | composite
+    role: str | None
+    state: str  # enabled | started | failed
+    enabled_at: float
+    due: float | None
+    assignee: str | None = None
+
+
+class Append(msgspec.Struct, gc=False):
+    """One case's new events with the projection changes they cause.
+
+    `first_seq` is the sequence number of the first event (expected version + 1): a
+    store must refuse the append if the case already has an event with that number.
+    """
+
+    case_id: str
+    first_seq: int
+    events: list[Any]
+    case: CaseRow
+    item_upserts: list[ItemRow]
+    item_deletes: list[int]
+    snapshot: bytes | None = None  # the state after these events, msgpack
+
+
+class StoredCase(msgspec.Struct):
+    case_id: str
+    snapshot: bytes | None  # the latest snapshot, if any
+    snapshot_seq: int  # events covered by it (0 without one)
+    events: list[Any]  # the events after the snapshot, in order
+
+
+class SpecRow(msgspec.Struct):
+    workflow_id: str
+    version: int
+    digest: str
+    document: str
+    registered_at: float
+
+
+class TimerRow(msgspec.Struct):
+    case_id: str
+    item: int
+    due: float
+
+
+class AppendConflict(Exception):
+    """Another writer appended to the case first (optimistic concurrency)."""
+
+    def __init__(self, case_id: str, seq: int) -> None:
+        super().__init__(f"case {case_id!r} already has event {seq}: concurrent writer")
+        self.case_id = case_id
+        self.seq = seq
+
+
+class EventStore(Protocol):
+    async def append(self, batch: Append) -> None:
+        """Queue the append synchronously, then return once it is durable (COMMIT).
+
+        The queueing happens before the first suspension point, so appends are
+        committed in the order the runtime made them. Raises AppendConflict.
+        """
+        ...
+
+    async def load(self, case_id: str) -> StoredCase | None: ...
+
+    async def case_exists(self, case_id: str) -> bool: ...
+
+    async def save_spec(self, row: SpecRow) -> None: ...
+
+    async def specs(self) -> list[SpecRow]: ...
+
+    async def pending_timers(self) -> list[TimerRow]: ...
+
+    async def open_items(self, kind: str | None = None) -> list[ItemRow]: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    async def sleep_until(self, deadline: float) -> None: ...
+
+
+class RoutingPolicy(Protocol):
+    """What MAPE-K may decide for new work items (dispatch windows, preferred people)."""
+
+    def dispatch_delay(self, workflow_id: str, task: str, now: float) -> float:
+        """Seconds to hold a new work item before it is offered (0: at once)."""
+        ...
+
+
+class NoPolicy:
+    def dispatch_delay(self, workflow_id: str, task: str, now: float) -> float:
+        return 0.0

@@ -1,0 +1,426 @@
+"""The runtime: one lightweight actor per live case, over a durable event store.
+
+Theory of operation
+-------------------
+A case actor is a resident `Case` (the engine's state machine) plus bookkeeping. It
+has no task of its own: an idle case costs only its state, and a passivated one
+costs nothing. A message to a case (create, start, complete, cancel, fire a timer,
+an action's result) is handled by the sender's task:
+
+1. find the actor; if it is not resident, activate it: load the latest snapshot and
+   the events after it from the store. Concurrent messages for a case that is being
+   activated wait for that one activation and are then handled in arrival order;
+2. run the engine command -- synchronous, no suspension point -- and hand the
+   resulting events (and the projection rows they imply) to the store's group
+   commit queue, still without suspending. Because nothing can interleave between
+   the command and the queueing, messages to one case are handled one at a time in
+   arrival order and their appends are committed in that order, while messages to
+   different cases run concurrently;
+3. wait for COMMIT, then acknowledge. A command is acknowledged only after its
+   events are durable. Side effects (timers to arm, automatic actions to run) are
+   started only after COMMIT, so nothing acts on a state that might be lost.
+
+If a handler raises something other than an engine refusal, or the append fails,
+the actor is dropped: its next message rebuilds it from the log, so a failure never
+leaves a half-applied state in memory (engine refusals are atomic and leave the case
+as it was). Hand-over to the next workflow happens in the same step as the
+completion that causes it: one append, one case id, one history.
+
+Actors are passivated least-recently-used first beyond a resident cap, and after an
+idle time. Timers are events in the log and rows in the items projection; after a
+restart `start()` re-arms every pending timer and resumes every automatic item.
+Nothing here reads the wall clock: time comes from the injected `Clock`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+
+from engine import Case, CaseSnapshot, EngineError, Net, replay
+from engine.events import TimerSet, WorkItemEnabled
+from engine.net import AUTOMATIC
+
+from .actions import ActionContext, ActionRegistry, Incident
+from .ports import Append, AppendConflict, Clock, EventStore, NoPolicy, RoutingPolicy
+from .projection import case_row, item_changes
+
+Command = Callable[[Case], list[Any]]
+
+
+class CaseNotFound(EngineError):
+    code = 2003
+    kind = "not_found"
+
+
+class CaseExists(EngineError):
+    code = 2002
+    kind = "conflict"
+
+
+class WorkflowNotFound(EngineError):
+    code = 2001
+    kind = "not_found"
+
+
+class ActorFault(Exception):
+    """A handler failed unexpectedly; the case is rebuilt from its log on next use."""
+
+
+class _Actor:
+    __slots__ = ("case", "snap_seq")
+
+    def __init__(self, case: Case, snap_seq: int) -> None:
+        self.case = case
+        self.snap_seq = snap_seq
+
+
+class Runtime:
+    def __init__(self, store: EventStore, clock: Clock, actions: ActionRegistry | None = None,
+                 policy: RoutingPolicy | None = None, *, snapshot_every: int = 100,
+                 resident_cap: int = 250_000, idle_timeout: float | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.actions = actions or ActionRegistry()
+        self.policy = policy or NoPolicy()
+        self.snapshot_every = snapshot_every
+        self.resident_cap = resident_cap
+        self.idle_timeout = idle_timeout
+        self._nets: dict[tuple[str, int], Net] = {}
+        self._latest: dict[str, Net] = {}
+        self._resident: OrderedDict[str, _Actor] = OrderedDict()
+        self._last_used: dict[str, float] = {}
+        self._activating: dict[str, anyio.Event] = {}
+        self._tg: TaskGroup | None = None
+        self._timers: list[tuple[float, int, str, int]] = []
+        self._timer_seq = itertools.count()
+        self._timer_wake = anyio.Event()
+        self._timer_scope: anyio.CancelScope | None = None
+        self._timer_sleeping_until = 0.0
+        self.incidents: list[Incident] = []
+        self._busy = 0  # runnable work units (not sleeping on the clock)
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    # ----------------------------------------------------------------- workflows
+    def add_net(self, net: Net) -> None:
+        self._nets[(net.workflow_id, net.version)] = net
+        cur = self._latest.get(net.workflow_id)
+        if cur is None or net.version >= cur.version:
+            self._latest[net.workflow_id] = net
+
+    def net(self, workflow_id: str, version: int | None = None) -> Net:
+        net = (self._latest.get(workflow_id) if version is None
+               else self._nets.get((workflow_id, version)))
+        if net is None:
+            raise WorkflowNotFound(f"workflow {workflow_id!r} is not registered",
+                                   field="workflow_id")
+        return net
+
+    def workflows(self) -> list[Net]:
+        return list(self._latest.values())
+
+    # ----------------------------------------------------------------- lifecycle
+    async def __aenter__(self) -> Runtime:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._timer_loop)
+        if self.idle_timeout:
+            self._tg.start_soon(self._passivation_loop)
+        await self._recover()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        return await self._tg.__aexit__(*exc)
+
+    async def _recover(self) -> None:
+        """After a restart: re-arm pending timers, resume automatic work items."""
+        for t in await self.store.pending_timers():
+            self._arm(t.due, t.case_id, t.item)
+        for it in await self.store.open_items("automatic"):
+            if it.state != "failed":
+                self._spawn_action(it.case_id, it.item)
+
+    # ------------------------------------------------------------------ messages
+    async def create(self, workflow_id: str, case_id: str, data: dict[str, Any] | None,
+                     ) -> Case:
+        net = self.net(workflow_id)
+        # A passivated case with this id is caught by the store: its first event
+        # number is taken, and the append fails with a conflict.
+        if case_id in self._resident or case_id in self._activating:
+            raise CaseExists(f"case {case_id!r} already exists", field="case_id")
+        now = self.clock.now()
+        case, events = Case.create(net, case_id, data, now)
+        events += self._hand_on(case, now)
+        actor = _Actor(case, 0)
+        self._resident[case_id] = actor
+        try:
+            await self._commit(actor, events, now, first_seq=1)
+        except AppendConflict:
+            raise CaseExists(f"case {case_id!r} already exists", field="case_id") from None
+        self._passivate_over_cap()
+        return case
+
+    async def tell(self, case_id: str, command: Command) -> Case:
+        """Handle one command for a case; returns the case once its events are durable."""
+        actor = self._resident.get(case_id)
+        if actor is None:
+            actor = await self._activate(case_id)
+        else:
+            self._resident.move_to_end(case_id)
+        case = actor.case
+        now = self.clock.now()
+        first = case.version + 1
+        try:
+            events = command(case)
+            events += self._hand_on(case, now)
+        except EngineError:
+            raise  # a refusal: the engine left the case exactly as it was
+        except Exception as exc:
+            self._drop(case_id)
+            raise ActorFault(f"case {case_id!r}: handler failed ({exc!r}); it will be "
+                             "rebuilt from its log") from exc
+        if events:
+            await self._commit(actor, events, now, first_seq=first)
+        return case
+
+    async def get(self, case_id: str) -> Case:
+        """The current state of a case (activating it if need be). Do not mutate it."""
+        actor = self._resident.get(case_id)
+        return (actor or await self._activate(case_id)).case
+
+    # convenience wrappers with the clock's time ------------------------------------
+    async def complete(self, case_id: str, ref: int | str, result: str | None = None,
+                       output: dict[str, Any] | None = None, by: str | None = None) -> Case:
+        return await self.tell(case_id, lambda c: c.complete(ref, self.clock.now(), result,
+                                                             output, by))
+
+    async def start(self, case_id: str, ref: int | str, by: str | None = None) -> Case:
+        return await self.tell(case_id, lambda c: c.start(ref, self.clock.now(), by))
+
+    async def cancel(self, case_id: str, reason: str = "cancelled") -> Case:
+        return await self.tell(case_id, lambda c: c.cancel(self.clock.now(), reason))
+
+    async def retry(self, case_id: str, item: int, by: str | None = None) -> Case:
+        case = await self.tell(case_id, lambda c: c.retry_item(item, self.clock.now(), by))
+        self.incidents = [i for i in self.incidents
+                          if not (i.case_id == case_id and i.item == item)]
+        if item in case.items and case.net.tasks[case.items[item].task].kind == AUTOMATIC:
+            self._spawn_action(case_id, item, started=True)
+        return case
+
+    # ------------------------------------------------------------------ internals
+    def _hand_on(self, case: Case, now: float) -> list[Any]:
+        events: list[Any] = []
+        while case.status == "completed" and case.hand_on_to in self._latest:
+            events += case.hand_on(self._latest[case.hand_on_to], now)  # type: ignore[index]
+        return events
+
+    async def _commit(self, actor: _Actor, events: list[Any], now: float, first_seq: int,
+                      ) -> None:
+        case = actor.case
+        upserts, deletes = item_changes(case, events)
+        snapshot = None
+        if case.version - actor.snap_seq >= self.snapshot_every:
+            snapshot = msgspec.msgpack.encode(case.snapshot())
+            actor.snap_seq = case.version
+        batch = Append(case.case_id, first_seq, events, case_row(case, now), upserts, deletes,
+                       snapshot)
+        self._last_used[case.case_id] = now
+        try:
+            await self.store.append(batch)
+        except BaseException:
+            self._drop(case.case_id)  # memory is ahead of the log: rebuild on next use
+            raise
+        self._after_commit(case, events)
+
+    def _after_commit(self, case: Case, events: list[Any]) -> None:
+        tasks = case.net.tasks
+        for e in events:
+            if type(e) is TimerSet:
+                self._arm(e.due, case.case_id, e.item)
+            elif type(e) is WorkItemEnabled and e.item in case.items:
+                t = tasks[case.net.task_index[e.task]]
+                if t.kind == AUTOMATIC and (t.mi is None or e.parent >= 0):
+                    self._spawn_action(case.case_id, e.item)
+
+    async def _activate(self, case_id: str) -> _Actor:
+        while case_id in self._activating:
+            await self._activating[case_id].wait()
+            actor = self._resident.get(case_id)
+            if actor is not None:
+                return actor
+        done = self._activating[case_id] = anyio.Event()
+        try:
+            stored = await self.store.load(case_id)
+            if stored is None:
+                raise CaseNotFound(f"case {case_id!r} not found", field="case_id")
+            if stored.snapshot is not None:
+                snap = msgspec.msgpack.decode(stored.snapshot, type=CaseSnapshot)
+                case = Case.restore(self.net(snap.workflow_id, snap.workflow_version), snap)
+                for e in stored.events:
+                    if type(e).__name__ == "CaseHandedOn":
+                        case.net = self.net(e.workflow_id, e.version)
+                    case.apply(e)
+                case._dirty = case._dirty_busy = 0
+            else:
+                case = replay(stored.events, self.net)
+            actor = _Actor(case, stored.snapshot_seq)
+            self._resident[case_id] = actor
+            self._last_used[case_id] = self.clock.now()
+            self._passivate_over_cap()
+            return actor
+        finally:
+            del self._activating[case_id]
+            done.set()
+
+    def _drop(self, case_id: str) -> None:
+        self._resident.pop(case_id, None)
+        self._last_used.pop(case_id, None)
+
+    def _passivate_over_cap(self) -> None:
+        while len(self._resident) > self.resident_cap:
+            case_id, _ = self._resident.popitem(last=False)
+            self._last_used.pop(case_id, None)
+
+    @property
+    def resident(self) -> int:
+        return len(self._resident)
+
+    async def _passivation_loop(self) -> None:
+        assert self.idle_timeout
+        while True:
+            await self.clock.sleep_until(self.clock.now() + self.idle_timeout / 2)
+            horizon = self.clock.now() - self.idle_timeout
+            for case_id in [c for c, t in self._last_used.items() if t < horizon]:
+                self._drop(case_id)
+
+    # ------------------------------------------------------------------- timers
+    def _arm(self, due: float, case_id: str, item: int) -> None:
+        heapq.heappush(self._timers, (due, next(self._timer_seq), case_id, item))
+        if self._timer_scope is not None and due < self._timer_sleeping_until:
+            self._timer_scope.cancel()  # an earlier deadline: re-plan the sleep
+        self._timer_wake.set()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            if not self._timers:
+                self._timer_wake = anyio.Event()
+                await self._timer_wake.wait()
+                continue
+            due = self._timers[0][0]
+            if due > self.clock.now():
+                with anyio.CancelScope() as scope:
+                    self._timer_scope, self._timer_sleeping_until = scope, due
+                    await self.clock.sleep_until(due)
+                self._timer_scope = None
+                continue
+            _, _, case_id, item = heapq.heappop(self._timers)
+            self._work(+1)
+            try:
+                await self.tell(case_id, lambda c, i=item: c.fire_timer(i, self.clock.now()))
+            except (EngineError, ActorFault):
+                pass  # the case is closed or gone: the timer has nothing left to do
+            finally:
+                self._work(-1)
+
+    # ------------------------------------------------------------------ actions
+    def _spawn_action(self, case_id: str, item: int, started: bool = False) -> None:
+        assert self._tg is not None
+        self._work(+1)
+        self._tg.start_soon(self._run_action, case_id, item, started)
+
+    async def _run_action(self, case_id: str, item: int, started: bool) -> None:
+        try:
+            await self._action(case_id, item, started)
+        finally:
+            self._work(-1)
+
+    async def _action(self, case_id: str, item: int, started: bool) -> None:
+        try:
+            case = await self.get(case_id)
+        except (CaseNotFound, WorkflowNotFound):
+            return
+        it = case.items.get(item)
+        if it is None:
+            return
+        t = case.net.tasks[it.task]
+        name = t.action or ""
+        delay = t.params.get("delay")
+        if delay and it.state == "enabled":
+            from engine import parse_duration
+
+            await self._sleep(self.clock.now() + parse_duration(delay))
+        if it.state == "enabled" and not started:
+            try:  # claim it: in a deferred choice this is the moment the choice is made
+                case = await self.tell(case_id, lambda c: c.start(item, self.clock.now(),
+                                                                  f"action:{name}"))
+            except EngineError:
+                return  # withdrawn meanwhile (another branch won) or already done
+        handler = self.actions.get(name)
+        policy = self.actions.retry
+        error = f"no handler registered for action {name!r}"
+        attempt = 0
+        while handler is not None and attempt < policy.attempts:
+            attempt += 1
+            cur = case.items.get(item)
+            if cur is None:
+                return
+            ctx = ActionContext(case_id, item, t.id, name, dict(t.params), dict(case.data),
+                                attempt, self.clock.now())
+            try:
+                with anyio.fail_after(policy.timeout):
+                    out = await handler(ctx)
+            except Exception as exc:  # the action's own failure: retry with backoff
+                error = f"{type(exc).__name__}: {exc}"
+                if attempt < policy.attempts:
+                    await self._sleep(self.clock.now()
+                                      + policy.delay(attempt, self.actions.rng))
+                continue
+            out = dict(out or {})
+            result = out.pop("result", None)
+            try:
+                await self.tell(case_id, lambda c: c.complete(item, self.clock.now(), result,
+                                                              out, f"action:{name}"))
+            except EngineError:
+                pass  # cancelled or withdrawn while the action ran
+            return
+        self.incidents.append(Incident(case_id, item, t.id, name, attempt, error,
+                                       self.clock.now()))
+        try:
+            await self.tell(case_id, lambda c: c.fail_item(item, self.clock.now(), error))
+        except EngineError:
+            pass
+
+    # ---------------------------------------------------------------- quiescence
+    def _work(self, delta: int) -> None:
+        self._busy += delta
+        if self._busy == 0:
+            self._idle.set()
+        elif delta > 0 and self._idle.is_set():
+            self._idle = anyio.Event()
+
+    async def _sleep(self, deadline: float) -> None:
+        """Sleep on the clock; sleeping work does not count as busy (for simulations)."""
+        self._work(-1)
+        try:
+            await self.clock.sleep_until(deadline)
+        finally:
+            self._work(+1)
+
+    async def wait_idle(self) -> None:
+        """Until every action and timer firing is done or asleep on the clock."""
+        while True:
+            await self._idle.wait()
+            await anyio.sleep(0)
+            if self._busy == 0:
+                return
