@@ -34,6 +34,7 @@ Nothing here reads the wall clock: time comes from the injected `Clock`.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 from collections import OrderedDict
@@ -388,18 +389,14 @@ class Runtime:
                 continue
             out = dict(out or {})
             result = out.pop("result", None)
-            try:
-                await self.tell(case_id, lambda c: c.complete(item, self.clock.now(), result,
-                                                              out, f"action:{name}"))
-            except EngineError:
-                pass  # cancelled or withdrawn while the action ran
+            with contextlib.suppress(EngineError):  # cancelled or withdrawn meanwhile
+                await self.tell(case_id, lambda c, r=result, o=out: c.complete(
+                    item, self.clock.now(), r, o, f"action:{name}"))
             return
         self.incidents.append(Incident(case_id, item, t.id, name, attempt, error,
                                        self.clock.now()))
-        try:
+        with contextlib.suppress(EngineError):
             await self.tell(case_id, lambda c: c.fail_item(item, self.clock.now(), error))
-        except EngineError:
-            pass
 
     # ---------------------------------------------------------------- quiescence
     def _work(self, delta: int) -> None:
