@@ -76,11 +76,12 @@ class ActorFault(Exception):
 
 
 class _Actor:
-    __slots__ = ("case", "snap_seq")
+    __slots__ = ("case", "last_used", "snap_seq")
 
-    def __init__(self, case: Case, snap_seq: int) -> None:
+    def __init__(self, case: Case, snap_seq: int, now: float) -> None:
         self.case = case
-        self.snap_seq = snap_seq
+        self.snap_seq = snap_seq  # events covered by the latest snapshot
+        self.last_used = now
 
 
 class Runtime:
@@ -97,7 +98,6 @@ class Runtime:
         self._nets: dict[tuple[str, int], Net] = {}
         self._latest: dict[str, Net] = {}
         self._resident: OrderedDict[str, _Actor] = OrderedDict()
-        self._last_used: dict[str, float] = {}
         self._activating: dict[str, anyio.Event] = {}
         self._tg: TaskGroup | None = None
         self._timers: list[tuple[float, int, str, int]] = []
@@ -162,7 +162,7 @@ class Runtime:
         now = self.clock.now()
         case, events = Case.create(net, case_id, data, now)
         events += self._hand_on(case, now)
-        actor = _Actor(case, 0)
+        actor = _Actor(case, 0, now)
         self._resident[case_id] = actor
         try:
             await self._commit(actor, events, now, first_seq=1)
@@ -236,7 +236,7 @@ class Runtime:
             actor.snap_seq = case.version
         batch = Append(case.case_id, first_seq, events, case_row(case, now), upserts, deletes,
                        snapshot)
-        self._last_used[case.case_id] = now
+        actor.last_used = now
         try:
             await self.store.append(batch)
         except BaseException:
@@ -275,9 +275,8 @@ class Runtime:
                 case._dirty = case._dirty_busy = 0
             else:
                 case = replay(stored.events, self.net)
-            actor = _Actor(case, stored.snapshot_seq)
+            actor = _Actor(case, stored.snapshot_seq, self.clock.now())
             self._resident[case_id] = actor
-            self._last_used[case_id] = self.clock.now()
             self._passivate_over_cap()
             return actor
         finally:
@@ -286,12 +285,10 @@ class Runtime:
 
     def _drop(self, case_id: str) -> None:
         self._resident.pop(case_id, None)
-        self._last_used.pop(case_id, None)
 
     def _passivate_over_cap(self) -> None:
         while len(self._resident) > self.resident_cap:
-            case_id, _ = self._resident.popitem(last=False)
-            self._last_used.pop(case_id, None)
+            self._resident.popitem(last=False)  # least recently used first
 
     @property
     def resident(self) -> int:
@@ -302,7 +299,7 @@ class Runtime:
         while True:
             await self.clock.sleep_until(self.clock.now() + self.idle_timeout / 2)
             horizon = self.clock.now() - self.idle_timeout
-            for case_id in [c for c, t in self._last_used.items() if t < horizon]:
+            for case_id in [c for c, a in self._resident.items() if a.last_used < horizon]:
                 self._drop(case_id)
 
     # ------------------------------------------------------------------- timers
