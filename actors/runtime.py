@@ -358,7 +358,7 @@ class Runtime:
             from engine import parse_duration
 
             await self._sleep(self.clock.now() + parse_duration(delay))
-        if it.state == "enabled" and not started:
+        if it.state == "enabled" and not started and t.contested:
             try:  # claim it: in a deferred choice this is the moment the choice is made
                 case = await self.tell(case_id, lambda c: c.start(item, self.clock.now(),
                                                                   f"action:{name}"))

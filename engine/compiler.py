@@ -220,6 +220,12 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
         _check_reachability(spec, tasks, cond_ids, start, end, trig_t | trig_p, add)
         _precompute_orjoins(tasks, cond_in, len(cond_ids))
         _mark_cycles(tasks)
+        readers: dict[int, int] = {}
+        for t in tasks:
+            for c in t.preset:
+                readers[c] = readers.get(c, 0) + 1
+        for t in tasks:
+            t.contested = any(readers[c] > 1 for c in t.preset)
         for t in tasks:
             if t.join == OR and _orjoin_in_loop(t, tasks):
                 t.relax = make_relax(t, tasks, trig_t | trig_p)

@@ -67,7 +67,8 @@ class Task:
     """One compiled task. Read-only after compilation."""
 
     __slots__ = (
-        "action", "cancel_conds", "cancel_mask", "cancel_tasks", "checklist", "default",
+        "action", "cancel_conds", "cancel_mask", "cancel_tasks", "checklist", "contested",
+        "default",
         "id", "idx", "in_cycle", "join", "kind", "mi", "milestone_mask", "orjoin", "outputs",
         "params", "post_mask", "postset", "preset", "preset_mask", "relax", "role", "routes",
         "spec", "split",
@@ -104,6 +105,9 @@ class Task:
         self.mi: MultipleInstance | None = None
         self.outputs: tuple[tuple[str, Guard], ...] = ()
         self.in_cycle = False  # the task can come round again (a loop runs through it)
+        # Another task takes tokens from one of its inputs (a deferred choice): starting
+        # it is a decision, so an action must claim it before running.
+        self.contested = False
         self.post_mask = 0
         # For an OR-join inside a loop: the precise (relaxed reachability) test used when
         # the structural one says a token might still come. None elsewhere.
