@@ -1,0 +1,322 @@
+"""The fold: how each event changes a case. State is a fold over the events.
+
+`APPLY[type(event)](case, event)` is the only code that mutates a case: commands in
+`engine.case` decide which events happen and apply them through this table, and
+`replay` applies a stored log through the same table -- so a replayed case is the
+same case. Each function trusts its event: the decisions were made when it was
+emitted (which conditions a firing consumed and produced are in the event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .errors import EngineError
+from .events import (
+    CaseCancelled,
+    CaseCompleted,
+    CaseCreated,
+    CaseFailed,
+    CaseHandedOn,
+    TaskFired,
+    TimerFired,
+    TimerSet,
+    TokensAdded,
+    TokensRemoved,
+    WorkItemCancelled,
+    WorkItemCompleted,
+    WorkItemEnabled,
+    WorkItemFailed,
+    WorkItemRetried,
+    WorkItemStarted,
+)
+from .net import PARTIAL, Task
+from .net import consumption as _consumption
+
+if TYPE_CHECKING:
+    from .case import Case
+
+ENABLED, STARTED, FAILED = "enabled", "started", "failed"
+ACTIVE, COMPLETED, CANCELLED, CASE_FAILED = "active", "completed", "cancelled", "failed"
+
+
+class WorkItem:
+    """An open work item. Immutable by convention: `apply` replaces, never edits."""
+
+    __slots__ = ("by", "data", "done", "due", "enabled_at", "id", "outputs", "parent",
+                 "spawned", "started_at", "state", "task")
+
+    def __init__(self, id: int, task: int, state: str, enabled_at: float, parent: int = -1,
+                 data: dict[str, Any] | None = None) -> None:
+        self.id = id
+        self.task = task
+        self.state = state
+        self.enabled_at = enabled_at
+        self.parent = parent
+        self.data = data
+        self.started_at: float | None = None
+        self.by: str | None = None
+        self.due: float | None = None
+        self.spawned = 0  # multiple-instance parents: instances created, completed,
+        self.done = 0  # and their outputs in completion order
+        self.outputs: tuple[Any, ...] = ()
+
+    def _copy(self) -> WorkItem:
+        c = WorkItem.__new__(WorkItem)
+        for s in WorkItem.__slots__:
+            setattr(c, s, getattr(self, s))
+        return c
+
+    def __repr__(self) -> str:
+        return f"<WorkItem {self.id} task#{self.task} {self.state}>"
+
+
+def _marked(tokens: list[int]) -> int:
+    m = 0
+    for c, n in enumerate(tokens):
+        if n:
+            m |= 1 << c
+    return m
+
+
+def _consume(case: Case, conds: Iterable[int]) -> None:
+    tokens = case.tokens
+    marked, dirty = case.marked, case._dirty
+    for c in conds:
+        n = tokens[c] - 1
+        if n < 0:
+            raise EngineError(f"event takes a token from empty condition "
+                              f"{case.net.cond_ids[c]!r}: the log does not fit this net")
+        tokens[c] = n
+        if not n:
+            marked &= ~(1 << c)
+        dirty |= 1 << c
+    case.marked, case._dirty = marked, dirty
+
+
+def _produce(case: Case, conds: Iterable[int]) -> None:
+    tokens = case.tokens
+    bits = 0
+    for c in conds:
+        tokens[c] += 1
+        bits |= 1 << c
+    case.marked |= bits
+    case._dirty |= bits
+
+
+def _fired(case: Case, t: Task, consumed: tuple[int, ...]) -> None:
+    """A partial join remembers which inputs arrived this round.
+
+    One with a cancellation region (the cancelling discriminator, WCP-29/32) cancels
+    the branches it did not wait for, so nothing late can come: it resets at once.
+    """
+    if t.join == PARTIAL and not (t.cancel_mask or t.cancel_tasks):
+        m = 0
+        for c in consumed:
+            m |= 1 << c
+        if m != t.preset_mask:
+            if case.seen is None:
+                case.seen = {}
+            case.seen[t.idx] = m
+
+
+def _a_created(case: Case, e: CaseCreated) -> None:
+    case.case_id = e.case_id
+    case.data = e.data
+    case.created_at = e.at
+    case.status = ACTIVE
+    _produce(case, (case.net.start,))
+    case._dirty = -1  # look at every task once
+    case._dirty_busy = -1
+    case.version += 1
+
+
+def _a_handed_on(case: Case, e: CaseHandedOn) -> None:
+    net = case.net
+    case.tokens = [0] * len(net.cond_ids)
+    case.marked = 0
+    case.items = {}
+    case.enabled = {}
+    case.seen = None
+    case.status = ACTIVE
+    case.hand_on_to = None
+    case.closed_at = None
+    case.done_tasks = 0
+    if e.defaults:
+        case.data = {**case.data, **e.defaults}
+    _produce(case, (net.start,))
+    case._dirty = case._dirty_busy = -1
+    case.version += 1
+
+
+def _a_enabled(case: Case, e: WorkItemEnabled) -> None:
+    ti = case.net.task_index[e.task]
+    case.items[e.item] = WorkItem(e.item, ti, ENABLED, e.at, e.parent, e.data)
+    if e.parent < 0:
+        case.enabled[ti] = e.item
+    else:
+        p = case.items[e.parent]._copy()
+        p.spawned += 1
+        case.items[e.parent] = p
+    if e.item >= case.next_item:
+        case.next_item = e.item + 1
+    case.version += 1
+
+
+def _a_started(case: Case, e: WorkItemStarted) -> None:
+    it = case.items[e.item]._copy()
+    it.state = STARTED
+    it.started_at = e.at
+    it.by = e.by
+    case.items[e.item] = it
+    if case.enabled.get(it.task) == e.item:
+        del case.enabled[it.task]
+    if e.consumed:
+        _consume(case, e.consumed)
+        _fired(case, case.net.tasks[it.task], e.consumed)
+    case._dirty_busy |= 1 << it.task
+    case.version += 1
+
+
+def _a_completed(case: Case, e: WorkItemCompleted) -> None:
+    it = case.items.pop(e.item)
+    ti = it.task
+    if case.enabled.get(ti) == e.item:
+        del case.enabled[ti]
+    if e.consumed:
+        _consume(case, e.consumed)
+        if case.net.tasks[ti].join == PARTIAL:
+            _fired(case, case.net.tasks[ti], e.consumed)
+    if it.parent >= 0:
+        p = case.items.get(it.parent)
+        if p is not None:
+            p = p._copy()
+            p.done += 1
+            p.outputs = (*p.outputs, e.output)
+            case.items[p.id] = p
+    else:
+        if e.output:
+            case.data = {**case.data, **e.output}
+        case.done_tasks |= 1 << ti
+    if e.produced:
+        _produce(case, e.produced)
+    case._dirty_busy |= 1 << ti
+    case.version += 1
+
+
+def _a_cancelled(case: Case, e: WorkItemCancelled) -> None:
+    it = case.items.pop(e.item)
+    if case.enabled.get(it.task) == e.item:
+        del case.enabled[it.task]
+    if e.consumed:
+        _consume(case, e.consumed)
+    case._dirty_busy |= 1 << it.task
+    case.version += 1
+
+
+def _a_failed(case: Case, e: WorkItemFailed) -> None:
+    it = case.items[e.item]._copy()
+    if case.enabled.get(it.task) == e.item:
+        del case.enabled[it.task]
+        # A failed offered item keeps its thread: take the tokens as a start would.
+        c = _consumption(case.net.tasks[it.task], case.marked)
+        _consume(case, c)
+    it.state = FAILED
+    it.due = None
+    case.items[e.item] = it
+    case._dirty_busy |= 1 << it.task
+    case.version += 1
+
+
+def _a_retried(case: Case, e: WorkItemRetried) -> None:
+    it = case.items[e.item]._copy()
+    it.state = STARTED
+    it.by = e.by
+    case.items[e.item] = it
+    case._dirty_busy |= 1 << it.task
+    case.version += 1
+
+
+def _a_task_fired(case: Case, e: TaskFired) -> None:
+    t = case.net.tasks[case.net.task_index[e.task]]
+    _consume(case, e.consumed)
+    _fired(case, t, e.consumed)
+    if e.output:
+        case.data = {**case.data, **e.output}
+    _produce(case, e.produced)
+    case.done_tasks |= 1 << t.idx
+    case.version += 1
+
+
+def _a_tokens_removed(case: Case, e: TokensRemoved) -> None:
+    _consume(case, e.conditions)
+    if e.absorbed_by is not None and case.seen:
+        t = case.net.tasks[case.net.task_index[e.absorbed_by]]
+        m = case.seen.get(t.idx, 0)
+        for c in e.conditions:
+            m |= 1 << c
+        if m == t.preset_mask:
+            del case.seen[t.idx]
+            case._dirty |= t.preset_mask  # the join is ready again: look at it
+        else:
+            case.seen[t.idx] = m
+    case.version += 1
+
+
+def _a_tokens_added(case: Case, e: TokensAdded) -> None:
+    _produce(case, e.conditions)
+    case.version += 1
+
+
+def _a_timer_set(case: Case, e: TimerSet) -> None:
+    it = case.items[e.item]._copy()
+    it.due = e.due
+    case.items[e.item] = it
+    case.version += 1
+
+
+def _a_timer_fired(case: Case, e: TimerFired) -> None:
+    it = case.items[e.item]._copy()
+    it.due = None
+    case.items[e.item] = it
+    case.version += 1
+
+
+def _a_case_completed(case: Case, e: CaseCompleted) -> None:
+    case.status = COMPLETED
+    case.hand_on_to = e.hand_on_to
+    case.closed_at = e.at
+    case.version += 1
+
+
+def _a_case_cancelled(case: Case, e: CaseCancelled) -> None:
+    case.status = CANCELLED
+    case.closed_at = e.at
+    case.version += 1
+
+
+def _a_case_failed(case: Case, e: CaseFailed) -> None:
+    case.status = CASE_FAILED
+    case.closed_at = e.at
+    case.version += 1
+
+
+APPLY: dict[type, Callable[[Case, Any], None]] = {
+    CaseCreated: _a_created,
+    CaseHandedOn: _a_handed_on,
+    WorkItemEnabled: _a_enabled,
+    WorkItemStarted: _a_started,
+    WorkItemCompleted: _a_completed,
+    WorkItemCancelled: _a_cancelled,
+    WorkItemFailed: _a_failed,
+    WorkItemRetried: _a_retried,
+    TaskFired: _a_task_fired,
+    TokensRemoved: _a_tokens_removed,
+    TokensAdded: _a_tokens_added,
+    TimerSet: _a_timer_set,
+    TimerFired: _a_timer_fired,
+    CaseCompleted: _a_case_completed,
+    CaseCancelled: _a_case_cancelled,
+    CaseFailed: _a_case_failed,
+}
