@@ -76,12 +76,13 @@ class ActorFault(Exception):
 
 
 class _Actor:
-    __slots__ = ("case", "last_used", "snap_seq")
+    __slots__ = ("case", "last_used", "pending", "snap_seq")
 
     def __init__(self, case: Case, snap_seq: int, now: float) -> None:
         self.case = case
         self.snap_seq = snap_seq  # events covered by the latest snapshot
         self.last_used = now
+        self.pending = 0  # appends queued and not yet committed: not to be passivated
 
 
 class Runtime:
@@ -163,12 +164,20 @@ class Runtime:
         case, events = Case.create(net, case_id, data, now)
         events += self._hand_on(case, now)
         actor = _Actor(case, 0, now)
-        self._resident[case_id] = actor
+        # Until the create is durable the new case is "activating": messages for the
+        # same id wait, then find it resident -- or, if a case with this id already
+        # existed in the store, load that one.
+        done = self._activating[case_id] = anyio.Event()
         try:
             await self._commit(actor, events, now, first_seq=1)
+            self._resident[case_id] = actor
         except AppendConflict:
             raise CaseExists(f"case {case_id!r} already exists", field="case_id") from None
+        finally:
+            del self._activating[case_id]
+            done.set()
         self._passivate_over_cap()
+        self._after_commit(case, events)
         return case
 
     async def tell(self, case_id: str, command: Command) -> Case:
@@ -190,14 +199,20 @@ class Runtime:
             self._drop(case_id)
             raise ActorFault(f"case {case_id!r}: handler failed ({exc!r}); it will be "
                              "rebuilt from its log") from exc
+        actor.last_used = now
         if events:
             await self._commit(actor, events, now, first_seq=first)
+            self._after_commit(case, events)
         return case
 
     async def get(self, case_id: str) -> Case:
         """The current state of a case (activating it if need be). Do not mutate it."""
         actor = self._resident.get(case_id)
-        return (actor or await self._activate(case_id)).case
+        if actor is None:
+            return (await self._activate(case_id)).case
+        self._resident.move_to_end(case_id)
+        actor.last_used = self.clock.now()
+        return actor.case
 
     # convenience wrappers with the clock's time ------------------------------------
     async def complete(self, case_id: str, ref: int | str, result: str | None = None,
@@ -236,13 +251,15 @@ class Runtime:
             actor.snap_seq = case.version
         batch = Append(case.case_id, first_seq, events, case_row(case, now), upserts, deletes,
                        snapshot)
-        actor.last_used = now
+        actor.pending += 1
         try:
             await self.store.append(batch)
         except BaseException:
-            self._drop(case.case_id)  # memory is ahead of the log: rebuild on next use
+            if self._resident.get(case.case_id) is actor:
+                self._drop(case.case_id)  # memory is ahead of the log: rebuild on next use
             raise
-        self._after_commit(case, events)
+        finally:
+            actor.pending -= 1
 
     def _after_commit(self, case: Case, events: list[Any]) -> None:
         tasks = case.net.tasks
@@ -287,8 +304,16 @@ class Runtime:
         self._resident.pop(case_id, None)
 
     def _passivate_over_cap(self) -> None:
+        """Least recently used first; never an actor whose append is still in flight
+        (reloading it from the log would miss that append)."""
+        busy = []
         while len(self._resident) > self.resident_cap:
-            self._resident.popitem(last=False)  # least recently used first
+            case_id, actor = self._resident.popitem(last=False)
+            if actor.pending:
+                busy.append((case_id, actor))
+        for case_id, actor in busy:
+            self._resident[case_id] = actor
+            self._resident.move_to_end(case_id, last=False)
 
     @property
     def resident(self) -> int:
@@ -299,7 +324,8 @@ class Runtime:
         while True:
             await self.clock.sleep_until(self.clock.now() + self.idle_timeout / 2)
             horizon = self.clock.now() - self.idle_timeout
-            for case_id in [c for c, a in self._resident.items() if a.last_used < horizon]:
+            for case_id in [c for c, a in self._resident.items()
+                            if a.last_used < horizon and not a.pending]:
                 self._drop(case_id)
 
     # ------------------------------------------------------------------- timers
@@ -322,12 +348,17 @@ class Runtime:
                     await self.clock.sleep_until(due)
                 self._timer_scope = None
                 continue
-            _, _, case_id, item = heapq.heappop(self._timers)
+            due, _, case_id, item = heapq.heappop(self._timers)
             self._work(+1)
             try:
-                await self.tell(case_id, lambda c, i=item: c.fire_timer(i, self.clock.now()))
+                await self._tell_retrying(case_id, lambda c, i=item: c.fire_timer(
+                    i, self.clock.now()))
             except (EngineError, ActorFault):
                 pass  # the case is closed or gone: the timer has nothing left to do
+            except Exception:
+                # The store failed: keep the timer (it is in the log) and carry on with
+                # the other cases' timers rather than take the runtime down.
+                self._arm(due + 1.0, case_id, item)
             finally:
                 self._work(-1)
 
@@ -376,8 +407,7 @@ class Runtime:
             ctx = ActionContext(case_id, item, t.id, name, dict(t.params), dict(case.data),
                                 attempt, self.clock.now())
             try:
-                with anyio.fail_after(policy.timeout):
-                    out = await handler(ctx)
+                out = await self._call(handler, ctx, policy.timeout)
             except Exception as exc:  # the action's own failure: retry with backoff
                 error = f"{type(exc).__name__}: {exc}"
                 if attempt < policy.attempts:
@@ -387,13 +417,45 @@ class Runtime:
             out = dict(out or {})
             result = out.pop("result", None)
             with contextlib.suppress(EngineError):  # cancelled or withdrawn meanwhile
-                await self.tell(case_id, lambda c, r=result, o=out: c.complete(
+                await self._tell_retrying(case_id, lambda c, r=result, o=out: c.complete(
                     item, self.clock.now(), r, o, f"action:{name}"))
             return
         self.incidents.append(Incident(case_id, item, t.id, name, attempt, error,
                                        self.clock.now()))
         with contextlib.suppress(EngineError):
             await self.tell(case_id, lambda c: c.fail_item(item, self.clock.now(), error))
+
+    async def _tell_retrying(self, case_id: str, command: Command) -> Case:
+        """`tell` for the runtime's own messages: a conflict means the actor was rebuilt
+        from the log meanwhile, so the message is worth one more try on the fresh state."""
+        try:
+            return await self.tell(case_id, command)
+        except AppendConflict:
+            return await self.tell(case_id, command)
+
+    async def _call(self, handler: Any, ctx: ActionContext, timeout: float) -> Any:
+        """Run a handler with a timeout measured on the runtime's clock (virtual or not)."""
+        outcome: dict[str, Any] = {}
+        deadline = self.clock.now() + timeout
+        async with anyio.create_task_group() as tg:
+            async def run() -> None:
+                try:
+                    outcome["out"] = await handler(ctx)
+                except Exception as exc:
+                    outcome["error"] = exc
+                tg.cancel_scope.cancel()
+
+            async def expire() -> None:
+                await self.clock.sleep_until(deadline)
+                outcome.setdefault("error", TimeoutError(
+                    f"action {ctx.action!r} took longer than {timeout:g} s"))
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(run)
+            tg.start_soon(expire)
+        if "out" in outcome:
+            return outcome["out"]
+        raise outcome["error"]
 
     # ---------------------------------------------------------------- quiescence
     def _work(self, delta: int) -> None:

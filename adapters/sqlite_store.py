@@ -104,6 +104,7 @@ _UPSERT_ITEM = (
     "INSERT INTO work_items (case_id, item, task, kind, role, state, enabled_at, due, assignee)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id, item) DO UPDATE SET"
     " state = excluded.state, due = excluded.due, assignee = excluded.assignee")
+_LOG_END = "SELECT last_seq FROM events WHERE case_id = ? ORDER BY first_seq DESC LIMIT 1"
 _DELETE_ITEM = "DELETE FROM work_items WHERE case_id = ? AND item = ?"
 _UPSERT_SNAPSHOT = (
     "INSERT INTO snapshots (case_id, seq, body) VALUES (?, ?, ?) ON CONFLICT (case_id)"
@@ -218,6 +219,33 @@ class SQLiteStore:
     def _write_sync(self, appends: list[Append]) -> list[int]:
         db = self._wdb
         assert db is not None
+        # Optimistic concurrency: an append must continue its case's log exactly where
+        # the log ends -- the log itself is the truth, not a projection. The same case
+        # may append several times in one round.
+        refused = self._refused(db, appends)
+        ok_idx = [i for i in range(len(appends)) if i not in refused]
+        ok = [appends[i] for i in ok_idx]
+        if ok and self._write_ok(db, ok):
+            refused |= {ok_idx[j] for j in self._write_one_by_one(db, ok)}
+        return sorted(refused)
+
+    @staticmethod
+    def _refused(db: sqlite3.Connection, appends: list[Append]) -> set[int]:
+        seqs: dict[str, int] = {}
+        for cid in {a.case_id for a in appends}:
+            row = db.execute(_LOG_END, (cid,)).fetchone()
+            seqs[cid] = row[0] if row else 0
+        refused = set()
+        for i, a in enumerate(appends):
+            end = seqs.get(a.case_id, 0)
+            if a.first_seq != end + 1:
+                refused.add(i)
+            else:
+                seqs[a.case_id] = end + len(a.events)
+        return refused
+
+    def _write_ok(self, db: sqlite3.Connection, appends: list[Append]) -> bool:
+        """Write the round in one transaction. -> True if a uniqueness conflict stopped it."""
         events, cases, upserts, deletes, snaps = _rows(appends)
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -230,13 +258,16 @@ class SQLiteStore:
             if snaps:
                 db.executemany(_UPSERT_SNAPSHOT, snaps)
             db.execute("COMMIT")
-            return []
+            return False
         except sqlite3.IntegrityError:
             db.execute("ROLLBACK")
+            return True
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+    def _write_one_by_one(self, db: sqlite3.Connection, appends: list[Append]) -> list[int]:
         # A conflict somewhere in the round: write append by append so only it fails.
         conflicts = []
         db.execute("BEGIN IMMEDIATE")
