@@ -14,8 +14,8 @@ act on, plus the case data. Its state is:
 
 Every command (create, start, complete, cancel, fire_timer, signal, ...) is atomic:
 it decides what happens, emits events, and each event is applied to the state by
-the fold (`engine.fold.APPLY`) -- the *only* code that mutates a case. So `replay(events)` runs the same
-`apply` and rebuilds the identical state, and a command that raises half way is
+the fold (`engine.fold.APPLY`) -- the *only* code that mutates a case. So `replay`
+runs the same fold and rebuilds the identical state, and a command that raises half way is
 rolled back to a snapshot taken on entry: a case is never left half-changed.
 
 After a command moves tokens, `_settle` brings the case to rest: it re-examines the
@@ -75,6 +75,7 @@ from .fold import (
     ENABLED,
     FAILED,
     STARTED,
+    MIWorkItem,
     WorkItem,
     _marked,
 )
@@ -106,9 +107,26 @@ class CaseSnapshot(msgspec.Struct, array_like=True, gc=False):
 
 
 class Case:
-    __slots__ = ("_dirty", "_dirty_busy", "_out", "case_id", "closed_at", "created_at",
-                 "data", "done_tasks", "enabled", "hand_on_to", "items", "marked", "net",
-                 "next_item", "seen", "status", "tokens", "version")
+    __slots__ = (
+        "_dirty",
+        "_dirty_busy",
+        "_out",
+        "case_id",
+        "closed_at",
+        "created_at",
+        "data",
+        "done_tasks",
+        "hand_on_to",
+        "items",
+        "marked",
+        "net",
+        "next_item",
+        "offered",
+        "seen",
+        "status",
+        "tokens",
+        "version",
+    )
 
     def __init__(self, net: Net) -> None:
         self.net = net
@@ -118,7 +136,7 @@ class Case:
         self.tokens: list[int] = [0] * len(net.cond_ids)
         self.marked = 0
         self.items: dict[int, WorkItem] = {}
-        self.enabled: dict[int, int] = {}  # task index -> its ENABLED (non-instance) item
+        self.offered = 0  # bitset of tasks that have an ENABLED (non-instance) item
         self.seen: dict[int, int] | None = None  # partial joins: inputs arrived this round
         self.next_item = 1
         self.done_tasks = 0  # bitset of tasks completed at least once (for 3004 vs 2003)
@@ -209,12 +227,15 @@ class Case:
         case.marked = _marked(case.tokens)
         for (iid, task, state, enabled_at, parent, data, started_at, by, due, spawned, done,
              outputs) in snap.items:
-            it = WorkItem(iid, task, state, enabled_at, parent, data)
+            if parent < 0 and net.tasks[task].mi is not None:
+                it = MIWorkItem(iid, task, state, enabled_at, parent, data)
+                it.spawned, it.done, it.outputs = spawned, done, tuple(outputs)
+            else:
+                it = WorkItem(iid, task, state, enabled_at, parent, data)
             it.started_at, it.by, it.due = started_at, by, due
-            it.spawned, it.done, it.outputs = spawned, done, tuple(outputs)
             case.items[iid] = it
             if state == ENABLED and parent < 0:
-                case.enabled[task] = iid
+                case.offered |= 1 << task
         case.seen = {int(k): v for k, v in snap.seen.items()} if snap.seen else None
         case.next_item, case.done_tasks = snap.next_item, snap.done_tasks
         case.hand_on_to, case.created_at, case.closed_at = (snap.hand_on_to, snap.created_at,
@@ -250,7 +271,7 @@ class Case:
     def _run(self, fn: Callable[..., None], *args: Any) -> list[Any]:
         if self.status != ACTIVE and getattr(fn, "__func__", None) is not Case._hand_on:
             raise CaseClosed(f"case {self.case_id!r} is {self.status}")
-        snap = (self.tokens[:], self.marked, dict(self.items), dict(self.enabled),
+        snap = (self.tokens[:], self.marked, dict(self.items), self.offered,
                 dict(self.seen) if self.seen else None, self.data, self.next_item,
                 self.done_tasks, self.status, self.hand_on_to, self.net, self.version,
                 self.closed_at)
@@ -259,7 +280,7 @@ class Case:
         try:
             fn(*args)
         except BaseException:
-            (self.tokens, self.marked, self.items, self.enabled, self.seen, self.data,
+            (self.tokens, self.marked, self.items, self.offered, self.seen, self.data,
              self.next_item, self.done_tasks, self.status, self.hand_on_to, self.net,
              self.version, self.closed_at) = snap
             self._dirty = self._dirty_busy = 0
@@ -290,10 +311,12 @@ class Case:
         if ti is None:
             raise UnknownTask(f"workflow {self.net.workflow_id!r} has no task {ref!r}",
                               field="task")
-        iid = self.enabled.get(ti)
-        if iid is not None:
-            return self.items[iid]
-        found = [i for i in self.items.values() if i.task == ti]
+        found = []
+        for it in self.items.values():
+            if it.task == ti:
+                if it.state == ENABLED and it.parent < 0:
+                    return it  # the offered item of the task: the usual case
+                found.append(it)
         if len(found) == 1:
             return found[0]
         if not found:
@@ -308,6 +331,12 @@ class Case:
             return inst[0]
         raise NotEnabled(f"task {ref!r} has {len(found)} open work items "
                          f"({', '.join(str(i.id) for i in found)}): name one")
+
+    def _offered_item(self, ti: int) -> WorkItem:
+        for it in self.items.values():
+            if it.task == ti and it.state == ENABLED and it.parent < 0:
+                return it
+        raise EngineError(f"task #{ti} is marked offered but has no enabled item")
 
     def _start(self, ref: int | str, at: float, by: str | None) -> None:
         it = self._item(ref)
@@ -578,7 +607,7 @@ class Case:
             busy = self._busy()
             marked = self.marked | bit
             if self.marked & bit or not any(
-                    bit & t.preset_mask and t.idx not in self.enabled
+                    bit & t.preset_mask and not self.offered >> t.idx & 1
                     and _is_enabled(t, marked, busy, self._seen(t)) for t in self.net.tasks):
                 return  # nobody is waiting for it: a transient trigger is lost (WCP-23)
         self._emit(TokensAdded((c,), at, f"signal {condition}"))  # type: ignore[arg-type]
@@ -628,7 +657,6 @@ class Case:
                     todo |= busy_watchers[low.bit_length() - 1]
                     dbusy ^= low
             busy = -1
-            enabled = self.enabled
             while todo:
                 low = todo & -todo
                 todo ^= low
@@ -642,7 +670,7 @@ class Case:
                 if join == OR and busy < 0:
                     busy = self._busy()
                 en = _is_enabled(t, self.marked, busy, self._seen(t) if join == PARTIAL else 0)
-                has = t.idx in enabled
+                has = self.offered >> t.idx & 1
                 if en and not has:
                     if t.kind == EMPTY:
                         steps += 1
@@ -669,7 +697,8 @@ class Case:
                         self._spawn(self.items[iid], t, at)
                         busy = -1
                 elif has and not en:
-                    self._emit(WorkItemCancelled(enabled[t.idx], at, "withdrawn"))
+                    self._emit(WorkItemCancelled(self._offered_item(t.idx).id, at,
+                                                 "withdrawn"))
         if self.status == ACTIVE and not self.items and not net.has_triggers:
             if net.completion == IMPLICIT:
                 self._finish_case(at)

@@ -42,10 +42,12 @@ ACTIVE, COMPLETED, CANCELLED, CASE_FAILED = "active", "completed", "cancelled", 
 
 
 class WorkItem:
-    """An open work item. Immutable by convention: `apply` replaces, never edits."""
+    """An open work item. Immutable by convention: the fold replaces, never edits."""
 
-    __slots__ = ("by", "data", "done", "due", "enabled_at", "id", "outputs", "parent",
-                 "spawned", "started_at", "state", "task")
+    __slots__ = ("by", "data", "due", "enabled_at", "id", "parent", "started_at", "state",
+                 "task")
+    spawned = done = 0  # only multiple-instance parents count instances (MIWorkItem)
+    outputs: tuple[Any, ...] = ()
 
     def __init__(self, id: int, task: int, state: str, enabled_at: float, parent: int = -1,
                  data: dict[str, Any] | None = None) -> None:
@@ -58,18 +60,30 @@ class WorkItem:
         self.started_at: float | None = None
         self.by: str | None = None
         self.due: float | None = None
-        self.spawned = 0  # multiple-instance parents: instances created, completed,
-        self.done = 0  # and their outputs in completion order
-        self.outputs: tuple[Any, ...] = ()
 
     def _copy(self) -> WorkItem:
-        c = WorkItem.__new__(WorkItem)
-        for s in WorkItem.__slots__:
+        c = object.__new__(type(self))
+        for s in _SLOTS[type(self)]:
             setattr(c, s, getattr(self, s))
         return c
 
     def __repr__(self) -> str:
         return f"<WorkItem {self.id} task#{self.task} {self.state}>"
+
+
+class MIWorkItem(WorkItem):
+    """The parent item of a multiple-instance task: counts its instances."""
+
+    __slots__ = ("done", "outputs", "spawned")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spawned = 0  # instances created, completed, and their outputs in order
+        self.done = 0
+        self.outputs = ()
+
+
+_SLOTS = {WorkItem: WorkItem.__slots__, MIWorkItem: WorkItem.__slots__ + MIWorkItem.__slots__}
 
 
 def _marked(tokens: list[int]) -> int:
@@ -137,7 +151,7 @@ def _a_handed_on(case: Case, e: CaseHandedOn) -> None:
     case.tokens = [0] * len(net.cond_ids)
     case.marked = 0
     case.items = {}
-    case.enabled = {}
+    case.offered = 0
     case.seen = None
     case.status = ACTIVE
     case.hand_on_to = None
@@ -152,9 +166,10 @@ def _a_handed_on(case: Case, e: CaseHandedOn) -> None:
 
 def _a_enabled(case: Case, e: WorkItemEnabled) -> None:
     ti = case.net.task_index[e.task]
-    case.items[e.item] = WorkItem(e.item, ti, ENABLED, e.at, e.parent, e.data)
+    kind = MIWorkItem if e.parent < 0 and case.net.tasks[ti].mi is not None else WorkItem
+    case.items[e.item] = kind(e.item, ti, ENABLED, e.at, e.parent, e.data)
     if e.parent < 0:
-        case.enabled[ti] = e.item
+        case.offered |= 1 << ti
     else:
         p = case.items[e.parent]._copy()
         p.spawned += 1
@@ -166,12 +181,12 @@ def _a_enabled(case: Case, e: WorkItemEnabled) -> None:
 
 def _a_started(case: Case, e: WorkItemStarted) -> None:
     it = case.items[e.item]._copy()
+    if it.state == ENABLED and it.parent < 0:
+        case.offered &= ~(1 << it.task)
     it.state = STARTED
     it.started_at = e.at
     it.by = e.by
     case.items[e.item] = it
-    if case.enabled.get(it.task) == e.item:
-        del case.enabled[it.task]
     if e.consumed:
         _consume(case, e.consumed)
         _fired(case, case.net.tasks[it.task], e.consumed)
@@ -182,8 +197,8 @@ def _a_started(case: Case, e: WorkItemStarted) -> None:
 def _a_completed(case: Case, e: WorkItemCompleted) -> None:
     it = case.items.pop(e.item)
     ti = it.task
-    if case.enabled.get(ti) == e.item:
-        del case.enabled[ti]
+    if it.state == ENABLED and it.parent < 0:
+        case.offered &= ~(1 << ti)
     if e.consumed:
         _consume(case, e.consumed)
         if case.net.tasks[ti].join == PARTIAL:
@@ -207,8 +222,8 @@ def _a_completed(case: Case, e: WorkItemCompleted) -> None:
 
 def _a_cancelled(case: Case, e: WorkItemCancelled) -> None:
     it = case.items.pop(e.item)
-    if case.enabled.get(it.task) == e.item:
-        del case.enabled[it.task]
+    if it.state == ENABLED and it.parent < 0:
+        case.offered &= ~(1 << it.task)
     if e.consumed:
         _consume(case, e.consumed)
     case._dirty_busy |= 1 << it.task
@@ -217,8 +232,8 @@ def _a_cancelled(case: Case, e: WorkItemCancelled) -> None:
 
 def _a_failed(case: Case, e: WorkItemFailed) -> None:
     it = case.items[e.item]._copy()
-    if case.enabled.get(it.task) == e.item:
-        del case.enabled[it.task]
+    if it.state == ENABLED and it.parent < 0:
+        case.offered &= ~(1 << it.task)
         # A failed offered item keeps its thread: take the tokens as a start would.
         c = _consumption(case.net.tasks[it.task], case.marked)
         _consume(case, c)
