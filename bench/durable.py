@@ -1,0 +1,180 @@
+"""Durable throughput: the runtime over the SQLite group-commit store, ack after COMMIT.
+
+The net is the shipped `specs/deal-approval-gate.json` with the placeholder actions, so
+the automatic AllApprovalsComplete runs and completes each case. For each concurrency
+level N, N workers (one case in flight each) take cases off a shared queue: create
+the case, then complete its four approvals one by one, each `await rt.complete(...)`
+returning only after the store has COMMITted its events. The clock ends once every
+automatic completion is durable too (`rt.wait_idle()`).
+
+Counted: every completion (4 human + 1 automatic per case) and every create. The
+timed window contains both, so completions/s is over a mixed create+complete load.
+`mean_batch` is appends per COMMIT (store.appends_committed / store.commits); per case
+there are 6 appends (create, 4 approvals, the action's completion), 7 when the runtime
+claims the automatic item before running its action. `cpu_us_per_completion` is the
+process CPU time (event loop + SQLite writer thread) per completion: the cost, less
+sensitive than the rate to other work on a shared machine.
+Only deal-approval-gate is registered, so the approved case ends there (no hand-on to
+contract processing). A fresh SQLite file in a temp dir per level; VirtualClock.
+
+    python bench/durable.py [--concurrency 1,10,100,1000] [--cases N] [--repeat 1]
+                            [--durability normal|full] [--profile] [--smoke]
+
+One JSON line per level on stdout; a short summary on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pathlib
+import pstats
+import sys
+import tempfile
+import time
+from typing import Any
+
+import anyio
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from actors import Runtime, VirtualClock, placeholder_actions  # noqa: E402
+from adapters.sqlite_store import SQLiteStore  # noqa: E402
+from engine import compile_document  # noqa: E402
+
+DEAL = {
+    "deal_name": "TechCorp Enterprise Analytics",
+    "customer_name": "TechCorp",
+    "customer_id": "cust_5893",
+    "deal_acv": 600000,  # above 250K: all four approvals are selected
+    "deal_value_3yr": 1800000,
+    "discount_percent": 0,
+    "margin_percent": 0.80,
+    "sdr_name": "Sarah Chen",
+    "manager_name": "Marcus Thompson",
+}
+APPROVALS = ("SendToSalesManager", "SendToLegal", "SendToFinance", "ExecutiveCheck")
+APPROVED = {"approval": "APPROVED"}
+WORKFLOW = "deal-approval-gate"
+# Cases per level by default: enough for a stable rate, small enough that the whole
+# run (four levels) stays well under two minutes on a shared two-core machine.
+DEFAULT_CASES = {1: 400, 10: 1500, 100: 3000, 1000: 3000}
+
+
+def load_net():
+    return compile_document((ROOT / "specs" / f"{WORKFLOW}.json").read_text())
+
+
+def _pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return 0.0
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
+                    profile: cProfile.Profile | None = None) -> dict[str, Any]:
+    path = str(pathlib.Path(tmp) / f"durable-{concurrency}-{time.monotonic_ns()}.db")
+    net = load_net()
+    ids = [f"deal_{i:07d}" for i in range(n_cases)]
+    acks: list[float] = []  # ack latency of every human completion, seconds
+    pc = time.perf_counter
+    store = SQLiteStore(path, durability=durability)  # type: ignore[arg-type]
+    async with store, Runtime(store, VirtualClock(0.0), placeholder_actions()) as rt:
+        rt.add_net(net)
+        queue = iter(ids)
+
+        async def worker() -> None:
+            for cid in queue:  # a shared iterator: N cases in flight at any time
+                data = dict(DEAL)
+                await rt.create(WORKFLOW, cid, data)
+                for task in APPROVALS:
+                    t = pc()
+                    await rt.complete(cid, task, "approved", APPROVED, "bench")
+                    acks.append(pc() - t)
+
+        if profile is not None:
+            profile.enable()
+        c0 = time.process_time()  # all threads: the loop's and SQLite's
+        t0 = pc()
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(concurrency, n_cases)):
+                tg.start_soon(worker)
+        await rt.wait_idle()  # the automatic completions, committed
+        dt = pc() - t0
+        cpu = time.process_time() - c0
+        if profile is not None:
+            profile.disable()
+        done = 0
+        for cid in ids:
+            case = await rt.get(cid)
+            done += case.status == "completed"
+        assert done == n_cases, f"only {done} of {n_cases} cases completed"
+        assert not rt.incidents, rt.incidents[:3]
+        commits, appends = store.commits, store.appends_committed
+    human, automatic = len(APPROVALS) * n_cases, n_cases
+    return {
+        "bench": "durable",
+        "durability": durability,
+        "concurrency": concurrency,
+        "cases": n_cases,
+        "completions": human + automatic,
+        "human_completions": human,
+        "automatic_completions": automatic,
+        "seconds": round(dt, 3),
+        "completions_per_s": round((human + automatic) / dt),
+        "creates_per_s": round(n_cases / dt),
+        "appends_per_s": round(appends / dt),
+        "commits": commits,
+        "appends_committed": appends,
+        "mean_batch": round(appends / commits, 1),
+        "cpu_s": round(cpu, 3),
+        "cpu_us_per_completion": round(cpu / (human + automatic) * 1e6, 1),
+        "ack_p50_ms": round(_pct(acks, 0.50) * 1e3, 2),
+        "ack_p99_ms": round(_pct(acks, 0.99) * 1e3, 2),
+        "python": sys.version.split()[0],
+    }
+
+
+def summary(row: dict[str, Any]) -> str:
+    return (f"durable[{row['durability']}] N={row['concurrency']:>4}: "
+            f"{row['completions_per_s']:>6} completions/s, {row['creates_per_s']:>5} creates/s, "
+            f"batch {row['mean_batch']:>6}, ack p50 {row['ack_p50_ms']} ms "
+            f"p99 {row['ack_p99_ms']} ms, {row['cpu_us_per_completion']} CPU-us/completion "
+            f"({row['cases']} cases, {row['seconds']} s)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--concurrency", default="1,10,100,1000",
+                    help="comma-separated concurrent cases per level")
+    ap.add_argument("--cases", type=int, default=0,
+                    help="cases per level (default: 400/1500/3000/3000 for 1/10/100/1000)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per level (one line each)")
+    ap.add_argument("--durability", choices=("normal", "full"), default="normal")
+    ap.add_argument("--profile", action="store_true",
+                    help="cProfile the timed windows; top entries to stderr")
+    ap.add_argument("--smoke", action="store_true", help="tiny run for CI: checks it works")
+    a = ap.parse_args(argv)
+    levels = [int(x) for x in a.concurrency.split(",") if x.strip()]
+    if a.smoke:
+        levels, a.cases, a.repeat = [1, 10], 20, 1
+    prof = cProfile.Profile() if a.profile else None
+    with tempfile.TemporaryDirectory(prefix="caseloop-durable-") as tmp:
+        for n in levels:
+            cases = a.cases or DEFAULT_CASES.get(n, 3000)
+            for _ in range(a.repeat):
+                row = anyio.run(run_level, n, cases, a.durability, tmp, prof)
+                print(json.dumps(row), flush=True)
+                print(summary(row), file=sys.stderr, flush=True)
+    if prof is not None:
+        s = io.StringIO()
+        pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(30)
+        print(s.getvalue(), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
