@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -88,7 +88,8 @@ class _Actor:
 class Runtime:
     def __init__(self, store: EventStore, clock: Clock, actions: ActionRegistry | None = None,
                  policy: RoutingPolicy | None = None, *, snapshot_every: int = 100,
-                 resident_cap: int = 250_000, idle_timeout: float | None = None) -> None:
+                 resident_cap: int = 250_000, idle_timeout: float | None = None,
+                 max_action_workers: int = 256) -> None:
         self.store = store
         self.clock = clock
         self.actions = actions or ActionRegistry()
@@ -101,12 +102,16 @@ class Runtime:
         self._resident: OrderedDict[str, _Actor] = OrderedDict()
         self._activating: dict[str, anyio.Event] = {}
         self._tg: TaskGroup | None = None
-        self._timers: list[tuple[float, int, str, int]] = []
+        self._timers: list[list[Any]] = []
         self._timer_seq = itertools.count()
         self._timer_wake = anyio.Event()
         self._timer_scope: anyio.CancelScope | None = None
         self._timer_sleeping_until = 0.0
         self.incidents: list[Incident] = []
+        self.max_action_workers = max_action_workers
+        self._action_queue: deque[tuple[str, int, bool]] = deque()
+        self._action_workers = 0
+        self._idle_workers: list[anyio.Event] = []
         self._busy = 0  # runnable work units (not sleeping on the clock)
         self._idle = anyio.Event()
         self._idle.set()
@@ -330,13 +335,21 @@ class Runtime:
 
     # ------------------------------------------------------------------- timers
     def _arm(self, due: float, case_id: str, item: int) -> None:
-        heapq.heappush(self._timers, (due, next(self._timer_seq), case_id, item))
-        if self._timer_scope is not None and due < self._timer_sleeping_until:
+        self._push([due, next(self._timer_seq), case_id, item])
+
+    def _push(self, entry: list[Any]) -> list[Any]:
+        """Timer entries are [due, seq, case_id, item]; action deadlines are
+        [due, seq, None, cancel scope], the scope set to None once the action is done."""
+        heapq.heappush(self._timers, entry)
+        if self._timer_scope is not None and entry[0] < self._timer_sleeping_until:
             self._timer_scope.cancel()  # an earlier deadline: re-plan the sleep
         self._timer_wake.set()
+        return entry
 
     async def _timer_loop(self) -> None:
         while True:
+            while self._timers and self._timers[0][2] is None and self._timers[0][3] is None:
+                heapq.heappop(self._timers)  # the deadline of an action that has finished
             if not self._timers:
                 self._timer_wake = anyio.Event()
                 await self._timer_wake.wait()
@@ -349,6 +362,9 @@ class Runtime:
                 self._timer_scope = None
                 continue
             due, _, case_id, item = heapq.heappop(self._timers)
+            if case_id is None:
+                item.cancel()  # an action overran its timeout
+                continue
             self._work(+1)
             try:
                 await self._tell_retrying(case_id, lambda c, i=item: c.fire_timer(
@@ -364,15 +380,32 @@ class Runtime:
 
     # ------------------------------------------------------------------ actions
     def _spawn_action(self, case_id: str, item: int, started: bool = False) -> None:
+        """Queue an automatic item for the action workers: a pool of long-lived tasks,
+        grown on demand up to `max_action_workers` (a task per action costs more)."""
         assert self._tg is not None
         self._work(+1)
-        self._tg.start_soon(self._run_action, case_id, item, started)
+        self._action_queue.append((case_id, item, started))
+        if self._idle_workers:
+            self._idle_workers.pop().set()
+        elif self._action_workers < self.max_action_workers:
+            self._action_workers += 1
+            self._tg.start_soon(self._action_worker)
 
-    async def _run_action(self, case_id: str, item: int, started: bool) -> None:
-        try:
-            await self._action(case_id, item, started)
-        finally:
-            self._work(-1)
+    async def _action_worker(self) -> None:
+        while True:
+            while self._action_queue:
+                case_id, item, started = self._action_queue.popleft()
+                try:
+                    await self._action(case_id, item, started)
+                except Exception as exc:  # a bug must not take the runtime down
+                    self.incidents.append(Incident(case_id, item, "?", "?", 0,
+                                                   f"runtime error: {exc!r}",
+                                                   self.clock.now()))
+                finally:
+                    self._work(-1)
+            wake = anyio.Event()
+            self._idle_workers.append(wake)
+            await wake.wait()
 
     async def _action(self, case_id: str, item: int, started: bool) -> None:
         try:
@@ -434,28 +467,21 @@ class Runtime:
             return await self.tell(case_id, command)
 
     async def _call(self, handler: Any, ctx: ActionContext, timeout: float) -> Any:
-        """Run a handler with a timeout measured on the runtime's clock (virtual or not)."""
-        outcome: dict[str, Any] = {}
+        """Run a handler with a timeout measured on the runtime's clock (virtual or not).
+
+        The deadline goes into the timer heap the timer loop already sleeps on, so a
+        call costs a cancel scope and a heap entry -- not a task group and a sleeper.
+        """
         deadline = self.clock.now() + timeout
-        async with anyio.create_task_group() as tg:
-            async def run() -> None:
-                try:
-                    outcome["out"] = await handler(ctx)
-                except Exception as exc:
-                    outcome["error"] = exc
-                tg.cancel_scope.cancel()
-
-            async def expire() -> None:
-                await self.clock.sleep_until(deadline)
-                outcome.setdefault("error", TimeoutError(
-                    f"action {ctx.action!r} took longer than {timeout:g} s"))
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(run)
-            tg.start_soon(expire)
-        if "out" in outcome:
-            return outcome["out"]
-        raise outcome["error"]
+        with anyio.CancelScope() as scope:
+            entry = self._push([deadline, next(self._timer_seq), None, scope])
+            try:
+                return await handler(ctx)
+            finally:
+                entry[3] = None  # disarmed; popped when it reaches the top of the heap
+                if self._timer_scope is not None and self._timer_sleeping_until == deadline:
+                    self._timer_scope.cancel()  # do not keep a sleeper for a dead deadline
+        raise TimeoutError(f"action {ctx.action!r} took longer than {timeout:g} s")
 
     # ---------------------------------------------------------------- quiescence
     def _work(self, delta: int) -> None:

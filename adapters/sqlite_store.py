@@ -135,6 +135,7 @@ class SQLiteStore:
         self._round = _Round()
         self._wake = anyio.Event()
         self._tg: Any = None
+        self._log_ends: dict[str, int] = {}  # case -> last seq (writer thread only)
         self.commits = 0  # transactions written
         self.appends_committed = 0  # appends they carried (mean batch = this / commits)
 
@@ -227,17 +228,31 @@ class SQLiteStore:
         ok = [appends[i] for i in ok_idx]
         if ok and self._write_ok(db, ok):
             refused |= {ok_idx[j] for j in self._write_one_by_one(db, ok)}
+        ends = self._log_ends
+        if len(ends) > 200_000:
+            ends.clear()  # a cache, not a second copy of the cases table
+        for i, a in enumerate(appends):
+            if i in refused:
+                ends.pop(a.case_id, None)  # someone else writes this case: ask the log
+            else:
+                ends[a.case_id] = a.first_seq + len(a.events) - 1
         return sorted(refused)
 
-    @staticmethod
-    def _refused(db: sqlite3.Connection, appends: list[Append]) -> set[int]:
+    def _refused(self, db: sqlite3.Connection, appends: list[Append]) -> set[int]:
+        # Where each case's log ends: remembered from this writer's own commits, read
+        # from the log on a miss. Another process appending behind our back is still
+        # caught, by the UNIQUE (case_id, first_seq) constraint.
+        ends = self._log_ends
         seqs: dict[str, int] = {}
         for cid in {a.case_id for a in appends}:
-            row = db.execute(_LOG_END, (cid,)).fetchone()
-            seqs[cid] = row[0] if row else 0
+            end = ends.get(cid)
+            if end is None:
+                row = db.execute(_LOG_END, (cid,)).fetchone()
+                end = row[0] if row else 0
+            seqs[cid] = end
         refused = set()
         for i, a in enumerate(appends):
-            end = seqs.get(a.case_id, 0)
+            end = seqs[a.case_id]
             if a.first_seq != end + 1:
                 refused.add(i)
             else:
