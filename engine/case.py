@@ -707,8 +707,14 @@ class Case:
                                           "reached"))
 
     def _finish_case(self, at: float) -> None:
+        busy = self._busy()
         for it in list(self.items.values()):
-            self._emit(WorkItemCancelled(it.id, at, "case completed"))
+            t = self.net.tasks[it.task]
+            # An offer whose task lost its tokens lost a deferred choice: say so, as
+            # the settle loop would have had the end not come first.
+            lost = it.state == ENABLED and it.parent < 0 and not _is_enabled(
+                t, self.marked, busy, self._seen(t))
+            self._emit(WorkItemCancelled(it.id, at, "withdrawn" if lost else "case completed"))
         self._remove_all_tokens(at, "case completed", keep=self.net.end)
         hand_on = None
         for wf, g in self.net.handovers:

@@ -213,20 +213,24 @@ def make_relax(t: Task, tasks: tuple[Task, ...] | list[Task], triggers: int,
     tokens are never used up. That over-approximates what can happen, so "no empty
     input of t can ever be marked" is a safe licence to fire; unlike the structural
     test it respects AND-joins, so a loop back through a join that waits for `t` does
-    not block `t` for ever.
+    not block `t` for ever. As in YAWL, what counts is a state that keeps the tokens `t`
+    already holds and adds one: a task whose cancellation region would take one of
+    them (or cancel `t`) leads nowhere that matters, so it is left out.
     """
     others = [u for u in tasks if u.idx != t.idx]
 
     def relax(marked: int, busy: int) -> bool:
+        held = t.preset_mask & marked
         reach = marked | triggers
         for u in tasks:
-            if busy >> u.idx & 1:
+            if busy >> u.idx & 1 and not (u.cancel_mask & held or t.idx in u.cancel_tasks):
                 reach |= u.post_mask
         changed = True
         while changed:
             changed = False
             for u in others:
-                if not u.post_mask & ~reach:
+                if not u.post_mask & ~reach or u.cancel_mask & held \
+                        or t.idx in u.cancel_tasks:
                     continue
                 pm = u.preset_mask
                 if (reach & pm == pm) if u.join == AND else (reach & pm):
