@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -31,8 +32,6 @@ def _spec_files(paths: Sequence[str]) -> list[tuple[pathlib.Path, bool]]:
 
 
 def _looks_like_workflow(text: str, suffix: str) -> bool:
-    import json
-
     import yaml
 
     try:
@@ -92,27 +91,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-TECHCORP_DEAL = {
-    "deal_name": "TechCorp Enterprise Analytics",
-    "customer_name": "TechCorp",
-    "customer_id": "cust_5893",
-    "deal_acv": 600000,
-    "deal_value_3yr": 1800000,
-    "discount_percent": 0,
-    "margin_percent": 0.80,
-    "sdr_name": "Sarah Chen",
-    "manager_name": "Marcus Thompson",
-}
-
-
 def cmd_walk(args: argparse.Namespace) -> int:
     """Drive the TechCorp deal from WF2 to the end of the pipeline, everyone approving."""
     nets, errors = load_nets([args.specs], out=open("/dev/null", "w"))  # noqa: SIM115
     if errors or "deal-approval-gate" not in nets:
         print("the specs do not validate: run `caseloop validate` first")
         return 1
-    case, events = Case.create(nets["deal-approval-gate"], "deal_techcorp_001",
-                               TECHCORP_DEAL, 0.0)
+    deal = json.loads((pathlib.Path(args.specs) / "examples" / "techcorp-deal.json")
+                      .read_text(encoding="utf-8"))  # the tutorial's TechCorp deal
+    case, events = Case.create(nets["deal-approval-gate"], "deal_techcorp_001", deal, 0.0)
     at = 0.0
     print(f"{case.case_id} in {case.net.workflow_id}: enabled {case.enabled_tasks()}")
     for _ in range(200):

@@ -42,17 +42,8 @@ from actors import Runtime, VirtualClock, placeholder_actions  # noqa: E402
 from adapters.sqlite_store import SQLiteStore  # noqa: E402
 from engine import compile_document  # noqa: E402
 
-DEAL = {
-    "deal_name": "TechCorp Enterprise Analytics",
-    "customer_name": "TechCorp",
-    "customer_id": "cust_5893",
-    "deal_acv": 600000,
-    "deal_value_3yr": 1800000,
-    "discount_percent": 0,
-    "margin_percent": 0.80,
-    "sdr_name": "Sarah Chen",
-    "manager_name": "Marcus Thompson",
-}
+# The tutorial's TechCorp deal (specs/examples/techcorp-deal.json).
+DEAL = json.loads((ROOT / "specs" / "examples" / "techcorp-deal.json").read_text())
 WORKFLOW = "deal-approval-gate"
 APPROVALS = ["SendToSalesManager", "SendToLegal", "SendToFinance", "ExecutiveCheck"]
 IDLE_TIMEOUT = 3600.0  # an hour: below the sales manager's 24 h timer

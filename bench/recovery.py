@@ -70,17 +70,8 @@ PIPELINE = ("lead-qualification", "deal-approval-gate", "contract-processing",
             "pricing-exception", "revenue-recognition")
 T0 = 1_700_000_000.0  # virtual time of the first event
 WAVE = 3000  # cases driven together (well under the resident cap)
-DEAL = {
-    "deal_name": "TechCorp Enterprise Analytics",
-    "customer_name": "TechCorp",
-    "customer_id": "cust_5893",
-    "deal_acv": 600000,
-    "deal_value_3yr": 1800000,
-    "discount_percent": 0,
-    "margin_percent": 0.80,
-    "sdr_name": "Sarah Chen",
-    "manager_name": "Marcus Thompson",
-}
+# The tutorial's TechCorp deal (specs/examples/techcorp-deal.json).
+DEAL = json.loads((ROOT / "specs" / "examples" / "techcorp-deal.json").read_text())
 # profile -> (share, answers by task)
 PROFILES: dict[str, tuple[float, dict[str, str]]] = {
     "closed": (0.45, {"CustomerSignature": "signed", "PaymentReceived": "paid"}),

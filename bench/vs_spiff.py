@@ -73,17 +73,8 @@ sys.path.insert(0, str(ROOT))
 
 from engine import Case, compile_document  # noqa: E402
 
-DEAL = {  # bench/hot_path.py's deal (the tutorial's), ACV varied per case below
-    "deal_name": "TechCorp Enterprise Analytics",
-    "customer_name": "TechCorp",
-    "customer_id": "cust_5893",
-    "deal_acv": 600000,
-    "deal_value_3yr": 1800000,
-    "discount_percent": 0,
-    "margin_percent": 0.80,
-    "sdr_name": "Sarah Chen",
-    "manager_name": "Marcus Thompson",
-}
+# The tutorial's deal (specs/examples/techcorp-deal.json); ACV varied per case below.
+DEAL = json.loads((ROOT / "specs" / "examples" / "techcorp-deal.json").read_text())
 APPROVALS = ("SendToSalesManager", "SendToLegal", "SendToFinance", "ExecutiveCheck")
 FINAL = "AllApprovalsComplete"
 APPROVED = {"approval": "APPROVED"}
