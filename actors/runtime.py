@@ -45,7 +45,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
-from engine import Case, CaseSnapshot, EngineError, Net, replay
+from engine import Case, CaseSnapshot, EngineError, Net, parse_duration, replay
 from engine.events import TimerSet, WorkItemEnabled
 from engine.net import AUTOMATIC
 
@@ -419,8 +419,6 @@ class Runtime:
         name = t.action or ""
         delay = t.params.get("delay")
         if delay and it.state == "enabled":
-            from engine import parse_duration
-
             await self._sleep(self.clock.now() + parse_duration(delay))
         if it.state == "enabled" and not started and t.contested:
             try:  # claim it: in a deferred choice this is the moment the choice is made
