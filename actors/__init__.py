@@ -5,7 +5,7 @@ Imports the engine only; stores, clocks and policies come in through `actors.por
 
 from .actions import ActionContext, ActionRegistry, Incident, RetryPolicy, placeholder_actions
 from .clock import VirtualClock
-from .ports import Append, AppendConflict, Clock, EventStore, RoutingPolicy
+from .ports import Append, AppendConflict, Clock, EventStore
 from .runtime import ActorFault, CaseExists, CaseNotFound, Runtime, WorkflowNotFound
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "EventStore",
     "Incident",
     "RetryPolicy",
-    "RoutingPolicy",
     "Runtime",
     "VirtualClock",
     "WorkflowNotFound",

@@ -1,8 +1,8 @@
-"""The ports the runtime consults: a store, a clock, and the policies MAPE-K may set.
+"""The ports the runtime consults: a store and a clock (the MAPE-K policy port joins
+them with its first user).
 
 They are Protocols defined here, next to their user, so that actors/ depends on no
-adapter: SQLite or PostgreSQL stores, the system clock and the MAPE-K policy store
-implement them from above.
+adapter: SQLite or PostgreSQL stores and the system clock implement them from above.
 """
 
 from __future__ import annotations
@@ -111,16 +111,3 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
     async def sleep_until(self, deadline: float) -> None: ...
-
-
-class RoutingPolicy(Protocol):
-    """What MAPE-K may decide for new work items (dispatch windows, preferred people)."""
-
-    def dispatch_delay(self, workflow_id: str, task: str, now: float) -> float:
-        """Seconds to hold a new work item before it is offered (0: at once)."""
-        ...
-
-
-class NoPolicy:
-    def dispatch_delay(self, workflow_id: str, task: str, now: float) -> float:
-        return 0.0

@@ -50,7 +50,7 @@ from engine.events import TimerSet, WorkItemEnabled
 from engine.net import AUTOMATIC
 
 from .actions import ActionContext, ActionRegistry, Incident
-from .ports import Append, AppendConflict, Clock, EventStore, NoPolicy, RoutingPolicy
+from .ports import Append, AppendConflict, Clock, EventStore
 from .projection import case_row, item_changes
 
 Command = Callable[[Case], list[Any]]
@@ -87,13 +87,12 @@ class _Actor:
 
 class Runtime:
     def __init__(self, store: EventStore, clock: Clock, actions: ActionRegistry | None = None,
-                 policy: RoutingPolicy | None = None, *, snapshot_every: int = 100,
+                 *, snapshot_every: int = 100,
                  resident_cap: int = 250_000, idle_timeout: float | None = None,
                  max_action_workers: int = 256) -> None:
         self.store = store
         self.clock = clock
         self.actions = actions or ActionRegistry()
-        self.policy = policy or NoPolicy()
         self.snapshot_every = snapshot_every
         self.resident_cap = resident_cap
         self.idle_timeout = idle_timeout
@@ -287,16 +286,11 @@ class Runtime:
             stored = await self.store.load(case_id)
             if stored is None:
                 raise CaseNotFound(f"case {case_id!r} not found", field="case_id")
+            base = None
             if stored.snapshot is not None:
                 snap = msgspec.msgpack.decode(stored.snapshot, type=CaseSnapshot)
-                case = Case.restore(self.net(snap.workflow_id, snap.workflow_version), snap)
-                for e in stored.events:
-                    if type(e).__name__ == "CaseHandedOn":
-                        case.net = self.net(e.workflow_id, e.version)
-                    case.apply(e)
-                case._dirty = case._dirty_busy = 0
-            else:
-                case = replay(stored.events, self.net)
+                base = Case.restore(self.net(snap.workflow_id, snap.workflow_version), snap)
+            case = replay(stored.events, self.net, onto=base)
             actor = _Actor(case, stored.snapshot_seq, self.clock.now())
             self._resident[case_id] = actor
             self._passivate_over_cap()

@@ -129,7 +129,6 @@ class SQLiteStore:
     def __init__(self, path: str, *, durability: Durability = "normal") -> None:
         self.path = path
         self.durability = durability
-        self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._wdb: sqlite3.Connection | None = None
         self._round = _Round()
@@ -141,17 +140,12 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> SQLiteStore:
-        self._db = await self._connect()
-        await self._db.executescript(SCHEMA)
-        self._reader = await self._connect()
-        # The group-commit writer: a plain sqlite3 connection used by one thread at a
-        # time (the limiter), so a round is a single hop (measured: half the latency
-        # of one aiosqlite call per statement).
-        self._wdb = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._wdb.execute("PRAGMA journal_mode=WAL")
-        self._wdb.execute(f"PRAGMA synchronous={self.durability.upper()}")
-        self._wdb.execute("PRAGMA busy_timeout=10000")
+        # The one writing connection: a plain sqlite3 connection used by one thread at
+        # a time (the limiter), so a round is a single hop (measured: half the latency
+        # of one aiosqlite call per statement). Reads go through aiosqlite.
         self._limiter = anyio.CapacityLimiter(1)
+        self._wdb = await anyio.to_thread.run_sync(self._open_writer, limiter=self._limiter)
+        self._reader = await self._connect()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._writer)
@@ -161,11 +155,18 @@ class SQLiteStore:
                         tb: TracebackType | None) -> None:
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(None, None, None)
-        for conn in (self._reader, self._db):
-            if conn is not None:
-                await conn.close()
+        if self._reader is not None:
+            await self._reader.close()
         if self._wdb is not None:
             self._wdb.close()
+
+    def _open_writer(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self.durability.upper()}")
+        db.execute("PRAGMA busy_timeout=10000")
+        db.executescript(SCHEMA)
+        return db
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -370,13 +371,16 @@ class SQLiteStore:
             return [ItemRow(*row) for row in await cur.fetchall()]
 
     async def save_spec(self, row: SpecRow) -> None:
-        assert self._db is not None
         # Through the writer's connection, outside the group-commit queue: specs are
         # registered rarely and must be durable before a case may use them.
-        await self._db.execute(
-            "INSERT OR IGNORE INTO specs (workflow_id, version, digest, document,"
-            " registered_at) VALUES (?, ?, ?, ?, ?)",
-            (row.workflow_id, row.version, row.digest, row.document, row.registered_at))
+        def save() -> None:
+            assert self._wdb is not None
+            self._wdb.execute(
+                "INSERT OR IGNORE INTO specs (workflow_id, version, digest, document,"
+                " registered_at) VALUES (?, ?, ?, ?, ?)",
+                (row.workflow_id, row.version, row.digest, row.document, row.registered_at))
+
+        await anyio.to_thread.run_sync(save, limiter=self._limiter)
 
     async def specs(self) -> list[SpecRow]:
         assert self._reader is not None

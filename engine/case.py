@@ -385,8 +385,7 @@ class Case:
         self._emit(WorkItemCompleted(it.id, at, result, merged or None, consumed, produced, by))
 
     def _map_output(self, t: Task, result: str | None, output: dict[str, Any]) -> dict[str, Any]:
-        if not t.outputs:
-            return output
+        """The task's output mapping (callers skip the call when it has none)."""
         local = {**output, "result": result}
         return {f: self._eval(g, self.data, local) for f, g in t.outputs}
 
@@ -406,21 +405,17 @@ class Case:
             for c, g in t.routes:
                 if g(data, local):
                     chosen.append(c)
-        except GuardError:
+        except GuardError as exc:
             assert g is not None
-            self._eval(g, data, local)  # re-raise as GuardFailed naming the field
-            raise
+            raise _guard_failed(g, exc) from None
         return tuple(chosen) or (t.default,)
 
     @staticmethod
     def _eval(g: Guard, data: dict[str, Any], local: dict[str, Any] | None) -> Any:
         try:
             return g(data, local)
-        except MissingField as exc:
-            raise GuardFailed(f"guard {g.text!r} reads missing field {exc.field!r}",
-                              field=exc.field) from None
         except GuardError as exc:
-            raise GuardFailed(f"guard {g.text!r} cannot be decided: {exc}") from None
+            raise _guard_failed(g, exc) from None
 
     def _cancel_region(self, t: Task, at: float, consumed: tuple[int, ...], keep: int) -> None:
         """Cancel t's region: its tasks' open items and its conditions' tokens.
@@ -430,10 +425,10 @@ class Case:
         The tokens the cancelling task itself consumes are not available to take.
         """
         why = f"cancelled by {t.id}"
+        takes: dict[int, tuple[int, ...]] = {}
         for c in consumed:
             self.tokens[c] -= 1  # lend t's own inputs away while choosing what to take
         try:
-            takes = {}
             marked = _marked(self.tokens)
             for it in self.items.values():
                 if it.state == ENABLED and it.parent < 0 and it.task in t.cancel_tasks:
@@ -455,7 +450,7 @@ class Case:
             n = self.tokens[c] - consumed.count(c)
             removed.extend([c] * n)
         if removed:
-            self._emit(TokensRemoved(tuple(removed), at, f"cancelled by {t.id}"))
+            self._emit(TokensRemoved(tuple(removed), at, why))
 
     def _after_instance(self, parent_id: int, at: float) -> None:
         parent = self.items.get(parent_id)
@@ -595,7 +590,7 @@ class Case:
         elif how == "cancel":
             self._cancel_item(iid, at, "timed out")
         else:
-            self._emit(WorkItemFailed(iid, at, "timed out"))
+            self._fail_item(iid, at, "timed out")
 
     def _signal(self, condition: str, at: float) -> None:
         c = self.net.cond_index.get(condition)
@@ -729,10 +724,21 @@ class Case:
         APPLY[type(e)](self, e)
 
 
-def replay(events: Iterable[Any], nets: Net | Callable[[str, int], Net]) -> Case:
-    """Rebuild a case from its log. `nets` is the net, or a lookup (workflow id, version)."""
+def _guard_failed(g: Guard, exc: GuardError) -> GuardFailed:
+    if isinstance(exc, MissingField):
+        return GuardFailed(f"guard {g.text!r} reads missing field {exc.field!r}",
+                           field=exc.field)
+    return GuardFailed(f"guard {g.text!r} cannot be decided: {exc}")
+
+
+def replay(events: Iterable[Any], nets: Net | Callable[[str, int], Net],
+           onto: Case | None = None) -> Case:
+    """Rebuild a case from its log. `nets` is the net, or a lookup (workflow id, version).
+
+    `onto` continues from a case restored from a snapshot with the events after it.
+    """
     resolve = (lambda _w, _v: nets) if isinstance(nets, Net) else nets
-    case: Case | None = None
+    case = onto
     for e in events:
         if isinstance(e, CaseCreated):
             case = Case(resolve(e.workflow_id, e.version))

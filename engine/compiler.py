@@ -217,18 +217,23 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
 
     # --- reachability -----------------------------------------------------------
     if not problems:
-        _check_reachability(spec, tasks, cond_ids, start, end, trig_t | trig_p, add)
-        _precompute_orjoins(tasks, cond_in, len(cond_ids))
-        _mark_cycles(tasks)
-        readers: dict[int, int] = {}
+        consumers: dict[int, list[int]] = {}  # condition -> tasks taking tokens from it
         for t in tasks:
             for c in t.preset:
-                readers[c] = readers.get(c, 0) + 1
+                consumers.setdefault(c, []).append(t.idx)
+        _check_reachability(spec, tasks, cond_ids, start, end, trig_t | trig_p, consumers, add)
+        _precompute_orjoins(tasks, cond_in)
         for t in tasks:
-            t.contested = any(readers[c] > 1 for c in t.preset)
-        for t in tasks:
-            if t.join == OR and _orjoin_in_loop(t, tasks):
-                t.relax = make_relax(t, tasks, trig_t | trig_p)
+            after = _downstream(t, tasks, consumers)
+            t.in_cycle = t.idx in after
+            t.contested = any(len(consumers[c]) > 1 for c in t.preset)
+            if t.join == OR:
+                # Inside a loop when something feeding an input lies downstream of it.
+                feeders = 0
+                for _, _, busy in t.orjoin:
+                    feeders |= busy
+                if any(feeders >> u & 1 for u in after):
+                    t.relax = make_relax(t, tasks, trig_t | trig_p)
         for t in tasks:
             t.watch_conds = t.preset_mask | t.milestone_mask
             for _, conds, _tasks in t.orjoin:
@@ -312,11 +317,8 @@ def _compile_mi(mi: Any, base: str, add: Any) -> MultipleInstance | None:
 
 
 def _check_reachability(spec: WorkflowSpec, tasks: list[Task], cond_ids: list[str],
-                        start: int, end: int, triggers: int, add: Any) -> None:
-    consumers: dict[int, list[int]] = {}
-    for t in tasks:
-        for c in t.preset:
-            consumers.setdefault(c, []).append(t.idx)
+                        start: int, end: int, triggers: int,
+                        consumers: dict[int, list[int]], add: Any) -> None:
     # Forward: a task is reachable when any input is (optimistic: joins ignored here,
     # the soundness check catches joins that never fire). Triggers arrive from outside.
     seen_c = {start} | {c for c in range(len(cond_ids)) if triggers >> c & 1}
@@ -363,47 +365,22 @@ def _check_reachability(spec: WorkflowSpec, tasks: list[Task], cond_ids: list[st
             add(Problem(f"/conditions/{i}", f"condition {c.id!r} is unreachable"))
 
 
-def _orjoin_in_loop(t: Task, tasks: list[Task]) -> bool:
-    """Does anything that can feed one of t's inputs lie downstream of t?"""
-    consumers: dict[int, list[int]] = {}
-    for u in tasks:
-        for c in u.preset:
-            consumers.setdefault(c, []).append(u.idx)
-    downstream, todo = set(), list(t.postset)
-    seen = set(todo)
+def _downstream(t: Task, tasks: list[Task], consumers: dict[int, list[int]]) -> set[int]:
+    """The tasks a token leaving t can reach (t itself among them if t is in a loop)."""
+    after: set[int] = set()
+    todo, seen = list(t.postset), set(t.postset)
     while todo:
         for u in consumers.get(todo.pop(), ()):
-            if u not in downstream:
-                downstream.add(u)
+            if u not in after:
+                after.add(u)
                 for c in tasks[u].postset:
                     if c not in seen:
                         seen.add(c)
                         todo.append(c)
-    feeders = 0
-    for _, _, busy in t.orjoin:
-        feeders |= busy
-    return any(feeders >> u & 1 for u in downstream)
+    return after
 
 
-def _mark_cycles(tasks: list[Task]) -> None:
-    consumers: dict[int, list[int]] = {}
-    for t in tasks:
-        for c in t.preset:
-            consumers.setdefault(c, []).append(t.idx)
-    for t in tasks:
-        todo, seen = list(t.postset), set(t.postset)
-        while todo and not t.in_cycle:
-            for u in consumers.get(todo.pop(), ()):
-                if u == t.idx:
-                    t.in_cycle = True
-                    break
-                for c in tasks[u].postset:
-                    if c not in seen:
-                        seen.add(c)
-                        todo.append(c)
-
-
-def _precompute_orjoins(tasks: list[Task], cond_in: dict[int, list[int]], ncond: int) -> None:
+def _precompute_orjoins(tasks: list[Task], cond_in: dict[int, list[int]]) -> None:
     for t in tasks:
         if t.join != OR:
             continue
