@@ -39,6 +39,20 @@ class ItemRow(msgspec.Struct, gc=False):
     assignee: str | None = None
 
 
+class PhaseChange(msgspec.Struct, gc=False, array_like=True):
+    """A case entering a workflow ("open") or leaving its current one ("close").
+
+    The phases projection gives each workflow its own cases and cycle times even
+    though a deal keeps one case id from WF2 to WF5 (metrics, SLOs).
+    """
+
+    op: str  # open | close
+    at: float
+    workflow_id: str = ""  # open only
+    version: int = 0  # open only
+    outcome: str = ""  # close only: completed | cancelled | failed
+
+
 class Append(msgspec.Struct, gc=False):
     """One case's new events with the projection changes they cause.
 
@@ -53,6 +67,7 @@ class Append(msgspec.Struct, gc=False):
     item_upserts: list[ItemRow]
     item_deletes: list[int]
     snapshot: bytes | None = None  # the state after these events, msgpack
+    phases: list[PhaseChange] | None = None  # in event order; None on most appends
 
 
 class StoredCase(msgspec.Struct):

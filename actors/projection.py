@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from engine import Case
+from engine.events import CaseCancelled, CaseCompleted, CaseCreated, CaseFailed, CaseHandedOn
 from engine.net import KIND_NAME
 
-from .ports import CaseRow, ItemRow
+from .ports import CaseRow, ItemRow, PhaseChange
+
+_CLOSED = {CaseCompleted: "completed", CaseCancelled: "cancelled", CaseFailed: "failed"}
 
 
 def case_row(case: Case, now: float) -> CaseRow:
@@ -34,3 +37,15 @@ def item_changes(case: Case, events: list[Any]) -> tuple[list[ItemRow], list[int
         upserts.append(ItemRow(case.case_id, iid, t.id, KIND_NAME[t.kind], t.role, it.state,
                                it.enabled_at, it.due, it.by))
     return upserts, deletes
+
+
+def phase_changes(events: list[Any]) -> list[PhaseChange] | None:
+    """The workflows these events entered and left, in order (None if none)."""
+    out = None
+    for e in events:
+        t = type(e)
+        if t is CaseCreated or t is CaseHandedOn:
+            (out := out or []).append(PhaseChange("open", e.at, e.workflow_id, e.version))
+        elif t in _CLOSED:
+            (out := out or []).append(PhaseChange("close", e.at, outcome=_CLOSED[t]))
+    return out

@@ -51,7 +51,7 @@ from engine.net import AUTOMATIC
 
 from .actions import ActionContext, ActionRegistry, Incident
 from .ports import Append, AppendConflict, Clock, EventStore
-from .projection import case_row, item_changes
+from .projection import case_row, item_changes, phase_changes
 
 Command = Callable[[Case], list[Any]]
 
@@ -254,7 +254,7 @@ class Runtime:
             snapshot = msgspec.msgpack.encode(case.snapshot())
             actor.snap_seq = case.version
         batch = Append(case.case_id, first_seq, events, case_row(case, now), upserts, deletes,
-                       snapshot)
+                       snapshot, phase_changes(events))
         actor.pending += 1
         try:
             await self.store.append(batch)

@@ -3,6 +3,11 @@
     caseloop validate specs/            check spec files; located problems, exit 1 if any
     caseloop walk [--specs specs/]      walk the tutorial's TechCorp deal through the
                                         pipeline in memory and print what happens
+    caseloop serve [--host 127.0.0.1] [--port 8080] [--db caseloop.db]
+                                        the HTTP API on the embedded SQLite store, with
+                                        the pipeline in specs/ registered at start
+    caseloop token create USER [--tokens caseloop-tokens.yaml]
+                                        mint a bearer token for a person of roles.yaml
 """
 
 from __future__ import annotations
@@ -10,15 +15,15 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from adapters.registry import SPEC_SUFFIXES, looks_like_workflow
 from engine import Case, Net, SpecError, compile, decode_spec
 from engine.spec import SpecDecodeError
-
-SPEC_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def _spec_files(paths: Sequence[str]) -> list[tuple[pathlib.Path, bool]]:
@@ -32,16 +37,6 @@ def _spec_files(paths: Sequence[str]) -> list[tuple[pathlib.Path, bool]]:
     return out
 
 
-def _looks_like_workflow(text: str, suffix: str) -> bool:
-    import yaml
-
-    try:
-        doc: Any = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-    except Exception:
-        return True  # let the decoder say what is wrong with it
-    return isinstance(doc, dict) and ("tasks" in doc or "flows" in doc)
-
-
 def load_nets(paths: Sequence[str], out: Any = None) -> tuple[dict[str, Net], int]:
     """Compile every workflow spec under `paths`; print a line per file. -> (nets, errors)."""
     out = out or sys.stdout
@@ -53,7 +48,7 @@ def load_nets(paths: Sequence[str], out: Any = None) -> tuple[dict[str, Net], in
             errors += 1
             continue
         text = f.read_text(encoding="utf-8")
-        if not explicit and not _looks_like_workflow(text, f.suffix):
+        if not explicit and not looks_like_workflow(text, f.suffix):
             continue
         try:
             spec = decode_spec(text, "json" if f.suffix == ".json" else "yaml")
@@ -131,6 +126,46 @@ def _walk_output(task: str) -> dict[str, Any]:
     return {"ScoringDecision": {"lead_score": 72}}.get(task, {})
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from adapters.http import Settings, create_app
+    from adapters.people import load_tokens
+
+    tokens = args.tokens or os.environ.get("CASELOOP_TOKENS")
+    if args.host not in LOOPBACK and not (tokens and load_tokens(tokens)):
+        print(f"refusing to listen on {args.host}: without auth anyone who can reach it "
+              "could act as the local operator. Create tokens (`caseloop token create "
+              "USER --tokens FILE`) and pass --tokens FILE, or bind 127.0.0.1.",
+              file=sys.stderr)
+        return 2
+    specs = None if args.no_specs else args.specs
+    if specs is not None and not pathlib.Path(specs).is_dir():
+        print(f"no spec directory {specs!r} (pass --specs DIR or --no-specs)", file=sys.stderr)
+        return 2
+    app = create_app(Settings(db=args.db, specs=specs, tokens=tokens,
+                              durability=args.durability, bench_route=args.bench_route))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                access_log=args.access_log)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from adapters.people import create_token, load_directory
+
+    roles = pathlib.Path(args.roles)
+    if roles.exists() and args.user not in load_directory(roles).people:
+        print(f"{args.user!r} is not a person of {roles}", file=sys.stderr)
+        return 2
+    print(create_token(args.tokens, args.user))
+    print(f"(its digest is in {args.tokens}; start the server with --tokens {args.tokens})",
+          file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="caseloop", description="caseloop workflow engine")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -140,6 +175,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     w = sub.add_parser("walk", help="walk the tutorial deal through the pipeline in memory")
     w.add_argument("--specs", default="specs", help="directory of workflow specs")
     w.set_defaults(fn=cmd_walk)
+    s = sub.add_parser("serve", help="run the HTTP API (uvicorn) on the SQLite store")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--db", default="caseloop.db", help="SQLite database file")
+    s.add_argument("--specs", default="specs",
+                   help="workflow specs registered at start (and roles.yaml, slos.yaml)")
+    s.add_argument("--no-specs", action="store_true", help="register nothing at start")
+    s.add_argument("--tokens", help="tokens file (caseloop token create); env "
+                   "CASELOOP_TOKENS. Without one: open mode, loopback only")
+    s.add_argument("--durability", choices=["normal", "full"], default="normal",
+                   help="normal survives a killed process; full also power loss")
+    s.add_argument("--log-level", default="info")
+    s.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    s.add_argument("--bench-route", action="store_true", help=argparse.SUPPRESS)
+    s.set_defaults(fn=cmd_serve)
+    t = sub.add_parser("token", help="bearer tokens for the people of roles.yaml")
+    tsub = t.add_subparsers(dest="token_command", required=True)
+    tc = tsub.add_parser("create", help="mint a token for USER and print it")
+    tc.add_argument("user")
+    tc.add_argument("--tokens", default="caseloop-tokens.yaml", help="tokens file")
+    tc.add_argument("--roles", default="specs/roles.yaml")
+    tc.set_defaults(fn=cmd_token)
     args = ap.parse_args(argv)
     return int(args.fn(args))
 

@@ -27,10 +27,22 @@ import aiosqlite
 import anyio
 import msgspec
 
-from actors.ports import Append, AppendConflict, ItemRow, SpecRow, StoredCase, TimerRow
+from actors.ports import (
+    Append,
+    AppendConflict,
+    CaseRow,
+    ItemRow,
+    SpecRow,
+    StoredCase,
+    TimerRow,
+)
 from engine.events import Event
 
 Durability = Literal["normal", "full"]
+
+
+class StoreUnavailable(Exception):
+    """The store's writer failed; nothing more can be made durable until a restart."""
 
 SCHEMA = """
 -- One row per append: the events one command caused, numbered first_seq..last_seq
@@ -83,6 +95,17 @@ CREATE TABLE IF NOT EXISTS specs (
     registered_at REAL NOT NULL,
     PRIMARY KEY (workflow_id, version)
 );
+-- A case's passage through each workflow (a deal visits WF2..WF5 under one id).
+CREATE TABLE IF NOT EXISTS phases (
+    case_id TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    entered_at REAL NOT NULL,
+    left_at REAL,
+    outcome TEXT,
+    PRIMARY KEY (case_id, workflow_id)
+);
+CREATE INDEX IF NOT EXISTS phases_by_workflow ON phases (workflow_id, entered_at);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
     request_hash TEXT NOT NULL,
@@ -110,6 +133,13 @@ _UPSERT_SNAPSHOT = (
     "INSERT INTO snapshots (case_id, seq, body) VALUES (?, ?, ?) ON CONFLICT (case_id)"
     " DO UPDATE SET seq = excluded.seq, body = excluded.body")
 
+_OPEN_PHASE = (
+    "INSERT INTO phases (case_id, workflow_id, version, entered_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (case_id, workflow_id) DO UPDATE SET version = excluded.version,"
+    " entered_at = excluded.entered_at, left_at = NULL, outcome = NULL")
+_CLOSE_PHASE = ("UPDATE phases SET left_at = ?, outcome = ? WHERE case_id = ?"
+                " AND left_at IS NULL")
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode_many = msgspec.msgpack.Decoder(list[Event]).decode  # type: ignore[valid-type]
 
@@ -135,6 +165,7 @@ class SQLiteStore:
         self._wake = anyio.Event()
         self._tg: Any = None
         self._log_ends: dict[str, int] = {}  # case -> last seq (writer thread only)
+        self.failed: BaseException | None = None  # the writer died: nothing more is durable
         self.commits = 0  # transactions written
         self.appends_committed = 0  # appends they carried (mean batch = this / commits)
 
@@ -176,12 +207,16 @@ class SQLiteStore:
         return conn
 
     async def ping(self) -> bool:
-        assert self._reader is not None
+        """Ready: the writer is alive and the database answers."""
+        if self.failed is not None or self._reader is None:
+            return False
         async with self._reader.execute("SELECT 1") as cur:
             return (await cur.fetchone()) == (1,)
 
     # -------------------------------------------------------------------- appends
     async def append(self, batch: Append) -> None:
+        if self.failed is not None:
+            raise StoreUnavailable(f"the store cannot write: {self.failed!r}")
         rnd = self._round  # queued synchronously: commit order == call order
         rnd.appends.append(batch)
         self._wake.set()
@@ -200,10 +235,14 @@ class SQLiteStore:
             try:
                 with anyio.CancelScope(shield=True):
                     await self._write_round(rnd)
-            except BaseException as exc:  # the store itself failed: every waiter hears it
-                for a in rnd.appends:
-                    rnd.errors.setdefault(id(a), exc)
-                raise
+            except Exception as exc:  # the store itself failed: every waiter hears it
+                self.failed = exc
+                err = StoreUnavailable(f"the store cannot write: {exc!r}")
+                for r in (rnd, self._round):  # this round and whatever queued behind it
+                    for a in r.appends:
+                        r.errors.setdefault(id(a), err)
+                    r.done.set()
+                return  # readiness reports it; appends from now on fail at once
             finally:
                 rnd.done.set()
 
@@ -273,6 +312,7 @@ class SQLiteStore:
                 db.executemany(_DELETE_ITEM, deletes)
             if snaps:
                 db.executemany(_UPSERT_SNAPSHOT, snaps)
+            _write_phases(db, appends)
             db.execute("COMMIT")
             return False
         except sqlite3.IntegrityError:
@@ -297,6 +337,7 @@ class SQLiteStore:
                     db.executemany(_UPSERT_ITEM, up)
                     db.executemany(_DELETE_ITEM, de)
                     db.executemany(_UPSERT_SNAPSHOT, sn)
+                    _write_phases(db, [a])
                     db.execute("RELEASE one")
                 except sqlite3.IntegrityError:
                     db.execute("ROLLBACK TO one")
@@ -389,6 +430,89 @@ class SQLiteStore:
                 " ORDER BY workflow_id, version") as cur:
             return [SpecRow(*row) for row in await cur.fetchall()]
 
+    # ------------------------------------------------------- API reads (projections)
+    async def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        assert self._reader is not None
+        async with self._reader.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    async def list_cases(self, *, workflow: str | None = None, state: str | None = None,
+                         created_after: float | None = None,
+                         created_before: float | None = None,
+                         after: tuple[float, str] | None = None, limit: int = 100,
+                         ) -> list[CaseRow]:
+        """Cases newest first, keyset-paginated on (created_at, case_id) < `after`.
+
+        `workflow` matches every workflow the case passed through, so a deal that WF2
+        handed to WF3 is still listed under deal-approval-gate.
+        """
+        where, args = [], []
+        if workflow is not None:
+            where.append("case_id IN (SELECT case_id FROM phases WHERE workflow_id = ?)")
+            args.append(workflow)
+        for cond, val in (("state = ?", state), ("created_at >= ?", created_after),
+                          ("created_at < ?", created_before)):
+            if val is not None:
+                where.append(cond)
+                args.append(val)
+        if after is not None:
+            where.append("(created_at < ? OR (created_at = ? AND case_id < ?))")
+            args += [after[0], after[0], after[1]]
+        sql = ("SELECT case_id, workflow_id, workflow_version, state, created_at, updated_at,"
+               " closed_at, seq FROM cases")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, case_id DESC LIMIT ?"
+        return [CaseRow(*r) for r in await self._all(sql, (*args, limit))]
+
+    async def worklist(self, *, user: str | None = None, roles: list[str] | None = None,
+                       limit: int = 500) -> list[tuple[ItemRow, str]]:
+        """Open human work items (with their case's workflow): those claimed by `user`,
+        and those not yet claimed whose role is one of `roles`."""
+        where, args = ["w.kind = 'human'", "w.state != 'failed'"], []
+        ors = []
+        if user is not None:
+            ors.append("w.assignee = ?")
+            args.append(user)
+        if roles:
+            ors.append(f"(w.assignee IS NULL AND w.role IN ({','.join('?' * len(roles))}))")
+            args += roles
+        if user is not None or roles is not None:
+            where.append("(" + (" OR ".join(ors) or "0") + ")")
+        rows = await self._all(
+            "SELECT w.case_id, w.item, w.task, w.kind, w.role, w.state, w.enabled_at, w.due,"
+            " w.assignee, c.workflow_id FROM work_items w JOIN cases c USING (case_id)"
+            f" WHERE {' AND '.join(where)} ORDER BY w.enabled_at LIMIT ?", (*args, limit))
+        return [(ItemRow(*r[:9]), r[9]) for r in rows]
+
+    async def phases(self, workflow_id: str, since: float,
+                     ) -> list[tuple[float, float | None, str | None]]:
+        """(entered_at, left_at, outcome) of the cases that entered a workflow since."""
+        return await self._all(
+            "SELECT entered_at, left_at, outcome FROM phases WHERE workflow_id = ?"
+            " AND entered_at >= ?", (workflow_id, since))
+
+    async def idempotent_response(self, key: str, now: float,
+                                  ) -> tuple[str, int, bytes] | None:
+        """(request hash, status, body) stored under an Idempotency-Key, if unexpired."""
+        rows = await self._all("SELECT request_hash, status, response FROM idempotency"
+                               " WHERE key = ? AND expires_at > ?", (key, now))
+        return (rows[0][0], rows[0][1], bytes(rows[0][2])) if rows else None
+
+    async def remember_response(self, key: str, request_hash: str, status: int, body: bytes,
+                                expires_at: float, now: float) -> None:
+        def save() -> None:
+            assert self._wdb is not None
+            self._wdb.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
+            self._wdb.execute(
+                "INSERT INTO idempotency (key, request_hash, status, response, expires_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+                " request_hash = excluded.request_hash, status = excluded.status,"
+                " response = excluded.response, expires_at = excluded.expires_at",
+                (key, request_hash, status, body, expires_at))
+
+        await anyio.to_thread.run_sync(save, limiter=self._limiter)
+
     async def count_events(self) -> int:
         assert self._reader is not None
         async with self._reader.execute(
@@ -415,3 +539,13 @@ def _rows(appends: list[Append]) -> tuple[list[tuple[Any, ...]], ...]:
             snaps.append((cid, c.seq, a.snapshot))
     return events, cases, upserts, deletes, snaps
 
+
+
+def _write_phases(db: sqlite3.Connection, appends: list[Append]) -> None:
+    # Rare (creates, hand-overs, ends) and order-dependent: statement by statement.
+    for a in appends:
+        for p in a.phases or ():
+            if p.op == "open":
+                db.execute(_OPEN_PHASE, (a.case_id, p.workflow_id, p.version, p.at))
+            else:
+                db.execute(_CLOSE_PHASE, (p.at, p.outcome, a.case_id))

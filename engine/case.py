@@ -258,6 +258,10 @@ class Case:
                 out.append(t.id)
         return out
 
+    def work_item(self, ref: int | str) -> WorkItem:
+        """The open work item a command with `ref` would act on; refuses as it would."""
+        return self._item(ref)
+
     def work_items(self) -> list[WorkItem]:
         return list(self.items.values())
 

@@ -182,6 +182,12 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
             if g is not None:
                 outs.append((field, g))
         t.outputs = tuple(outs)
+        auth = []
+        for kind, expr in ts.authority.items():
+            g = _guard(expr, f"{base}/authority/{kind}", add)
+            if g is not None:
+                auth.append((kind, g))
+        t.authority = tuple(auth)
         cancel_conds, cancel_tasks = [], []
         for k, ref in enumerate(ts.cancels):
             if ref in task_pos:

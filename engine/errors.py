@@ -86,3 +86,10 @@ class AlreadyDone(EngineError):
 class CaseClosed(EngineError):
     code = 2003
     kind = "conflict"
+
+
+class InsufficientAuthority(EngineError):
+    """The person completing a task lacks its role or the authority its data needs."""
+
+    code = 3002
+    kind = "forbidden"

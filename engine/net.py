@@ -67,7 +67,7 @@ class Task:
     """One compiled task. Read-only after compilation."""
 
     __slots__ = (
-        "action", "cancel_conds", "cancel_mask", "cancel_tasks", "checklist", "contested",
+        "action", "authority", "cancel_conds", "cancel_mask", "cancel_tasks", "checklist", "contested",
         "default",
         "id", "idx", "in_cycle", "join", "kind", "mi", "milestone_mask", "orjoin", "outputs",
         "params", "post_mask", "postset", "preset", "preset_mask", "relax", "role", "routes",
@@ -104,6 +104,7 @@ class Task:
         self.timer: Timer | None = None
         self.mi: MultipleInstance | None = None
         self.outputs: tuple[tuple[str, Guard], ...] = ()
+        self.authority: tuple[tuple[str, Guard], ...] = ()  # (limit kind, measure)
         self.in_cycle = False  # the task can come round again (a loop runs through it)
         # Another task takes tokens from one of its inputs (a deferred choice): starting
         # it is a decision, so an action must claim it before running.

@@ -87,6 +87,9 @@ class TaskSpec(_Spec):
     workflow: str | None = None  # composite tasks: the sub-workflow id
     output: dict[str, str] = {}  # case field -> expression over the completion output
     checklist: list[str] = []  # items the completion must confirm
+    # Authority the completer needs: kind of limit -> expression measuring it, e.g.
+    # {"discount": "discount_percent"}; checked against roles.yaml by the adapter.
+    authority: dict[str, str] = {}
     description: str | None = None
 
 

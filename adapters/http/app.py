@@ -1,0 +1,109 @@
+"""The Starlette application: routes, error handlers, and the lifespan that opens the
+store, loads every registered workflow version, registers the shipped pipeline and
+runs the case runtime for as long as the server runs."""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from actors import ActionRegistry, Runtime, placeholder_actions
+from adapters.clock import SystemClock
+from adapters.people import Directory, load_directory, load_tokens
+from adapters.registry import Registry, workflow_files
+from adapters.sqlite_store import SQLiteStore
+
+from . import cases, health, work, workflows  # noqa: F401  (they declare the routes)
+from .api import api
+from .codec import respond
+from .context import Context
+from .errors import HANDLERS
+
+
+@dataclass
+class Settings:
+    db: str = "caseloop.db"
+    specs: str | None = "specs"  # the pipeline registered at start (None: nothing)
+    roles: str | None = None  # default: roles.yaml in `specs`
+    slos: str | None = None  # default: slos.yaml in `specs`
+    tokens: str | None = None  # tokens file; none (or empty): open mode
+    durability: str = "normal"
+    bench_route: bool = False  # mount POST /bench/bare (bench/http.py only)
+    actions: ActionRegistry | None = None
+    messages: list[str] = field(default_factory=list)  # what the start said
+
+
+def _config(settings: Settings, attr: str, name: str) -> pathlib.Path | None:
+    explicit = getattr(settings, attr)
+    if explicit:
+        return pathlib.Path(explicit)
+    if settings.specs and (pathlib.Path(settings.specs) / name).exists():
+        return pathlib.Path(settings.specs) / name
+    return None
+
+
+def _slo_targets(path: pathlib.Path | None) -> dict[str, float]:
+    if path is None:
+        return {}
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {wid: float(v["target_hours"]) for wid, v in (raw.get("workflows") or {}).items()}
+
+
+async def bare(request: Request) -> Response:
+    """The benchmark's peer: read the body, answer a small JSON, nothing else."""
+    await request.body()
+    return respond({"ok": True})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    s = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        roles = _config(s, "roles", "roles.yaml")
+        directory = load_directory(roles) if roles else Directory()
+        tokens = load_tokens(s.tokens) if s.tokens else {}
+        async with SQLiteStore(s.db, durability=s.durability) as store:  # type: ignore[arg-type]
+            rt = Runtime(store, SystemClock(), s.actions or placeholder_actions())
+            registry = Registry(store, rt)
+            await registry.load()
+            if s.specs:
+                for f in workflow_files(s.specs):
+                    reg = await registry.register(f.read_text(encoding="utf-8"),
+                                                  rt.clock.now())
+                    if reg.created:
+                        s.messages.append(f"registered {reg.net.workflow_id} "
+                                          f"v{reg.net.version} from {f}")
+            async with rt:
+                app.state.ctx = Context(store, rt, registry, directory, tokens,
+                                        _slo_targets(_config(s, "slos", "slos.yaml")))
+                s.messages.append(
+                    f"caseloop: {len(rt.workflows())} workflows, store {s.db}, "
+                    + ("token mode: requests need a bearer token" if tokens else
+                       "open mode: requests act as the local operator unless they name "
+                       "a person (X-Caseloop-User)"))
+                for m in s.messages:
+                    print(m, file=sys.stderr, flush=True)
+                yield
+
+    routes = [
+        Route("/health", health.health),
+        Route("/healthz", health.health),
+        Route("/health/ready", health.ready),
+        Route("/openapi.json", health.openapi),
+        Route("/docs", health.docs),
+        *api.routes(),
+    ]
+    if s.bench_route:
+        routes.append(Route("/bench/bare", bare, methods=["POST"]))
+    return Starlette(routes=routes, exception_handlers=HANDLERS,  # type: ignore[arg-type]
+                     lifespan=lifespan)

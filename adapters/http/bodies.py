@@ -1,0 +1,238 @@
+"""Request and response bodies of the HTTP API, as msgspec Structs.
+
+The same Structs decode requests (decode and validate in one step) and generate the
+OpenAPI document (`openapi.py`), so the document cannot drift from the code.
+Timestamps at the API are ISO 8601 strings in UTC; inside, time is float seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Struct
+
+CaseId = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@-]+$",
+                             description="letters, digits and _ . : @ -")]
+
+
+class _Body(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class _Out(Struct, omit_defaults=False):
+    pass
+
+
+# ------------------------------------------------------------------------- requests
+class CreateCase(_Body):
+    """`POST /workflows/{id}/cases`: start a case; the server names it if you do not."""
+
+    data: dict[str, Any] = {}
+    case_id: CaseId | None = None
+
+
+class CompleteTask(_Body):
+    """`POST /cases/{case_id}/tasks/{task}/complete`."""
+
+    result: str | None = None
+    output_data: dict[str, Any] = {}
+    completed_by: str | None = None  # open mode: the person acting (X-Caseloop-User too)
+    checklist: dict[str, bool] = {}  # required checklist items confirmed
+
+
+class StartTask(_Body):
+    """`POST /cases/{case_id}/tasks/{task}/start`: claim a work item."""
+
+    started_by: str | None = None
+
+
+class CancelCase(_Body):
+    reason: str = "cancelled"
+
+
+class RetryIncident(_Body):
+    pass
+
+
+# ------------------------------------------------------------------------ responses
+class ErrorDetail(_Out):
+    field: str
+    problem: str
+
+
+class Error(_Out):
+    code: int
+    message: str
+    details: list[ErrorDetail] = []
+
+
+class ErrorBody(_Out):
+    error: Error
+
+
+class WorkItemView(_Out):
+    item: int
+    task: str
+    kind: str  # human | automatic | composite
+    state: str  # enabled | started | failed
+    role: str | None
+    assignee: str | None
+    enabled_at: str
+    due: str | None
+
+
+class CaseView(_Out):
+    case_id: str
+    workflow_id: str
+    workflow_version: int
+    state: str  # active | completed | cancelled | failed
+    enabled_tasks: list[str]
+    work_items: list[WorkItemView]
+    created_at: str
+    closed_at: str | None
+    data: dict[str, Any]
+
+
+class CaseSummary(_Out):
+    case_id: str
+    workflow_id: str
+    workflow_version: int
+    state: str
+    created_at: str
+    updated_at: str
+    closed_at: str | None
+
+
+class CaseList(_Out):
+    cases: list[CaseSummary]
+    next_cursor: str | None
+
+
+class HistoryEvent(_Out):
+    seq: int
+    type: str  # CaseCreated, TaskEnabled, TaskStarted, TaskCompleted, ...
+    at: str
+    task: str | None = None
+    item: int | None = None
+    workflow_id: str | None = None
+    result: str | None = None
+    by: str | None = None
+    data: dict[str, Any] | None = None
+    reason: str | None = None
+    due: str | None = None
+
+
+class History(_Out):
+    case_id: str
+    workflow_id: str
+    events: list[HistoryEvent]
+
+
+class WorkflowVersion(_Out):
+    version: int
+    digest: str
+    registered_at: str
+
+
+class WorkflowSummary(_Out):
+    workflow_id: str
+    name: str | None
+    version: int
+    description: str | None
+    tasks: list[str]
+
+
+class WorkflowList(_Out):
+    workflows: list[WorkflowSummary]
+
+
+class WorkflowDetail(_Out):
+    workflow_id: str
+    name: str | None
+    version: int
+    versions: list[WorkflowVersion]
+    spec: dict[str, Any]
+
+
+class Registered(_Out):
+    workflow_id: str
+    version: int
+    created: bool  # false: this exact spec was already registered (idempotent)
+    digest: str
+    warnings: list[str]
+
+
+class WorklistItem(_Out):
+    case_id: str
+    workflow_id: str
+    item: int
+    task: str
+    role: str | None
+    state: str
+    assignee: str | None
+    enabled_at: str
+    due: str | None
+
+
+class Worklist(_Out):
+    items: list[WorklistItem]
+
+
+class IncidentView(_Out):
+    case_id: str
+    item: int
+    task: str
+    action: str
+    attempts: int
+    error: str
+    at: str
+
+
+class Incidents(_Out):
+    incidents: list[IncidentView]
+
+
+class Metrics(_Out):
+    cases_created: int
+    cases_completed: int
+    cases_failed: int
+    cases_cancelled: int
+    cases_active: int
+    avg_duration_hours: float | None
+    p95_duration_hours: float | None
+    slo_target_hours: float | None
+    slo_compliance_percent: float | None
+
+
+class WorkflowMetrics(_Out):
+    workflow_id: str
+    time_range: str
+    metrics: Metrics
+
+
+class Recommendation(_Out):
+    id: str
+    type: str
+    description: str
+    confidence: float
+    estimated_improvement: str
+    status: str
+    task: str | None = None
+    estimated_improvement_hours: float | None = None
+    evidence: dict[str, Any] = {}
+    change: dict[str, Any] = {}
+
+
+class Recommendations(_Out):
+    workflow_id: str
+    recommendations: list[Recommendation]
+
+
+class Health(_Out):
+    status: str  # ok | unavailable
+    checks: dict[str, str] = {}
+
+
+def schema_components(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
+    return msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")

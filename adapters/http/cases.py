@@ -1,0 +1,176 @@
+"""Case endpoints: create, list, show, history, claim, complete, cancel.
+
+A completion is one actor command: the authority check and the engine's `complete`
+run together against the case as it is, and the reply is sent after COMMIT.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from actors.runtime import CaseNotFound
+from adapters.people import OPERATOR, authorize
+from engine import Case, InsufficientAuthority
+
+from .api import Query, api
+from .bodies import (
+    CancelCase,
+    CaseList,
+    CaseSummary,
+    CaseView,
+    CompleteTask,
+    CreateCase,
+    History,
+    StartTask,
+)
+from .codec import iso, parse_int, parse_time, read_body, respond
+from .context import ctx
+from .errors import malformed
+from .idempotency import idempotent
+from .views import case_view, history_events
+from .workflows import resolve
+
+CASE_ERRORS = (400, 403, 404, 409, 422)
+
+
+@api.route("POST", "/workflows/{workflow_id}/cases", "Start a case of a workflow", CaseView,
+           body=CreateCase, status=201, errors=CASE_ERRORS)
+@idempotent
+async def create_case(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    wid = resolve(c, request.path_params["workflow_id"])
+    body = await read_body(request, CreateCase)
+    case_id = body.case_id or f"case_{secrets.token_hex(8)}"
+    case = await c.runtime.create(wid, case_id, body.data)
+    return respond(case_view(case), 201)
+
+
+@api.route("GET", "/cases", "List cases, newest first (cursor pagination)", CaseList,
+           errors=(400,), query=[
+               Query("workflow", "cases that passed through this workflow"),
+               Query("state", "active | completed | cancelled | failed"),
+               Query("created_after", "ISO 8601 time", format="date-time"),
+               Query("created_before", "ISO 8601 time", format="date-time"),
+               Query("limit", "page size, 1..1000 (default 100)", type="integer"),
+               Query("cursor", "next_cursor of the previous page")])
+async def list_cases(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    q = request.query_params
+    wid = q.get("workflow")
+    if wid is not None:
+        wid = resolve(c, wid)
+    state = q.get("state")
+    if state is not None and state not in ("active", "completed", "cancelled", "failed"):
+        raise malformed("state", "one of active, completed, cancelled, failed")
+    limit = parse_int("limit", q.get("limit"), 100, 1, 1000)
+    after = _cursor(q.get("cursor"))
+    rows = await c.store.list_cases(
+        workflow=wid, state=state, created_after=parse_time("created_after",
+                                                            q.get("created_after")),
+        created_before=parse_time("created_before", q.get("created_before")), after=after,
+        limit=limit + 1)
+    nxt = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        nxt = base64.urlsafe_b64encode(msgspec.json.encode([last.created_at, last.case_id]
+                                                          )).decode()
+    return respond(CaseList([CaseSummary(r.case_id, r.workflow_id, r.workflow_version,
+                                         r.state, iso(r.created_at) or "",
+                                         iso(r.updated_at) or "", iso(r.closed_at))
+                             for r in rows], nxt))
+
+
+def _cursor(raw: str | None) -> tuple[float, str] | None:
+    if raw is None:
+        return None
+    try:
+        t, cid = msgspec.json.decode(base64.urlsafe_b64decode(raw.encode()),
+                                     type=tuple[float, str])
+    except (ValueError, msgspec.DecodeError):
+        raise malformed("cursor", "not a cursor this server gave out") from None
+    return t, cid
+
+
+@api.route("GET", "/cases/{case_id}", "A case: state, enabled tasks, open work items, data",
+           CaseView)
+async def show_case(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    return respond(case_view(await c.runtime.get(request.path_params["case_id"])))
+
+
+@api.route("GET", "/cases/{case_id}/history", "Every event of a case, in order", History)
+async def case_history(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    case_id = request.path_params["case_id"]
+    events = await c.store.events(case_id)
+    if not events:
+        raise CaseNotFound(f"case {case_id!r} not found", field="case_id")
+    out, workflow = history_events(events)
+    return respond(History(case_id, workflow, out))
+
+
+@api.route("POST", "/cases/{case_id}/tasks/{task}/start",
+           "Claim a task's work item (it is then yours to complete)", CaseView, body=StartTask,
+           errors=CASE_ERRORS)
+@idempotent
+async def start_task(request: Request) -> Response:
+    c = ctx(request)
+    body = await read_body(request, StartTask)
+    user = c.who(request, body.started_by)
+    task = request.path_params["task"]
+    clock, directory = c.runtime.clock, c.directory
+
+    def claim(case: Case) -> list[Any]:
+        authorize(directory, user, case, task, None)
+        return case.start(task, clock.now(), None if user == OPERATOR else user)
+
+    case = await c.runtime.tell(request.path_params["case_id"], claim)
+    return respond(case_view(case))
+
+
+@api.route("POST", "/cases/{case_id}/tasks/{task}/complete",
+           "Complete a task with a result and output data", CaseView, body=CompleteTask,
+           errors=CASE_ERRORS)
+@idempotent
+async def complete_task(request: Request) -> Response:
+    c = ctx(request)
+    body = await read_body(request, CompleteTask)
+    user = c.who(request, body.completed_by)
+    task = request.path_params["task"]
+    output = body.output_data
+    if body.checklist:
+        output = {**output, "checklist": body.checklist}
+    clock, directory, result = c.runtime.clock, c.directory, body.result
+
+    def complete(case: Case) -> list[Any]:
+        authorize(directory, user, case, task, output)
+        return case.complete(task, clock.now(), result, output, user)
+
+    case = await c.runtime.tell(request.path_params["case_id"], complete)
+    return respond(case_view(case))
+
+
+@api.route("POST", "/cases/{case_id}/cancel", "Cancel a case and its open work", CaseView,
+           body=CancelCase, errors=CASE_ERRORS)
+@idempotent
+async def cancel_case(request: Request) -> Response:
+    c = ctx(request)
+    body = await read_body(request, CancelCase)
+    user = c.who(request)
+    if not c.directory.may(user, "cancel_cases"):
+        raise InsufficientAuthority(f"{user!r} may not cancel cases (roles.yaml: no role "
+                                    "of theirs has the cancel_cases permission)",
+                                    field="X-Caseloop-User")
+    case = await c.runtime.cancel(request.path_params["case_id"], body.reason)
+    return respond(case_view(case))

@@ -1,0 +1,53 @@
+"""Liveness, readiness, the OpenAPI document and its docs page (assets served from
+the package: no CDN)."""
+
+from __future__ import annotations
+
+import pathlib
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from .api import Endpoint, api
+from .bodies import Health
+from .codec import respond
+from .context import ctx
+
+STATIC = pathlib.Path(__file__).parent / "static"
+
+
+async def health(request: Request) -> Response:
+    return respond(Health("ok"))
+
+
+async def ready(request: Request) -> Response:
+    c = ctx(request)
+    try:
+        ok = await c.store.ping()
+    except Exception as exc:  # an unreachable store is the answer, not an error
+        return respond(Health("unavailable", {"store": repr(exc)}), 503)
+    failed = getattr(c.store, "failed", None)
+    if not ok:
+        return respond(Health("unavailable", {"store": f"cannot write: {failed!r}"}), 503)
+    return respond(Health("ok", {"store": "ok", "mode": c.mode,
+                                 "workflows": str(len(c.runtime.workflows()))}))
+
+
+PUBLIC = [
+    Endpoint("GET", "/health", health, "Liveness", Health, errors=()),
+    Endpoint("GET", "/healthz", health, "Liveness (alias of /health)", Health, errors=()),
+    Endpoint("GET", "/health/ready", ready, "Readiness: the store answers and can write",
+             Health, errors=(503,)),
+]
+
+_openapi: dict[str, object] = {}
+
+
+async def openapi(request: Request) -> Response:
+    if not _openapi:
+        _openapi.update(api.openapi(PUBLIC))
+    return JSONResponse(_openapi)
+
+
+async def docs(request: Request) -> Response:
+    return FileResponse(STATIC / "docs.html", media_type="text/html")

@@ -1,0 +1,64 @@
+"""People's work: worklists, and the incidents of automatic tasks that gave up."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .api import Query, api
+from .bodies import CaseView, Incidents, IncidentView, RetryIncident, Worklist, WorklistItem
+from .codec import iso, parse_int, read_body, respond
+from .context import ctx
+from .errors import ApiError, malformed
+from .idempotency import idempotent
+from .views import case_view
+
+
+@api.route("GET", "/worklist",
+           "Open human work items: claimed by a person, or offered to a role", Worklist,
+           errors=(400,), query=[Query("user", "a person: their claimed items and the "
+                                       "unclaimed items of their roles"),
+                                 Query("role", "a role: its unclaimed items")])
+async def worklist(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    user, role = request.query_params.get("user"), request.query_params.get("role")
+    roles = None
+    if role is not None:
+        if role not in c.directory.roles:
+            raise malformed("role", f"unknown role {role!r}")
+        roles = [role]
+    if user is not None:
+        if c.directory.person(user) is None:
+            raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
+        roles = sorted(c.directory.roles_of(user)) if roles is None else roles
+    rows = await c.store.worklist(user=user, roles=roles)
+    return respond(Worklist([
+        WorklistItem(r.case_id, wid, r.item, r.task, r.role, r.state, r.assignee,
+                     iso(r.enabled_at) or "", iso(r.due)) for r, wid in rows]))
+
+
+@api.route("GET", "/incidents", "Automatic tasks that failed after their last retry",
+           Incidents, errors=())
+async def incidents(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    return respond(Incidents([
+        IncidentView(i.case_id, i.item, i.task, i.action, i.attempts, i.error, iso(i.at) or "")
+        for i in c.runtime.incidents]))
+
+
+@api.route("POST", "/incidents/{case_id}/{item}/retry",
+           "Run a failed automatic task again", CaseView, body=RetryIncident,
+           errors=(400, 403, 404, 409))
+@idempotent
+async def retry_incident(request: Request) -> Response:
+    c = ctx(request)
+    user = c.who(request)
+    await read_body(request, RetryIncident)
+    case_id = request.path_params["case_id"]
+    item = parse_int("item", request.path_params["item"], 0, 1, 2**31)
+    if not any(i.case_id == case_id and i.item == item for i in c.runtime.incidents):
+        raise ApiError(404, 2003, f"no open incident for work item {item} of case "
+                       f"{case_id!r}", [("item", "no incident")])
+    return respond(case_view(await c.runtime.retry(case_id, item, user)))

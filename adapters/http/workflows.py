@@ -1,0 +1,140 @@
+"""Workflow endpoints: register (versioned, idempotent), list, show, metrics,
+recommendations."""
+
+from __future__ import annotations
+
+import math
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from engine import SpecError, parse_duration
+from engine.spec import SpecDecodeError
+
+from .api import Query, api
+from .bodies import (
+    Metrics,
+    Recommendations,
+    Registered,
+    WorkflowDetail,
+    WorkflowList,
+    WorkflowMetrics,
+    WorkflowSummary,
+    WorkflowVersion,
+)
+from .codec import MAX_BODY, iso, respond
+from .context import Context, ctx
+from .errors import WORKFLOW_NOT_FOUND, ApiError, malformed
+from .idempotency import idempotent
+
+
+def resolve(c: Context, workflow_id: str) -> str:
+    """The spec id; the tutorial's `wf_lead_qualification` form is an alias."""
+    known = {n.workflow_id for n in c.runtime.workflows()}
+    if workflow_id in known:
+        return workflow_id
+    if workflow_id.startswith("wf_"):
+        alias = workflow_id[3:].replace("_", "-")
+        if alias in known:
+            return alias
+    raise ApiError(404, WORKFLOW_NOT_FOUND, f"workflow {workflow_id!r} is not registered",
+                   [("workflow_id", f"unknown; registered: {', '.join(sorted(known))}")])
+
+
+@api.route("POST", "/workflows", "Register a workflow spec (JSON or YAML body)", Registered,
+           status=201, also=(200,), errors=(400, 422))
+@idempotent
+async def register_workflow(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise malformed("body", f"larger than {MAX_BODY} bytes")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise malformed("body", "not UTF-8 text") from None
+    if not text.strip():
+        raise malformed("body", "empty: send a workflow spec (JSON or YAML)")
+    try:
+        reg = await c.registry.register(text, c.runtime.clock.now())
+    except SpecDecodeError as exc:
+        raise ApiError(422, 2000, f"not a workflow spec: {exc}",
+                       [(exc.path or "body", exc.problem)]) from None
+    except SpecError as exc:
+        raise ApiError(422, exc.code, exc.message,
+                       [(p.path, p.problem) for p in exc.problems]) from None
+    net = reg.net
+    return respond(Registered(net.workflow_id, net.version, reg.created, reg.digest,
+                              list(net.warnings)), 201 if reg.created else 200)
+
+
+@api.route("GET", "/workflows", "List the registered workflows (latest versions)",
+           WorkflowList, errors=())
+async def list_workflows(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    nets = sorted(c.runtime.workflows(), key=lambda n: n.workflow_id)
+    return respond(WorkflowList([
+        WorkflowSummary(n.workflow_id, n.spec.name, n.version, n.spec.description,
+                        [t.id for t in n.tasks]) for n in nets]))
+
+
+@api.route("GET", "/workflows/{workflow_id}", "A workflow: its spec and versions",
+           WorkflowDetail)
+async def show_workflow(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    wid = resolve(c, request.path_params["workflow_id"])
+    net = c.runtime.net(wid)
+    versions = [WorkflowVersion(r.version, r.digest, iso(r.registered_at) or "")
+                for r in c.registry.versions(wid)]
+    return respond(WorkflowDetail(wid, net.spec.name, net.version, versions,
+                                  c.registry.document(wid, net.version)))
+
+
+@api.route("GET", "/workflows/{workflow_id}/metrics",
+           "Cases, cycle times and SLO compliance of a workflow over a time range",
+           WorkflowMetrics, query=[Query("time_range", "how far back: 30m, 24h, 7d, ...")])
+async def workflow_metrics(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    wid = resolve(c, request.path_params["workflow_id"])
+    rng = request.query_params.get("time_range", "24h")
+    try:
+        span = parse_duration(rng)
+    except ValueError as exc:
+        raise malformed("time_range", str(exc)) from None
+    now = c.runtime.clock.now()
+    rows = await c.store.phases(wid, now - span)
+    count = {"completed": 0, "failed": 0, "cancelled": 0}
+    hours = []
+    for entered, left, outcome in rows:
+        if outcome in count:
+            count[outcome] += 1
+        if outcome == "completed" and left is not None:
+            hours.append((left - entered) / 3600.0)
+    hours.sort()
+    target = c.slos.get(wid)
+    m = Metrics(
+        cases_created=len(rows), cases_completed=count["completed"],
+        cases_failed=count["failed"], cases_cancelled=count["cancelled"],
+        cases_active=sum(1 for r in rows if r[2] is None),
+        avg_duration_hours=round(sum(hours) / len(hours), 3) if hours else None,
+        p95_duration_hours=round(hours[max(0, math.ceil(0.95 * len(hours)) - 1)], 3)
+        if hours else None,
+        slo_target_hours=target,
+        slo_compliance_percent=round(100.0 * sum(h <= target for h in hours) / len(hours), 1)
+        if hours and target is not None else None)
+    return respond(WorkflowMetrics(wid, rng, m))
+
+
+@api.route("GET", "/workflows/{workflow_id}/mape-k/recommendations",
+           "Recommendations of the MAPE-K loop for a workflow", Recommendations)
+async def recommendations(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    wid = resolve(c, request.path_params["workflow_id"])
+    # The MAPE-K loop (mapek/) is not built yet: it has no knowledge, so it recommends
+    # nothing rather than something made up.
+    return respond(Recommendations(wid, []))

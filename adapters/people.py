@@ -1,0 +1,165 @@
+"""Who acts: the people of `specs/roles.yaml`, their bearer tokens, and the authority
+check every task completion passes.
+
+The check runs inside the case actor's command (see `authorize`), against the case
+data as it is at that moment, so there is no window between checking and completing
+in which the data could change. A refusal is an engine refusal (`InsufficientAuthority`,
+403, code 3002): the case is left exactly as it was.
+
+Tokens are never stored: the tokens file maps the SHA-256 of each token to a person,
+so the file may be shared without handing out the secrets (`caseloop token create`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import secrets
+from typing import Any
+
+import msgspec
+import yaml
+
+from engine import Case, GuardError, InsufficientAuthority
+from engine.net import AUTOMATIC
+
+OPERATOR = "operator"  # the local operator of open mode: every role, no limits
+
+
+class Role(msgspec.Struct, forbid_unknown_fields=True):
+    display_name: str | None = None
+    limits: dict[str, float] = {}
+    permissions: list[str] = []  # e.g. cancel_cases
+    acts_as: list[str] = []
+    unlimited: bool = False
+    sla_hours: float | None = None
+
+
+class Person(msgspec.Struct, forbid_unknown_fields=True):
+    role: str
+    name: str | None = None
+    team: str | None = None
+    time_zone: str = "UTC"
+    manages: list[str] = []
+
+
+class Directory(msgspec.Struct, forbid_unknown_fields=True):
+    roles: dict[str, Role] = {}
+    people: dict[str, Person] = {}
+
+    def person(self, user: str) -> Person | None:
+        return self.people.get(user)
+
+    def roles_of(self, user: str) -> set[str]:
+        """The role a person holds and every role it acts as, transitively."""
+        if user == OPERATOR:
+            return set(self.roles)
+        p = self.people.get(user)
+        if p is None:
+            return set()
+        out, todo = set(), [p.role]
+        while todo:
+            r = todo.pop()
+            if r not in out:
+                out.add(r)
+                todo += self.roles[r].acts_as if r in self.roles else []
+        return out
+
+    def limit(self, user: str, kind: str) -> float | None:
+        """The highest limit of `kind` among the person's roles; inf if unlimited."""
+        best: float | None = None
+        for r in self.roles_of(user):
+            role = self.roles.get(r)
+            if role is None:
+                continue
+            lim = float("inf") if role.unlimited else role.limits.get(kind)
+            if lim is not None and (best is None or lim > best):
+                best = lim
+        return float("inf") if user == OPERATOR else best
+
+    def may(self, user: str, permission: str) -> bool:
+        return user == OPERATOR or any(
+            permission in self.roles[r].permissions for r in self.roles_of(user)
+            if r in self.roles)
+
+    def people_with_role(self, role: str) -> list[str]:
+        return sorted(u for u, p in self.people.items() if p.role == role)
+
+
+def load_directory(path: str | pathlib.Path) -> Directory:
+    """Read roles.yaml; every person's role must be declared."""
+    raw = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
+    d = msgspec.convert(raw, Directory)
+    for user, p in d.people.items():
+        if p.role not in d.roles:
+            raise ValueError(f"{path}: /people/{user}/role: unknown role {p.role!r}")
+    for name, r in d.roles.items():
+        for other in r.acts_as:
+            if other not in d.roles:
+                raise ValueError(f"{path}: /roles/{name}/acts_as: unknown role {other!r}")
+    return d
+
+
+def authorize(directory: Directory, user: str, case: Case, ref: int | str,
+              output: dict[str, Any] | None) -> None:
+    """Refuse (3002) unless `user` may complete work item `ref` of `case` with `output`.
+
+    The person must hold the task's role (or act as it), must not be taking over an
+    item someone else claimed, and must have the authority the task declares, measured
+    on the case data as this completion would leave it.
+    """
+    if user == OPERATOR:
+        return
+    it = case.work_item(ref)  # the engine's own 404/409 refusal for a bad ref
+    t = case.net.tasks[it.task]
+    if t.kind == AUTOMATIC:
+        raise InsufficientAuthority(f"task {t.id!r} is automatic: its action completes it",
+                                    field="task")
+    if t.role is not None and t.role not in directory.roles_of(user):
+        who = "an unknown person" if directory.person(user) is None else f"{user!r}"
+        raise InsufficientAuthority(f"task {t.id!r} needs role {t.role!r}; {who} does not "
+                                    "hold it", field="completed_by")
+    if it.by is not None and it.by != user:
+        raise InsufficientAuthority(f"task {t.id!r} is claimed by {it.by!r}",
+                                    field="completed_by")
+    for kind, measure in t.authority:
+        try:
+            value = measure(case.data, output or {})
+        except GuardError:
+            continue  # nothing to measure: the data schema decides whether that is allowed
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        limit = directory.limit(user, kind)
+        if limit is None or value > limit:
+            have = "no" if limit is None else f"a {limit:g}"
+            raise InsufficientAuthority(
+                f"{user!r} has {have} {kind} limit; {measure.text} is {value:g}",
+                field=f"authority.{kind}")
+
+
+# ----------------------------------------------------------------------------- tokens
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenFile(msgspec.Struct):
+    tokens: dict[str, str] = {}  # sha256(token) -> person
+
+
+def load_tokens(path: str | pathlib.Path) -> dict[str, str]:
+    p = pathlib.Path(path)
+    if not p.exists():
+        return {}
+    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    return msgspec.convert(raw, TokenFile).tokens
+
+
+def create_token(path: str | pathlib.Path, user: str) -> str:
+    """Mint a token for `user`, record its digest in the tokens file, return the token."""
+    tokens = load_tokens(path)
+    token = "cl_" + secrets.token_urlsafe(32)
+    tokens[token_digest(token)] = user
+    p = pathlib.Path(path)
+    p.write_text(yaml.safe_dump({"tokens": tokens}, sort_keys=True), encoding="utf-8")
+    p.chmod(0o600)
+    return token

@@ -1,0 +1,96 @@
+"""Workflow registration: versions, idempotence, and reloading after a restart.
+
+Registering a spec that is already registered (same content, whatever its `version`
+field says) changes nothing and answers with the version it has. A changed spec under
+the same id becomes the next version; cases keep the version they started with, new
+cases take the latest. Every version is kept in the store, so a restart compiles the
+same nets for the cases that still run on old versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+from typing import Any
+
+import msgspec
+import yaml
+
+from actors import Runtime
+from actors.ports import SpecRow
+from engine import Net, WorkflowSpec, compile, decode_spec
+
+SPEC_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def spec_digest(spec: WorkflowSpec) -> str:
+    """Content identity of a spec, not counting its version number."""
+    body = msgspec.json.encode(msgspec.structs.replace(spec, version=0), order="sorted")
+    return hashlib.sha256(body).hexdigest()[:16]
+
+
+class Registered(msgspec.Struct):
+    net: Net
+    digest: str
+    created: bool
+
+
+class Registry:
+    def __init__(self, store: Any, runtime: Runtime) -> None:
+        self.store = store
+        self.runtime = runtime
+        self._versions: dict[str, list[SpecRow]] = {}
+
+    async def load(self) -> int:
+        """Compile every stored version into the runtime; -> how many."""
+        rows = await self.store.specs()
+        for row in rows:
+            spec = decode_spec(row.document, "json")
+            self.runtime.add_net(compile(spec, check_soundness=False))  # checked when stored
+            self._versions.setdefault(row.workflow_id, []).append(row)
+        return len(rows)
+
+    async def register(self, document: bytes | str | dict[str, Any], now: float,
+                       ) -> Registered:
+        """Decode, compile and store a spec. Raises SpecDecodeError / SpecError."""
+        spec = decode_spec(document)
+        digest = spec_digest(spec)
+        known = self._versions.get(spec.id, [])
+        for row in known:
+            if row.digest == digest:
+                return Registered(self.runtime.net(spec.id, row.version), digest, False)
+        version = max(spec.version, max((r.version for r in known), default=0) + 1)
+        spec = msgspec.structs.replace(spec, version=version)
+        net = compile(spec)  # every problem, located; nothing stored if it raises
+        row = SpecRow(spec.id, version, digest, msgspec.json.encode(spec).decode(), now)
+        await self.store.save_spec(row)
+        self._versions.setdefault(spec.id, []).append(row)
+        self.runtime.add_net(net)
+        return Registered(net, digest, True)
+
+    def versions(self, workflow_id: str) -> list[SpecRow]:
+        return list(self._versions.get(workflow_id, []))
+
+    def document(self, workflow_id: str, version: int) -> dict[str, Any]:
+        for row in self._versions.get(workflow_id, []):
+            if row.version == version:
+                return msgspec.json.decode(row.document)
+        raise KeyError((workflow_id, version))
+
+
+def looks_like_workflow(text: str, suffix: str) -> bool:
+    """A spec has an id and tasks; other JSON or YAML beside it is configuration. A file
+    that does not parse counts as a spec, so that its errors get reported."""
+    try:
+        doc: Any = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+    except Exception:
+        return True
+    return isinstance(doc, dict) and "id" in doc and ("tasks" in doc or "flows" in doc)
+
+
+def workflow_files(directory: str | pathlib.Path) -> list[pathlib.Path]:
+    """The workflow specs in a directory (not its subdirectories)."""
+    return [f for f in sorted(pathlib.Path(directory).iterdir())
+            if f.suffix in SPEC_SUFFIXES
+            and looks_like_workflow(f.read_text(encoding="utf-8"), f.suffix)]
