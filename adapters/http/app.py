@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/health/ready", health.ready),
         Route("/openapi.json", health.openapi),
         Route("/docs", health.docs),
+        Route("/docs/{name}", health.docs_asset),
         *api.routes(),
     ]
     if s.bench_route:

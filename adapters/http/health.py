@@ -12,6 +12,7 @@ from .api import Endpoint, api
 from .bodies import Health
 from .codec import respond
 from .context import ctx
+from .errors import error_response
 
 STATIC = pathlib.Path(__file__).parent / "static"
 
@@ -51,3 +52,13 @@ async def openapi(request: Request) -> Response:
 
 async def docs(request: Request) -> Response:
     return FileResponse(STATIC / "docs.html", media_type="text/html")
+
+
+_ASSETS = {"docs.js": "text/javascript", "docs.css": "text/css"}
+
+
+async def docs_asset(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in _ASSETS:
+        return error_response(404, 1000, f"no asset {name!r}", [("path", request.url.path)])
+    return FileResponse(STATIC / name, media_type=_ASSETS[name])
