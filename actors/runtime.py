@@ -155,6 +155,11 @@ class Runtime:
         for it in await self.store.open_items("automatic"):
             if it.state != "failed":
                 self._spawn_action(it.case_id, it.item)
+            else:  # still waiting for someone to retry it: list it again
+                self.incidents.append(Incident(
+                    it.case_id, it.item, it.task, "", 0,
+                    "failed before the last restart (the case history has the reason)",
+                    it.enabled_at))
 
     # ------------------------------------------------------------------ messages
     async def create(self, workflow_id: str, case_id: str, data: dict[str, Any] | None,

@@ -108,13 +108,14 @@ def authorize(directory: Directory, user: str, case: Case, ref: int | str,
     item someone else claimed, and must have the authority the task declares, measured
     on the case data as this completion would leave it.
     """
-    if user == OPERATOR:
-        return
     it = case.work_item(ref)  # the engine's own 404/409 refusal for a bad ref
     t = case.net.tasks[it.task]
-    if t.kind == AUTOMATIC:
-        raise InsufficientAuthority(f"task {t.id!r} is automatic: its action completes it",
+    if t.kind == AUTOMATIC:  # nobody races the action; a failed one is retried instead
+        raise InsufficientAuthority(f"task {t.id!r} is automatic: its action completes it "
+                                    "(a failed action is retried via /incidents)",
                                     field="task")
+    if user == OPERATOR:
+        return
     if t.role is not None and t.role not in directory.roles_of(user):
         who = "an unknown person" if directory.person(user) is None else f"{user!r}"
         raise InsufficientAuthority(f"task {t.id!r} needs role {t.role!r}; {who} does not "

@@ -171,7 +171,10 @@ async def test_failed_items_stay_failed_after_restart_until_retried(db: str) -> 
         await run_clock(rt, clock)
         assert len(handler.calls) == calls, "a failed item is not resumed by itself"
         (item,) = (await rt.get("f1")).work_items()
+        (inc,) = rt.incidents  # listed again after the restart, so it can be retried
+        assert (inc.case_id, inc.item, inc.task) == ("f1", item.id, "Fetch")
         await rt.retry("f1", item.id)
+        assert rt.incidents == []
         await run_clock(rt, clock)
         assert (await rt.get("f1")).enabled_tasks() == ["Big"]
 
