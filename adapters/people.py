@@ -101,7 +101,7 @@ def load_directory(path: str | pathlib.Path) -> Directory:
 
 
 def authorize(directory: Directory, user: str, case: Case, ref: int | str,
-              output: dict[str, Any] | None) -> None:
+              output: dict[str, Any] | None, who_field: str = "completed_by") -> None:
     """Refuse (3002) unless `user` may complete work item `ref` of `case` with `output`.
 
     The person must hold the task's role (or act as it), must not be taking over an
@@ -119,10 +119,10 @@ def authorize(directory: Directory, user: str, case: Case, ref: int | str,
     if t.role is not None and t.role not in directory.roles_of(user):
         who = "an unknown person" if directory.person(user) is None else f"{user!r}"
         raise InsufficientAuthority(f"task {t.id!r} needs role {t.role!r}; {who} does not "
-                                    "hold it", field="completed_by")
+                                    "hold it", field=who_field)
     if it.by is not None and it.by != user:
         raise InsufficientAuthority(f"task {t.id!r} is claimed by {it.by!r}",
-                                    field="completed_by")
+                                    field=who_field)
     for kind, measure in t.authority:
         try:
             value = measure(case.data, output or {})

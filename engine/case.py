@@ -308,8 +308,8 @@ class Case:
             it = self.items.get(ref)
             if it is None:
                 if 0 < ref < self.next_item:
-                    raise AlreadyDone(f"work item {ref} is already closed")
-                raise UnknownTask(f"no work item {ref} in case {self.case_id!r}")
+                    raise AlreadyDone(f"work item {ref} is already closed", field="item")
+                raise UnknownTask(f"no work item {ref} in case {self.case_id!r}", field="item")
             return it
         ti = self.net.task_index.get(ref)
         if ti is None:
@@ -327,14 +327,14 @@ class Case:
             # "Already completed" only for a task that cannot come round again; in a
             # loop it is merely not enabled now.
             if self.done_tasks >> ti & 1 and not self.net.tasks[ti].in_cycle:
-                raise AlreadyDone(f"task {ref!r} is already completed")
+                raise AlreadyDone(f"task {ref!r} is already completed", field="task")
             raise NotEnabled(f"task {ref!r} is not enabled (enabled: "
-                             f"{', '.join(self.enabled_tasks()) or 'none'})")
+                             f"{', '.join(self.enabled_tasks()) or 'none'})", field="task")
         inst = [i for i in found if i.parent >= 0]
         if len(inst) == 1:
             return inst[0]
         raise NotEnabled(f"task {ref!r} has {len(found)} open work items "
-                         f"({', '.join(str(i.id) for i in found)}): name one")
+                         f"({', '.join(str(i.id) for i in found)}): name one", field="task")
 
     def _offered_item(self, ti: int) -> WorkItem:
         for it in self.items.values():

@@ -67,8 +67,8 @@ class Task:
     """One compiled task. Read-only after compilation."""
 
     __slots__ = (
-        "action", "authority", "cancel_conds", "cancel_mask", "cancel_tasks", "checklist", "contested",
-        "default",
+        "action", "authority", "cancel_conds", "cancel_mask", "cancel_tasks", "checklist",
+        "contested", "default",
         "id", "idx", "in_cycle", "join", "kind", "mi", "milestone_mask", "orjoin", "outputs",
         "params", "post_mask", "postset", "preset", "preset_mask", "relax", "role", "routes",
         "spec", "split",

@@ -132,7 +132,7 @@ async def start_task(request: Request) -> Response:
     clock, directory = c.runtime.clock, c.directory
 
     def claim(case: Case) -> list[Any]:
-        authorize(directory, user, case, task, None)
+        authorize(directory, user, case, task, None, "started_by")
         return case.start(task, clock.now(), None if user == OPERATOR else user)
 
     case = await c.runtime.tell(request.path_params["case_id"], claim)

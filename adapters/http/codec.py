@@ -22,6 +22,7 @@ T = TypeVar("T")
 
 MAX_BODY = 1 << 20  # 1 MiB: far above any case's data; a guard against abuse
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`$")
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 _encode = msgspec.json.Encoder().encode
 
@@ -46,10 +47,18 @@ async def read_body(request: Request, type_: type[T]) -> T:
     except msgspec.ValidationError as exc:
         m = _AT.match(str(exc))
         assert m is not None
-        raise malformed(_field(m["path"]), m["msg"]) from None
+        field = _field(m["path"])
+        unknown = _UNKNOWN.match(m["msg"])
+        if unknown:  # name the field itself, not the object holding it
+            field = unknown[1] if field == "body" else f"{field}.{unknown[1]}"
+        raise malformed(field, m["msg"]) from None
     except msgspec.DecodeError as exc:
         raise malformed("body", f"not valid JSON ({exc}); send a JSON object such as "
                         "'{\"result\": \"approved\"}'") from None
+    except UnicodeDecodeError:
+        raise malformed("body", "not UTF-8 text") from None
+    except RecursionError:
+        raise malformed("body", "nested too deeply") from None
 
 
 def respond(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -8,7 +8,7 @@ import math
 from starlette.requests import Request
 from starlette.responses import Response
 
-from engine import SpecError, parse_duration
+from engine import SpecError, WorkflowSpec, parse_duration
 from engine.spec import SpecDecodeError
 
 from .api import Query, api
@@ -42,7 +42,7 @@ def resolve(c: Context, workflow_id: str) -> str:
 
 
 @api.route("POST", "/workflows", "Register a workflow spec (JSON or YAML body)", Registered,
-           status=201, also=(200,), errors=(400, 422))
+           body=WorkflowSpec, status=201, also=(200,), errors=(400, 422))
 @idempotent
 async def register_workflow(request: Request) -> Response:
     c = ctx(request)
@@ -64,6 +64,8 @@ async def register_workflow(request: Request) -> Response:
     except SpecError as exc:
         raise ApiError(422, exc.code, exc.message,
                        [(p.path, p.problem) for p in exc.problems]) from None
+    except RecursionError:
+        raise malformed("body", "nested too deeply") from None
     net = reg.net
     return respond(Registered(net.workflow_id, net.version, reg.created, reg.digest,
                               list(net.warnings)), 201 if reg.created else 200)

@@ -1,0 +1,595 @@
+"""Every refusal of the HTTP API, one test each: status, machine-readable code and the
+located `details[].field` of the error body
+
+    {"error": {"code": ..., "message": ..., "details": [{"field": ..., "problem": ...}]}}
+
+Each test runs the real app (create_app, its lifespan, a real SQLite file under
+tmp_path, the shipped specs and roles.yaml) in-process through httpx.ASGITransport;
+only the CLI refusal to serve without tokens on 0.0.0.0 starts a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from adapters.cli import main as cli_main
+from adapters.http import Settings, create_app
+
+pytestmark = pytest.mark.anyio
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SPECS = ROOT / "specs"
+API = "/api/v1"
+
+SDR = "sarah.chen@acme.com"
+MANAGER = "marcus.thompson@acme.com"  # sales_manager: may cancel cases
+FINANCE = "james.rodriguez@acme.com"  # finance_manager: discount limit 0.15
+CFO = "lisa.wong@acme.com"  # cfo: unlimited
+
+GUARDED = {  # completing Check decides a guard that reads a field nobody set
+    "id": "guarded-split",
+    "tasks": [{"id": "Check", "role": "sdr", "split": "xor"},
+              {"id": "Yes", "role": "sdr"}, {"id": "No", "role": "sdr"}],
+    "flows": [{"from": "start", "to": "Check"},
+              {"from": "Check", "to": "Yes", "when": "missing_field > 1"},
+              {"from": "Check", "to": "No"},
+              {"from": "Yes", "to": "end"}, {"from": "No", "to": "end"}],
+}
+AUTOMATIC = {  # an automatic task whose action no one registered: it stays the system's
+    "id": "automatic-only",
+    "tasks": [{"id": "Run", "kind": "automatic", "action": "no_such_action"}],
+    "flows": [{"from": "start", "to": "Run"}, {"from": "Run", "to": "end"}],
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@contextlib.asynccontextmanager
+async def serve(tmp_path: pathlib.Path, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(Settings(db=str(tmp_path / "t.db"), specs=str(SPECS), **settings))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app, raise_app_exceptions=False),
+            base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+async def api(tmp_path: pathlib.Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in open mode."""
+    async with serve(tmp_path) as client:
+        yield client
+
+
+def deal(acv: float = 40000, discount: float = 0.0, **more: Any) -> dict[str, Any]:
+    return {"deal_name": "TechCorp expansion", "customer_name": "TechCorp",
+            "deal_acv": acv, "discount_percent": discount, **more}
+
+
+async def create_deal(client: httpx.AsyncClient, case_id: str, **kw: Any) -> dict[str, Any]:
+    r = await client.post(f"{API}/workflows/deal-approval-gate/cases",
+                          json={"case_id": case_id, "data": deal(**kw)})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def register(client: httpx.AsyncClient, spec: dict[str, Any]) -> None:
+    r = await client.post(f"{API}/workflows", json=spec)
+    assert r.status_code in (200, 201), r.text
+
+
+def complete_url(case_id: str, task: str) -> str:
+    return f"{API}/cases/{case_id}/tasks/{task}/complete"
+
+
+def as_user(user: str) -> dict[str, str]:
+    return {"X-Caseloop-User": user}
+
+
+def error(r: httpx.Response, status: int, code: int) -> dict[str, Any]:
+    """Assert the status and the code of an error answer; return its `error` object."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert err["code"] == code, err
+    assert isinstance(err["message"], str) and err["message"]
+    assert all(set(d) == {"field", "problem"} for d in err["details"]), err
+    return err  # type: ignore[no-any-return]
+
+
+def fields(err: dict[str, Any]) -> list[str]:
+    return [d["field"] for d in err["details"]]
+
+
+async def snapshot(client: httpx.AsyncClient, case_id: str) -> tuple[Any, ...]:
+    case = (await client.get(f"{API}/cases/{case_id}")).json()
+    history = (await client.get(f"{API}/cases/{case_id}/history")).json()
+    return (case["state"], case["enabled_tasks"], case["work_items"], case["data"],
+            len(history["events"]))
+
+
+# ============================================================== 400: malformed requests
+async def test_body_not_json_is_400(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    r = await api.post(complete_url("d1", "SendToFinance"), content=b'{"result": ')
+    assert fields(error(r, 400, 1000)) == ["body"]
+
+
+async def test_body_of_wrong_shape_is_400_naming_the_field(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    r = await api.post(complete_url("d1", "SendToFinance"), json={"result": 5})
+    assert fields(error(r, 400, 1000)) == ["result"]
+
+
+async def test_body_with_unknown_field_is_400(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    r = await api.post(complete_url("d1", "SendToFinance"), json={"bogus": 5})
+    err = error(r, 400, 1000)
+    assert "bogus" in err["details"][0]["problem"]
+
+
+async def test_body_with_unknown_field_names_it_in_details(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    r = await api.post(complete_url("d1", "SendToFinance"), json={"bogus": 5})
+    assert fields(error(r, 400, 1000)) == ["bogus"]
+
+
+async def test_case_data_not_an_object_is_400(api: httpx.AsyncClient) -> None:
+    r = await api.post(f"{API}/workflows/deal-approval-gate/cases", json={"data": [1, 2]})
+    assert fields(error(r, 400, 1000)) == ["data"]
+
+
+@pytest.mark.parametrize("query, field", [
+    ("limit=abc", "limit"), ("limit=0", "limit"), ("limit=100000", "limit"),
+    ("state=bogus", "state"), ("created_after=notatime", "created_after"),
+    ("created_before=yesterday", "created_before"), ("cursor=garbage", "cursor"),
+    ("cursor=W10=", "cursor"),  # base64 of "[]": decodes, but is no cursor
+])
+async def test_bad_query_parameter_on_list_is_400(api: httpx.AsyncClient, query: str,
+                                                  field: str) -> None:
+    r = await api.get(f"{API}/cases?{query}")
+    assert fields(error(r, 400, 1000)) == [field]
+
+
+async def test_bad_time_range_on_metrics_is_400(api: httpx.AsyncClient) -> None:
+    r = await api.get(f"{API}/workflows/deal-approval-gate/metrics?time_range=xyz")
+    assert fields(error(r, 400, 1000)) == ["time_range"]
+
+
+# ================================================================= 404: unknown things
+async def test_unknown_workflow_on_create_is_404(api: httpx.AsyncClient) -> None:
+    r = await api.post(f"{API}/workflows/no-such-workflow/cases", json={"data": deal()})
+    assert fields(error(r, 404, 2001)) == ["workflow_id"]
+
+
+async def test_unknown_workflow_on_metrics_is_404(api: httpx.AsyncClient) -> None:
+    r = await api.get(f"{API}/workflows/no-such-workflow/metrics")
+    assert fields(error(r, 404, 2001)) == ["workflow_id"]
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/cases/no_such_case"),
+    ("GET", "/cases/no_such_case/history"),
+    ("POST", "/cases/no_such_case/tasks/SendToFinance/complete"),
+])
+async def test_unknown_case_is_404(api: httpx.AsyncClient, method: str, path: str) -> None:
+    r = await api.request(method, API + path, json={} if method == "POST" else None)
+    assert fields(error(r, 404, 2003)) == ["case_id"]
+
+
+async def test_unknown_task_on_complete_is_404(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    r = await api.post(complete_url("d1", "NoSuchTask"), json={})
+    assert fields(error(r, 404, 2003)) == ["task"]
+
+
+# ======================================================== 409: conflicts with the state
+async def test_duplicate_case_id_is_409(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    r = await api.post(f"{API}/workflows/deal-approval-gate/cases",
+                       json={"case_id": "d1", "data": deal()})
+    assert fields(error(r, 409, 2002)) == ["case_id"]
+
+
+async def test_task_not_enabled_is_409(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    before = await snapshot(api, "d1")
+    r = await api.post(complete_url("d1", "AllApprovalsComplete"), json={})
+    error(r, 409, 2003)
+    assert await snapshot(api, "d1") == before
+
+
+async def test_task_already_completed_is_409(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    assert (await api.post(complete_url("d1", "SendToFinance"), json={})).status_code == 200
+    r = await api.post(complete_url("d1", "SendToFinance"), json={})
+    error(r, 409, 3004)
+
+
+@pytest.mark.parametrize("task, code", [("AllApprovalsComplete", 2003),
+                                        ("SendToFinance", 3004)])
+async def test_conflict_details_name_the_task(api: httpx.AsyncClient, task: str,
+                                              code: int) -> None:
+    await create_deal(api, "d1")
+    assert (await api.post(complete_url("d1", "SendToFinance"), json={})).status_code == 200
+    r = await api.post(complete_url("d1", task), json={})
+    assert fields(error(r, 409, code)) == ["task"]
+
+
+# ========================================================= 422: invalid data and specs
+async def test_missing_required_case_field_is_422(api: httpx.AsyncClient) -> None:
+    data = deal()
+    del data["deal_acv"]
+    r = await api.post(f"{API}/workflows/deal-approval-gate/cases", json={"data": data})
+    assert fields(error(r, 422, 1002)) == ["deal_acv"]
+
+
+@pytest.mark.parametrize("acv", [0, -5000])
+async def test_acv_not_positive_is_422(api: httpx.AsyncClient, acv: float) -> None:
+    r = await api.post(f"{API}/workflows/deal-approval-gate/cases",
+                       json={"case_id": "d1", "data": deal(acv=acv)})
+    assert fields(error(r, 422, 1003)) == ["deal_acv"]
+    assert (await api.get(f"{API}/cases/d1")).status_code == 404  # nothing was created
+
+
+async def test_spec_with_unknown_task_in_a_flow_is_422_located(api: httpx.AsyncClient) -> None:
+    spec = {"id": "broken-flow", "tasks": [{"id": "A", "role": "sdr"}],
+            "flows": [{"from": "start", "to": "A"}, {"from": "A", "to": "Nope"}]}
+    err = error(await api.post(f"{API}/workflows", json=spec), 422, 2000)
+    assert "/flows/1/to" in fields(err)
+    assert "Nope" in dict(zip(fields(err), (d["problem"] for d in err["details"]),
+                              strict=True))["/flows/1/to"]
+
+
+async def test_spec_with_guard_that_does_not_parse_is_422_located(
+        api: httpx.AsyncClient) -> None:
+    spec = json.loads(json.dumps(GUARDED))
+    spec["id"] = "broken-guard"
+    spec["flows"][1]["when"] = "deal_acv >>> ("
+    err = error(await api.post(f"{API}/workflows", json=spec), 422, 2000)
+    assert fields(err) == ["/flows/1/when"]
+
+
+@pytest.mark.parametrize("body, field", [
+    (b'{"hello": 1}', "/"),  # JSON, but no spec
+    (b"[1, 2, 3]", "body"),  # not a mapping
+    (b"just: [yaml", "body"),  # not even YAML
+])
+async def test_not_a_spec_is_422(api: httpx.AsyncClient, body: bytes, field: str) -> None:
+    err = error(await api.post(f"{API}/workflows", content=body), 422, 2000)
+    assert fields(err) == [field]
+
+
+async def test_guard_failed_is_422_and_leaves_the_case(api: httpx.AsyncClient) -> None:
+    await register(api, GUARDED)
+    r = await api.post(f"{API}/workflows/guarded-split/cases", json={"case_id": "g1"})
+    assert r.status_code == 201, r.text
+    before = await snapshot(api, "g1")
+    r = await api.post(complete_url("g1", "Check"), json={})
+    assert fields(error(r, 422, 2004)) == ["missing_field"]
+    assert await snapshot(api, "g1") == before
+
+
+# ========================================================= 403: authority (open mode)
+async def test_person_without_the_role_is_403(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    before = await snapshot(api, "d1")
+    r = await api.post(complete_url("d1", "SendToFinance"), json={"result": "approved"},
+                       headers=as_user(SDR))
+    assert fields(error(r, 403, 3002)) == ["completed_by"]
+    assert await snapshot(api, "d1") == before
+
+
+async def test_completed_by_without_the_role_is_403(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    r = await api.post(complete_url("d1", "SendToFinance"),
+                       json={"result": "approved", "completed_by": SDR})
+    assert fields(error(r, 403, 3002)) == ["completed_by"]
+
+
+async def test_discount_above_the_persons_limit_is_403_and_changes_nothing(
+        api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1", discount=0.2)
+    before = await snapshot(api, "d1")
+    r = await api.post(complete_url("d1", "SendToFinance"), json={"result": "approved"},
+                       headers=as_user(FINANCE))
+    err = error(r, 403, 3002)
+    assert fields(err) == ["authority.discount"]
+    assert "0.15" in err["message"] and "0.2" in err["message"]
+    assert await snapshot(api, "d1") == before
+    assert "SendToFinance" in before[1]
+
+
+async def test_discount_within_the_persons_limit_is_allowed(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1", discount=0.1)
+    r = await api.post(complete_url("d1", "SendToFinance"), json={"result": "approved"},
+                       headers=as_user(FINANCE))
+    assert r.status_code == 200, r.text
+    assert "SendToFinance" not in r.json()["enabled_tasks"]
+
+
+async def test_unlimited_person_may_complete_above_any_limit(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1", discount=0.2)
+    r = await api.post(complete_url("d1", "SendToFinance"), json={"result": "approved"},
+                       headers=as_user(CFO))
+    assert r.status_code == 200, r.text
+    assert "SendToFinance" not in r.json()["enabled_tasks"]
+    events = (await api.get(f"{API}/cases/d1/history")).json()["events"]
+    done = [e for e in events if e["type"] == "TaskCompleted" and e["task"] == "SendToFinance"]
+    assert [e["by"] for e in done] == [CFO]
+
+
+async def test_claim_without_the_role_names_started_by(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    r = await api.post(f"{API}/cases/d1/tasks/SendToFinance/start", json={"started_by": SDR})
+    assert fields(error(r, 403, 3002)) == ["started_by"]
+
+
+async def test_unknown_person_is_403(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    r = await api.post(complete_url("d1", "SendToFinance"), json={},
+                       headers=as_user("mallory@evil.example"))
+    assert fields(error(r, 403, 3002)) == ["completed_by"]
+
+
+async def test_person_completing_an_automatic_task_is_403(api: httpx.AsyncClient) -> None:
+    await register(api, AUTOMATIC)
+    r = await api.post(f"{API}/workflows/automatic-only/cases", json={"case_id": "a1"})
+    assert r.status_code == 201, r.text
+    r = await api.post(complete_url("a1", "Run"), json={}, headers=as_user(CFO))
+    assert fields(error(r, 403, 3002)) == ["task"]
+
+
+async def test_cancel_needs_the_permission(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    before = await snapshot(api, "d1")
+    r = await api.post(f"{API}/cases/d1/cancel", json={"reason": "lost"},
+                       headers=as_user(SDR))
+    assert fields(error(r, 403, 3002)) == ["X-Caseloop-User"]
+    assert await snapshot(api, "d1") == before
+    r = await api.post(f"{API}/cases/d1/cancel", json={"reason": "lost"},
+                       headers=as_user(MANAGER))
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "cancelled"
+
+
+# ============================================================= 401/403: token mode
+@pytest.fixture
+def tokens(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """Tokens minted by `caseloop token create` for an sdr, james and lisa."""
+    path = tmp_path / "tokens.yaml"
+    out: dict[str, Any] = {"file": str(path)}
+    for user in (SDR, FINANCE, CFO):
+        assert cli_main(["token", "create", user, "--tokens", str(path),
+                         "--roles", str(SPECS / "roles.yaml")]) == 0
+        out[user] = capsys.readouterr().out.split()[0]
+    assert all(t not in path.read_text() for t in out.values() if t != out["file"])
+    return out
+
+
+@pytest.fixture
+async def secured(tmp_path: pathlib.Path,
+                  tokens: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(tmp_path, tokens=tokens["file"]) as client:
+        r = await client.post(f"{API}/workflows/deal-approval-gate/cases",
+                              json={"case_id": "d1", "data": deal()},
+                              headers=bearer(tokens[SDR]))
+        assert r.status_code == 201, r.text
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_token_mode_without_a_token_is_401(secured: httpx.AsyncClient) -> None:
+    r = await secured.post(complete_url("d1", "SendToFinance"), json={})
+    assert fields(error(r, 401, 3001)) == ["Authorization"]
+    assert r.headers["WWW-Authenticate"].lower().startswith("bearer")
+    assert (await secured.get(f"{API}/cases")).status_code == 401
+
+
+async def test_token_mode_ignores_the_open_mode_user_header(
+        secured: httpx.AsyncClient) -> None:
+    r = await secured.post(complete_url("d1", "SendToFinance"), json={},
+                           headers=as_user(FINANCE))
+    error(r, 401, 3001)
+
+
+@pytest.mark.parametrize("auth", ["Bearer cl_not-a-token", "Bearer ", "Basic Zm9vOmJhcg==",
+                                  "cl_not-a-token"])
+async def test_token_mode_with_a_wrong_token_is_401(secured: httpx.AsyncClient,
+                                                    auth: str) -> None:
+    r = await secured.post(complete_url("d1", "SendToFinance"), json={},
+                           headers={"Authorization": auth})
+    assert fields(error(r, 401, 3001)) == ["Authorization"]
+    assert "WWW-Authenticate" in r.headers
+
+
+async def test_token_of_a_person_without_the_role_is_403(secured: httpx.AsyncClient,
+                                                         tokens: dict[str, Any]) -> None:
+    r = await secured.post(complete_url("d1", "SendToFinance"), json={},
+                           headers=bearer(tokens[SDR]))
+    assert fields(error(r, 403, 3002)) == ["completed_by"]
+
+
+async def test_token_of_the_finance_manager_may_complete(secured: httpx.AsyncClient,
+                                                         tokens: dict[str, Any]) -> None:
+    r = await secured.post(complete_url("d1", "SendToFinance"), json={"result": "approved"},
+                           headers=bearer(tokens[FINANCE]))
+    assert r.status_code == 200, r.text
+    events = (await secured.get(f"{API}/cases/d1/history",
+                                headers=bearer(tokens[FINANCE]))).json()["events"]
+    assert [e["by"] for e in events if e["type"] == "TaskCompleted"] == [FINANCE]
+
+
+async def test_token_cannot_act_as_someone_else(secured: httpx.AsyncClient,
+                                                tokens: dict[str, Any]) -> None:
+    r = await secured.post(complete_url("d1", "SendToFinance"),
+                           json={"result": "approved", "completed_by": CFO},
+                           headers=bearer(tokens[FINANCE]))
+    assert fields(error(r, 403, 3002)) == ["completed_by"]
+    case = (await secured.get(f"{API}/cases/d1", headers=bearer(tokens[FINANCE]))).json()
+    assert "SendToFinance" in case["enabled_tasks"]
+
+
+@pytest.mark.parametrize("path", ["/health", "/healthz", "/health/ready"])
+async def test_health_stays_open_in_token_mode(secured: httpx.AsyncClient, path: str) -> None:
+    r = await secured.get(path)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "ok"
+
+
+# ==================================================================== Idempotency-Key
+async def test_idempotent_create_replays_the_answer(api: httpx.AsyncClient) -> None:
+    url = f"{API}/workflows/deal-approval-gate/cases"
+    body = {"data": deal()}  # no case_id: without the key, a second case would be created
+    first = await api.post(url, json=body, headers={"Idempotency-Key": "create-1"})
+    second = await api.post(url, json=body, headers={"Idempotency-Key": "create-1"})
+    assert first.status_code == 201, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    assert (second.status_code, second.content) == (first.status_code, first.content)
+    assert second.headers["Idempotent-Replayed"] == "true"
+    cases = (await api.get(f"{API}/cases?workflow=deal-approval-gate")).json()["cases"]
+    assert [c["case_id"] for c in cases] == [first.json()["case_id"]]
+
+
+async def test_idempotency_key_with_another_body_is_422(api: httpx.AsyncClient) -> None:
+    url = f"{API}/workflows/deal-approval-gate/cases"
+    r = await api.post(url, json={"data": deal()}, headers={"Idempotency-Key": "k"})
+    assert r.status_code == 201, r.text
+    r = await api.post(url, json={"data": deal(acv=99)}, headers={"Idempotency-Key": "k"})
+    assert fields(error(r, 422, 1004)) == ["Idempotency-Key"]
+    cases = (await api.get(f"{API}/cases")).json()["cases"]
+    assert len(cases) == 1
+
+
+async def test_idempotent_complete_replays_200_not_3004(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d1")
+    headers = {"Idempotency-Key": "complete-1"}
+    first = await api.post(complete_url("d1", "SendToFinance"), json={"result": "approved"},
+                           headers=headers)
+    assert first.status_code == 200, first.text
+    events = len((await api.get(f"{API}/cases/d1/history")).json()["events"])
+    again = await api.post(complete_url("d1", "SendToFinance"), json={"result": "approved"},
+                           headers=headers)
+    assert (again.status_code, again.content) == (200, first.content)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len((await api.get(f"{API}/cases/d1/history")).json()["events"]) == events
+    # without the key the same request is a second completion: refused
+    r = await api.post(complete_url("d1", "SendToFinance"), json={"result": "approved"})
+    error(r, 409, 3004)
+
+
+async def test_concurrent_requests_with_one_key_create_one_case(
+        api: httpx.AsyncClient) -> None:
+    url = f"{API}/workflows/deal-approval-gate/cases"
+    answers: list[httpx.Response] = []
+
+    async def post() -> None:
+        answers.append(await api.post(url, json={"data": deal()},
+                                      headers={"Idempotency-Key": "burst"}))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(post)
+    assert len(answers) == 5
+    assert {(a.status_code, a.content) for a in answers} == {(201, answers[0].content)}
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 4
+    cases = (await api.get(f"{API}/cases")).json()["cases"]
+    assert [c["case_id"] for c in cases] == [answers[0].json()["case_id"]]
+
+
+async def test_empty_idempotency_key_is_400(api: httpx.AsyncClient) -> None:
+    r = await api.post(f"{API}/workflows/deal-approval-gate/cases", json={"data": deal()},
+                       headers={"Idempotency-Key": ""})
+    assert fields(error(r, 400, 1000)) == ["Idempotency-Key"]
+
+
+# ====================================================== bad input is never answered 500
+@pytest.mark.parametrize("path", ["/workflows/deal-approval-gate/cases", "/workflows",
+                                  "/cases/d1/tasks/SendToFinance/complete"])
+async def test_huge_body_is_400(api: httpx.AsyncClient, path: str) -> None:
+    await create_deal(api, "d1")
+    huge = b'{"data": {"deal_name": "' + b"x" * (2 << 20) + b'"}}'
+    r = await api.post(API + path, content=huge)
+    assert fields(error(r, 400, 1000)) == ["body"]
+
+
+async def test_invalid_utf8_workflow_registration_is_400(api: httpx.AsyncClient) -> None:
+    r = await api.post(f"{API}/workflows", content=b'{"id": "caf\xe9", "tasks": []}')
+    assert fields(error(r, 400, 1000)) == ["body"]
+
+
+async def test_invalid_utf8_json_body_is_400(api: httpx.AsyncClient) -> None:
+    r = await api.post(f"{API}/workflows/deal-approval-gate/cases",
+                       content=b'{"data": {"deal_name": "caf\xe9"}}')
+    assert fields(error(r, 400, 1000)) == ["body"]
+
+
+@pytest.mark.parametrize("case_id", ["has spaces", "x" * 300, "", "slash/inside",
+                                     "tab\tinside", "ünïcode"])
+async def test_case_id_breaking_the_pattern_is_400(api: httpx.AsyncClient,
+                                                   case_id: str) -> None:
+    r = await api.post(f"{API}/workflows/deal-approval-gate/cases",
+                       json={"case_id": case_id, "data": deal()})
+    assert fields(error(r, 400, 1000)) == ["case_id"]
+
+
+@pytest.mark.parametrize("body", [b"null", b"[]", b"42", b'"text"', b"{}{}", b"\x00\x01"])
+async def test_body_not_an_object_is_400(api: httpx.AsyncClient, body: bytes) -> None:
+    r = await api.post(f"{API}/workflows/deal-approval-gate/cases", content=body)
+    error(r, 400, 1000)
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/workflows/deal-approval-gate/cases",
+     b'{"data": {"deal_name": "x", "customer_name": "y", "deal_acv": 1000, "deep": '
+     + b"[" * 2000 + b"]" * 2000 + b"}}"),
+    ("/workflows", b"[" * 1000 + b"]" * 1000),  # JSON
+    ("/workflows", b"a: " + b"[" * 1000),  # YAML, unclosed
+], ids=["case-data", "spec-json", "spec-yaml"])
+async def test_deeply_nested_body_is_4xx(api: httpx.AsyncClient, path: str,
+                                         body: bytes) -> None:
+    r = await api.post(API + path, content=body)
+    assert r.status_code in (400, 422), r.text
+    assert fields(error(r, r.status_code, r.json()["error"]["code"])) != []
+
+
+async def test_unknown_route_is_404_json(api: httpx.AsyncClient) -> None:
+    r = await api.get(f"{API}/no/such/route")
+    assert fields(error(r, 404, 1000)) == ["path"]
+
+
+# ================================================= the CLI will not serve open to all
+@pytest.mark.parametrize("extra", [[], ["--tokens", "missing-tokens.yaml"]])
+def test_serve_on_all_interfaces_without_tokens_exits_2(tmp_path: pathlib.Path,
+                                                        extra: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CASELOOP_TOKENS"}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "adapters.cli", "serve", "--host", "0.0.0.0", "--port", "0",
+         "--db", str(tmp_path / "t.db"), "--specs", str(SPECS), *extra],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=20)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "token" in proc.stderr.lower()
+    assert "0.0.0.0" in proc.stderr
+    assert time.monotonic() - started < 20
+    assert not (tmp_path / "t.db").exists()  # refused before opening anything
