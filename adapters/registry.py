@@ -14,6 +14,7 @@ import json
 import pathlib
 from typing import Any
 
+import anyio
 import msgspec
 import yaml
 
@@ -41,6 +42,9 @@ class Registry:
         self.store = store
         self.runtime = runtime
         self._versions: dict[str, list[SpecRow]] = {}
+        # One registration at a time: two changed specs for one id registered at once
+        # must not both take the same next version number.
+        self._lock = anyio.Lock()
 
     async def load(self) -> int:
         """Compile every stored version into the runtime; -> how many."""
@@ -54,6 +58,11 @@ class Registry:
     async def register(self, document: bytes | str | dict[str, Any], now: float,
                        ) -> Registered:
         """Decode, compile and store a spec. Raises SpecDecodeError / SpecError."""
+        async with self._lock:
+            return await self._register(document, now)
+
+    async def _register(self, document: bytes | str | dict[str, Any], now: float,
+                        ) -> Registered:
         spec = decode_spec(document)
         digest = spec_digest(spec)
         known = self._versions.get(spec.id, [])

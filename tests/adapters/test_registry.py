@@ -1,0 +1,58 @@
+"""Workflow registration: idempotent for the same content, a new version for a change,
+one version number per change even when changes arrive together, and the same nets
+after a restart."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import anyio
+import pytest
+
+from actors import Runtime, VirtualClock
+from adapters.registry import Registry, spec_digest
+from adapters.sqlite_store import SQLiteStore
+from engine import decode_spec
+
+pytestmark = pytest.mark.anyio
+
+
+def spec(task: str, version: int = 1) -> dict[str, Any]:
+    return {"id": "approval", "version": version, "tasks": [{"id": task}],
+            "flows": [{"from": "start", "to": task}, {"from": task, "to": "end"}]}
+
+
+async def test_same_content_is_one_version_whatever_its_version_field(tmp_path: pathlib.Path,
+                                                                     ) -> None:
+    async with SQLiteStore(str(tmp_path / "r.db")) as store:
+        reg = Registry(store, Runtime(store, VirtualClock(0.0)))
+        first = await reg.register(spec("Approve"), 0.0)
+        again = await reg.register(spec("Approve", version=7), 1.0)
+        assert (first.created, again.created) == (True, False)
+        assert again.net.version == first.net.version == 1
+        assert spec_digest(decode_spec(spec("Approve"))) == first.digest
+
+
+async def test_changes_registered_together_get_distinct_versions(tmp_path: pathlib.Path,
+                                                                 ) -> None:
+    db = str(tmp_path / "r.db")
+    async with SQLiteStore(db) as store:
+        rt = Runtime(store, VirtualClock(0.0))
+        reg = Registry(store, rt)
+        await reg.register(spec("Approve"), 0.0)
+        versions: list[int] = []
+
+        async def change(task: str) -> None:
+            versions.append((await reg.register(spec(task), 1.0)).net.version)
+
+        async with anyio.create_task_group() as tg:
+            for t in ("Review", "Check", "Sign"):
+                tg.start_soon(change, t)
+        assert sorted(versions) == [2, 3, 4]
+        tasks = {v: [t.id for t in rt.net("approval", v).tasks] for v in (1, 2, 3, 4)}
+    async with SQLiteStore(db) as store:  # a restart compiles the same versions
+        rt2 = Runtime(store, VirtualClock(0.0))
+        assert await Registry(store, rt2).load() == 4
+        assert {v: [t.id for t in rt2.net("approval", v).tasks] for v in (1, 2, 3, 4)} == tasks
+        assert rt2.net("approval").version == 4
