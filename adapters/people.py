@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from engine import Case, GuardError, InsufficientAuthority
+from engine import Case, Guard, GuardError, InsufficientAuthority
 from engine.net import AUTOMATIC
 
 OPERATOR = "operator"  # the local operator of open mode: every role, no limits
@@ -124,18 +124,34 @@ def authorize(directory: Directory, user: str, case: Case, ref: int | str,
         raise InsufficientAuthority(f"task {t.id!r} is claimed by {it.by!r}",
                                     field=who_field)
     for kind, measure in t.authority:
-        try:
-            value = measure(case.data, output or {})
-        except GuardError:
+        value = _measure(measure, case.data, output)
+        if value is None:
             continue  # nothing to measure: the data schema decides whether that is allowed
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            continue
         limit = directory.limit(user, kind)
         if limit is None or value > limit:
             have = "no" if limit is None else f"a {limit:g}"
             raise InsufficientAuthority(
                 f"{user!r} has {have} {kind} limit; {measure.text} is {value:g}",
                 field=f"authority.{kind}")
+
+
+def _measure(measure: Guard, data: dict[str, Any], output: dict[str, Any] | None,
+             ) -> float | None:
+    """The larger of the measure on the case data and on the data as this completion
+    would leave it: an approver cannot lower the figure they approve, nor approve the
+    old figure while writing a larger one. A figure that is there but not a number
+    cannot be signed off (3002); one absent from both is not measured."""
+    values = []
+    for local in (None, output) if output else (None,):
+        try:
+            v = measure(data, local)
+        except GuardError:
+            continue
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            raise InsufficientAuthority(f"{measure.text} is {v!r}, not a figure that can be "
+                                        "signed off", field=measure.text)
+        values.append(float(v))
+    return max(values) if values else None
 
 
 # ----------------------------------------------------------------------------- tokens

@@ -235,7 +235,7 @@ class SQLiteStore:
             try:
                 with anyio.CancelScope(shield=True):
                     await self._write_round(rnd)
-            except Exception as exc:  # the store itself failed: every waiter hears it
+            except (sqlite3.Error, OSError) as exc:  # the database failed: all hear it
                 self.failed = exc
                 err = StoreUnavailable(f"the store cannot write: {exc!r}")
                 for r in (rnd, self._round):  # this round and whatever queued behind it
@@ -243,6 +243,10 @@ class SQLiteStore:
                         r.errors.setdefault(id(a), err)
                     r.done.set()
                 return  # readiness reports it; appends from now on fail at once
+            except Exception as exc:  # this round could not be written (e.g. a value
+                # that does not encode): its appends fail, the store goes on
+                for a in rnd.appends:
+                    rnd.errors.setdefault(id(a), exc)
             finally:
                 rnd.done.set()
 

@@ -9,7 +9,7 @@ checks shape and types (msgspec names the failing path); the compiler
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
@@ -134,7 +134,7 @@ class DataSchema(_Spec):
 class WorkflowSpec(_Spec):
     id: str
     name: str | None = None
-    version: int = 1
+    version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] = 1
     description: str | None = None
     start: str = "start"
     end: str = "end"

@@ -33,17 +33,31 @@ def _field(path: str | None) -> str:
     return re.sub(r"\[(\d+)\]", r".\1", path).lstrip(".") or "body"
 
 
-async def read_body(request: Request, type_: type[T]) -> T:
-    body = await request.body()
-    if len(body) > MAX_BODY:
+async def raw_body(request: Request) -> bytes:
+    """The body, refused before it is read if it announces more than MAX_BODY."""
+    announced = request.headers.get("content-length", "")
+    if announced.isdigit() and int(announced) > MAX_BODY:
         raise malformed("body", f"larger than {MAX_BODY} bytes")
+    body = await request.body()
+    if len(body) > MAX_BODY:  # chunked, without a length
+        raise malformed("body", f"larger than {MAX_BODY} bytes")
+    return body
+
+
+async def read_body(request: Request, type_: type[T]) -> T:
+    body = await raw_body(request)
     if not body.strip():
         body = b"{}"  # no body: every field takes its default (or is reported missing)
     dec = _decoders.get(type_)
     if dec is None:
         dec = _decoders[type_] = msgspec.json.Decoder(type_)
     try:
-        return dec.decode(body)  # type: ignore[no-any-return]
+        obj = dec.decode(body)
+        for name in _FREE_FORM:
+            value = getattr(obj, name, None)
+            if value:
+                _check_integers(value, name)
+        return obj  # type: ignore[no-any-return]
     except msgspec.ValidationError as exc:
         m = _AT.match(str(exc))
         assert m is not None
@@ -59,6 +73,24 @@ async def read_body(request: Request, type_: type[T]) -> T:
         raise malformed("body", "not UTF-8 text") from None
     except RecursionError:
         raise malformed("body", "nested too deeply") from None
+
+
+_FREE_FORM = ("data", "output_data")  # bodies' schema-less parts, checked by the engine
+_INT64 = 2**63
+
+
+def _check_integers(value: Any, path: str) -> None:
+    """Integers beyond 64 bits decode in Python but cannot be stored: refuse them here."""
+    if isinstance(value, int) and not -_INT64 <= value < _INT64:
+        raise malformed(path, "integer out of the 64-bit range")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, int | dict | list):
+                _check_integers(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, int | dict | list):
+                _check_integers(v, f"{path}.{i}")
 
 
 def respond(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

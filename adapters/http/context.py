@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
@@ -21,6 +22,8 @@ from adapters.people import OPERATOR, Directory, token_digest
 from adapters.registry import Registry
 
 from .errors import NOT_AUTHENTICATED, ApiError
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 @dataclass
@@ -51,7 +54,25 @@ class Context:
                 raise ApiError(403, 3002, f"the token belongs to {user!r}; it cannot act "
                                f"as {named!r}", [("completed_by", "not the token's person")])
             return user
+        self._same_origin(request)
         return named or request.headers.get("x-caseloop-user") or OPERATOR
+
+    @staticmethod
+    def _same_origin(request: Request) -> None:
+        """Open mode trusts whoever can reach the loopback port -- not every web page
+        the local user opens. A browser marks cross-site requests (Origin,
+        Sec-Fetch-Site), and a DNS-rebound page arrives under a foreign Host: both are
+        refused. curl and the client send neither, so the tutorial is unaffected."""
+        host = request.url.hostname or ""
+        if host not in LOOPBACK_NAMES:
+            raise ApiError(403, 3002, f"open mode answers only to loopback names, not "
+                           f"{host!r}", [("Host", "not a loopback name")])
+        site = request.headers.get("sec-fetch-site")
+        origin = request.headers.get("origin")
+        if site in ("cross-site", "same-site") or (
+                origin is not None and urlsplit(origin).hostname not in LOOPBACK_NAMES):
+            raise ApiError(403, 3002, "cross-site request refused in open mode",
+                           [("Origin", origin or site or "")])
 
 
 def ctx(request: Request) -> Context:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.sqlite_store import StoreUnavailable
 from engine import EngineError
 
 from .bodies import Error, ErrorBody, ErrorDetail
@@ -73,10 +74,13 @@ async def on_engine_error(request: Request, exc: Exception) -> Response:
 
 async def on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = {404: 2001 if "/workflows" in request.url.path else MALFORMED}.get(exc.status_code,
-                                                                            MALFORMED)
-    return error_response(exc.status_code, code, str(exc.detail),
+    # No route for this path or method: the request does not fit the API.
+    return error_response(exc.status_code, MALFORMED, str(exc.detail),
                           [("path", request.url.path)])
+
+
+async def on_store_unavailable(request: Request, exc: Exception) -> Response:
+    return error_response(503, UNAVAILABLE, str(exc), headers={"Retry-After": "30"})
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
@@ -86,6 +90,7 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 HANDLERS = {
     ApiError: on_api_error,
+    StoreUnavailable: on_store_unavailable,
     EngineError: on_engine_error,
     HTTPException: on_http_exception,
     Exception: on_unexpected,

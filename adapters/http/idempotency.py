@@ -16,6 +16,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .codec import raw_body
 from .context import ctx
 from .errors import HANDLERS, IDEMPOTENCY_REUSED, ApiError
 
@@ -37,7 +38,7 @@ def idempotent(handler: Handler) -> Handler:
                            [("Idempotency-Key", "bad length")])
         c = ctx(request)
         scoped = f"{c.who(request)}\x00{key}"
-        body = await request.body()
+        body = await raw_body(request)
         digest = hashlib.sha256(
             f"{request.method} {request.url.path}\x00".encode() + body).hexdigest()
         lock, users = _locks.get(scoped, (anyio.Lock(), 0))

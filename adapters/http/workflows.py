@@ -22,7 +22,7 @@ from .bodies import (
     WorkflowSummary,
     WorkflowVersion,
 )
-from .codec import MAX_BODY, iso, respond
+from .codec import iso, raw_body, respond
 from .context import Context, ctx
 from .errors import WORKFLOW_NOT_FOUND, ApiError, malformed
 from .idempotency import idempotent
@@ -47,9 +47,7 @@ def resolve(c: Context, workflow_id: str) -> str:
 async def register_workflow(request: Request) -> Response:
     c = ctx(request)
     c.who(request)
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise malformed("body", f"larger than {MAX_BODY} bytes")
+    body = await raw_body(request)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

@@ -64,7 +64,7 @@ async def serve(tmp_path: pathlib.Path, **settings: Any) -> AsyncIterator[httpx.
     app = create_app(Settings(db=str(tmp_path / "t.db"), specs=str(SPECS), **settings))
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app, raise_app_exceptions=False),
-            base_url="http://testserver") as client:
+            base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -593,3 +593,69 @@ def test_serve_on_all_interfaces_without_tokens_exits_2(tmp_path: pathlib.Path,
     assert "0.0.0.0" in proc.stderr
     assert time.monotonic() - started < 20
     assert not (tmp_path / "t.db").exists()  # refused before opening anything
+
+
+# ====================================================== found in review: hardening tests
+async def test_an_approver_cannot_lower_or_blank_the_figure_they_approve(
+        api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d_disc", discount=0.3)
+    before = await snapshot(api, "d_disc")
+    james = as_user("james.rodriguez@acme.com")  # finance_manager: discount limit 0.15
+    for output in ({"discount_percent": 0.01}, {"discount_percent": None},
+                   {"discount_percent": "0.01"}):
+        r = await api.post(complete_url("d_disc", "SendToFinance"), headers=james,
+                           json={"result": "approved", "output_data": output})
+        assert r.status_code in (403, 422), (output, r.text)
+    assert await snapshot(api, "d_disc") == before
+    # ... and cannot approve the old figure while writing a larger one
+    await create_deal(api, "d_small", discount=0.05)
+    r = await api.post(complete_url("d_small", "SendToFinance"), headers=james,
+                       json={"result": "approved", "output_data": {"discount_percent": 0.4}})
+    assert "authority.discount" in fields(error(r, 403, 3002))
+
+
+async def test_output_that_breaks_the_data_schema_is_refused(api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d_schema")
+    before = await snapshot(api, "d_schema")
+    r = await api.post(complete_url("d_schema", "SendToFinance"),
+                       json={"result": "approved", "output_data": {"deal_acv": "lots"}})
+    assert fields(error(r, 422, 1001)) == ["deal_acv"]
+    assert await snapshot(api, "d_schema") == before
+
+
+async def test_integer_beyond_64_bits_is_400_and_the_store_keeps_writing(
+        api: httpx.AsyncClient) -> None:
+    r = await api.post(f"{API}/workflows/deal-approval-gate/cases",
+                       content=b'{"case_id": "d_big", "data": {"deal_name": "x", '
+                               b'"customer_name": "y", "deal_acv": 5, "n": {"k": '
+                               + str(2**70).encode() + b"}}}")
+    assert fields(error(r, 400, 1000)) == ["data.n.k"]
+    await create_deal(api, "d_after")
+    assert (await api.get("/health/ready")).status_code == 200
+
+
+async def test_announced_oversized_body_is_refused_before_it_is_read(
+        api: httpx.AsyncClient) -> None:
+    r = await api.post(f"{API}/workflows", content=b"{}",
+                       headers={"Content-Length": str(10**9)})
+    assert r.status_code == 400
+
+
+async def test_open_mode_refuses_cross_site_and_foreign_host_requests(
+        api: httpx.AsyncClient) -> None:
+    await create_deal(api, "d_csrf")
+    before = await snapshot(api, "d_csrf")
+    url = complete_url("d_csrf", "SendToFinance")
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Host": "evil.example"}):
+        r = await api.post(url, headers=headers, content=b'{"result": "approved"}')
+        error(r, 403, 3002)
+    assert await snapshot(api, "d_csrf") == before
+    r = await api.post(url, headers={"Origin": "http://127.0.0.1:8080"},
+                       content=b'{"result": "approved"}')
+    assert r.status_code == 200, r.text
+
+
+async def test_spec_version_beyond_range_is_422_not_500(api: httpx.AsyncClient) -> None:
+    r = await api.post(f"{API}/workflows", json={**GUARDED, "version": 2**63})
+    assert fields(error(r, 422, 2000)) == ["/version"]
