@@ -46,7 +46,7 @@ import msgspec
 from anyio.abc import TaskGroup
 
 from engine import Case, CaseSnapshot, EngineError, Net, parse_duration, replay
-from engine.events import TimerSet, WorkItemEnabled
+from engine.events import TimerSet, WorkItemEnabled, WorkItemFailed
 from engine.net import AUTOMATIC
 
 from .actions import ActionContext, ActionRegistry, Incident
@@ -152,9 +152,10 @@ class Runtime:
         """After a restart: re-arm pending timers, resume automatic work items."""
         for t in await self.store.pending_timers():
             self._arm(t.due, t.case_id, t.item)
-        for it in await self.store.open_items("automatic"):
+        for it in await self.store.open_items():
             if it.state != "failed":
-                self._spawn_action(it.case_id, it.item)
+                if it.kind == "automatic":
+                    self._spawn_action(it.case_id, it.item)
             else:  # still waiting for someone to retry it: list it again
                 self.incidents.append(Incident(
                     it.case_id, it.item, it.task, "", 0,
@@ -275,6 +276,11 @@ class Runtime:
         for e in events:
             if type(e) is TimerSet:
                 self._arm(e.due, case.case_id, e.item)
+            elif type(e) is WorkItemFailed and e.item in case.items:
+                t = tasks[case.items[e.item].task]
+                if t.kind != AUTOMATIC:  # a person's item failed (a timer): show it
+                    self.incidents.append(Incident(case.case_id, e.item, t.id, "", 0,
+                                                   e.reason, e.at))
             elif type(e) is WorkItemEnabled and e.item in case.items:
                 t = tasks[case.net.task_index[e.task]]
                 if t.kind == AUTOMATIC and (t.mi is None or e.parent >= 0):

@@ -157,7 +157,11 @@ def cmd_token(args: argparse.Namespace) -> int:
     from adapters.people import create_token, load_directory
 
     roles = pathlib.Path(args.roles)
-    if roles.exists() and args.user not in load_directory(roles).people:
+    if not roles.exists():
+        print(f"no {roles}: tokens are for the people it names (--roles FILE)",
+              file=sys.stderr)
+        return 2
+    if args.user not in load_directory(roles).people:
         print(f"{args.user!r} is not a person of {roles}", file=sys.stderr)
         return 2
     print(create_token(args.tokens, args.user))

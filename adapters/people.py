@@ -163,12 +163,21 @@ class TokenFile(msgspec.Struct):
     tokens: dict[str, str] = {}  # sha256(token) -> person
 
 
-def load_tokens(path: str | pathlib.Path) -> dict[str, str]:
+def load_tokens(path: str | pathlib.Path, directory: Directory | None = None,
+                ) -> dict[str, str]:
+    """digest -> person. With a directory, every token must name one of its people: a
+    token for the local operator, or for nobody known, is refused (ValueError)."""
     p = pathlib.Path(path)
     if not p.exists():
         return {}
     raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    return msgspec.convert(raw, TokenFile).tokens
+    tokens = msgspec.convert(raw, TokenFile).tokens
+    if directory is not None:
+        for user in tokens.values():
+            if user == OPERATOR or directory.person(user) is None:
+                raise ValueError(f"{path}: a token names {user!r}, who is not a person of "
+                                 "roles.yaml")
+    return tokens
 
 
 def create_token(path: str | pathlib.Path, user: str) -> str:

@@ -89,13 +89,14 @@ class Registry:
 
 
 def looks_like_workflow(text: str, suffix: str) -> bool:
-    """A spec has an id and tasks; other JSON or YAML beside it is configuration. A file
-    that does not parse counts as a spec, so that its errors get reported."""
+    """A spec has flows or a list of tasks (slos.yaml's `tasks` is a mapping); other
+    JSON or YAML beside it is configuration. A file that does not parse counts as a
+    spec, so that its errors get reported."""
     try:
         doc: Any = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
     except Exception:
         return True
-    return isinstance(doc, dict) and "id" in doc and ("tasks" in doc or "flows" in doc)
+    return isinstance(doc, dict) and ("flows" in doc or isinstance(doc.get("tasks"), list))
 
 
 def workflow_files(directory: str | pathlib.Path) -> list[pathlib.Path]:

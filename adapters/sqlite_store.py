@@ -197,6 +197,15 @@ class SQLiteStore:
         db.execute(f"PRAGMA synchronous={self.durability.upper()}")
         db.execute("PRAGMA busy_timeout=10000")
         db.executescript(SCHEMA)
+        # Databases from before the phases projection: one phase per case, from the
+        # cases row (a deal handed on earlier shows under its current workflow only).
+        if db.execute("PRAGMA user_version").fetchone()[0] < 1:
+            db.execute(
+                "INSERT OR IGNORE INTO phases (case_id, workflow_id, version, entered_at,"
+                " left_at, outcome) SELECT case_id, workflow_id, workflow_version, created_at,"
+                " closed_at, CASE WHEN state = 'active' THEN NULL ELSE state END FROM cases"
+                " WHERE NOT EXISTS (SELECT 1 FROM phases p WHERE p.case_id = cases.case_id)")
+            db.execute("PRAGMA user_version = 1")
         return db
 
     async def _connect(self) -> aiosqlite.Connection:

@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         roles = _config(s, "roles", "roles.yaml")
         directory = load_directory(roles) if roles else Directory()
-        tokens = load_tokens(s.tokens) if s.tokens else {}
+        tokens = load_tokens(s.tokens, directory) if s.tokens else {}
         async with SQLiteStore(s.db, durability=s.durability) as store:  # type: ignore[arg-type]
             rt = Runtime(store, SystemClock(), s.actions or placeholder_actions())
             registry = Registry(store, rt)

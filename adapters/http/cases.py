@@ -7,6 +7,7 @@ run together against the case as it is, and the reply is sent after COMMIT.
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from typing import Any
 
@@ -47,7 +48,11 @@ async def create_case(request: Request) -> Response:
     c.who(request)
     wid = resolve(c, request.path_params["workflow_id"])
     body = await read_body(request, CreateCase)
-    case_id = body.case_id or f"case_{secrets.token_hex(8)}"
+    key = getattr(request.state, "idempotency_key", None)
+    # With an Idempotency-Key the generated id follows from it: a retry after a crash
+    # between the commit and the stored answer meets the case (409), never a twin.
+    case_id = body.case_id or ("case_" + (hashlib.sha256(key.encode()).hexdigest()[:16]
+                                          if key else secrets.token_hex(8)))
     case = await c.runtime.create(wid, case_id, body.data)
     return respond(case_view(case), 201)
 
@@ -126,6 +131,7 @@ async def case_history(request: Request) -> Response:
 @idempotent
 async def start_task(request: Request) -> Response:
     c = ctx(request)
+    c.who(request)  # authenticated before anything is read
     body = await read_body(request, StartTask)
     user = c.who(request, body.started_by)
     task = request.path_params["task"]
@@ -145,6 +151,7 @@ async def start_task(request: Request) -> Response:
 @idempotent
 async def complete_task(request: Request) -> Response:
     c = ctx(request)
+    c.who(request)  # authenticated before anything is read
     body = await read_body(request, CompleteTask)
     user = c.who(request, body.completed_by)
     task = request.path_params["task"]
@@ -166,8 +173,8 @@ async def complete_task(request: Request) -> Response:
 @idempotent
 async def cancel_case(request: Request) -> Response:
     c = ctx(request)
-    body = await read_body(request, CancelCase)
     user = c.who(request)
+    body = await read_body(request, CancelCase)
     if not c.directory.may(user, "cancel_cases"):
         raise InsufficientAuthority(f"{user!r} may not cancel cases (roles.yaml: no role "
                                     "of theirs has the cancel_cases permission)",

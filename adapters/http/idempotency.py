@@ -4,6 +4,11 @@ stored response (and does nothing again); the same key with another body is refu
 
 Concurrent requests with one key are serialized in this process, so the second
 waits for the first's stored answer instead of running the command twice.
+
+The answer is stored after the command has committed, in a second write: a crash in
+between loses the answer, not the command. A retry then runs the command again and
+meets its effect -- 409 "already completed" or "case exists" (a generated case id is
+derived from the key for that reason) -- rather than doing it twice.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ def idempotent(handler: Handler) -> Handler:
                            [("Idempotency-Key", "bad length")])
         c = ctx(request)
         scoped = f"{c.who(request)}\x00{key}"
+        request.state.idempotency_key = scoped
         body = await raw_body(request)
         digest = hashlib.sha256(
             f"{request.method} {request.url.path}\x00".encode() + body).hexdigest()

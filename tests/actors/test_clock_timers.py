@@ -119,6 +119,23 @@ async def test_deadline_fires_exactly_on_time(db: str) -> None:
         assert await store.pending_timers() == []
 
 
+async def test_a_timed_out_approval_is_an_incident_until_retried(db: str) -> None:
+    """The failed approval is listed (also after a restart) and a retry offers it again."""
+    clock = VirtualClock(1000.0)
+    async with running(db, clock, [DEAL], placeholder_actions()) as (_, rt):
+        await rt.create("deal-approval-gate", "d1", DEAL_600K)
+        await rt.wait_idle()
+        assert clock.advance_to_next()
+        await rt.wait_idle()
+        (inc,) = rt.incidents
+        assert (inc.case_id, inc.task, inc.at) == ("d1", "SendToSalesManager", 1000.0 + DAY)
+    async with running(db, clock, [DEAL], placeholder_actions()) as (_, rt):
+        (inc,) = rt.incidents
+        assert (inc.case_id, inc.task) == ("d1", "SendToSalesManager")
+        case = await rt.retry("d1", inc.item, "marcus.thompson@acme.com")
+        assert "SendToSalesManager" in case.enabled_tasks() and rt.incidents == []
+
+
 async def _invoice_sent(rt, store) -> tuple[int, float]:
     """WF5 case: SendInvoice (automatic) wins the deferred choice, PaymentReceived is
     offered with its 60-day deadline. -> (item, due)"""

@@ -659,3 +659,22 @@ async def test_open_mode_refuses_cross_site_and_foreign_host_requests(
 async def test_spec_version_beyond_range_is_422_not_500(api: httpx.AsyncClient) -> None:
     r = await api.post(f"{API}/workflows", json={**GUARDED, "version": 2**63})
     assert fields(error(r, 422, 2000)) == ["/version"]
+
+
+async def test_retrying_failed_work_needs_the_permission(api: httpx.AsyncClient) -> None:
+    r = await api.post(f"{API}/incidents/d1/1/retry", headers=as_user("sarah.chen@acme.com"))
+    error(r, 403, 3002)
+    r = await api.post(f"{API}/incidents/d1/1/retry",
+                       headers=as_user("james.rodriguez@acme.com"))
+    error(r, 404, 2003)  # allowed to retry; there is just nothing to retry
+
+
+def test_a_token_for_the_operator_or_a_stranger_is_refused(tmp_path: pathlib.Path) -> None:
+    from adapters.people import OPERATOR, load_directory, load_tokens, token_digest
+
+    directory = load_directory(SPECS / "roles.yaml")
+    for who in (OPERATOR, "mallory@example.com"):
+        f = tmp_path / f"{who}.yaml"
+        f.write_text(f"tokens: {{{token_digest('t')}: {who}}}\n", encoding="utf-8")
+        with pytest.raises(ValueError, match="not a person"):
+            load_tokens(f, directory)
