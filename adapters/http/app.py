@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from actors import ActionRegistry, Runtime, placeholder_actions
+from actors.icp import icp_action, load_profile
 from adapters.clock import SystemClock
 from adapters.people import Directory, load_directory, load_tokens
 from adapters.registry import Registry, workflow_files
@@ -35,6 +36,7 @@ class Settings:
     specs: str | None = "specs"  # the pipeline registered at start (None: nothing)
     roles: str | None = None  # default: roles.yaml in `specs`
     slos: str | None = None  # default: slos.yaml in `specs`
+    icp: str | None = None  # ICP profile; default: icp.yaml in `specs` (none: placeholder)
     tokens: str | None = None  # tokens file; none (or empty): open mode
     durability: str = "normal"
     bench_route: bool = False  # mount POST /bench/bare (bench/http.py only)
@@ -49,6 +51,20 @@ def _config(settings: Settings, attr: str, name: str) -> pathlib.Path | None:
     if settings.specs and (pathlib.Path(settings.specs) / name).exists():
         return pathlib.Path(settings.specs) / name
     return None
+
+
+def _actions(s: Settings) -> ActionRegistry:
+    """The given registry, else the placeholders with the real ICP scoring when a
+    profile is found (a bad profile stops the start with a located ValueError)."""
+    if s.actions is not None:
+        return s.actions
+    reg = placeholder_actions()
+    icp = _config(s, "icp", "icp.yaml")
+    if icp is not None:
+        profile = load_profile(icp.read_text(encoding="utf-8"), str(icp))
+        reg.register("icp_score", icp_action(profile))
+        s.messages.append(f"icp_score: profile {icp}")
+    return reg
 
 
 def _slo_targets(path: pathlib.Path | None) -> dict[str, float]:
@@ -73,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         directory = load_directory(roles) if roles else Directory()
         tokens = load_tokens(s.tokens, directory) if s.tokens else {}
         async with SQLiteStore(s.db, durability=s.durability) as store:  # type: ignore[arg-type]
-            rt = Runtime(store, SystemClock(), s.actions or placeholder_actions())
+            rt = Runtime(store, SystemClock(), _actions(s))
             registry = Registry(store, rt)
             await registry.load()
             if s.specs:
