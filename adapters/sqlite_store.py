@@ -165,6 +165,7 @@ class SQLiteStore:
         self._wake = anyio.Event()
         self._tg: Any = None
         self._log_ends: dict[str, int] = {}  # case -> last seq (writer thread only)
+        self._next_purge = 0.0  # when expired idempotency keys are deleted next
         self.failed: BaseException | None = None  # the writer died: nothing more is durable
         self.commits = 0  # transactions written
         self.appends_committed = 0  # appends they carried (mean batch = this / commits)
@@ -514,9 +515,14 @@ class SQLiteStore:
 
     async def remember_response(self, key: str, request_hash: str, status: int, body: bytes,
                                 expires_at: float, now: float) -> None:
+        purge = now >= self._next_purge  # expired keys go in bulk, not per request
+        if purge:
+            self._next_purge = now + 600.0
+
         def save() -> None:
             assert self._wdb is not None
-            self._wdb.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
+            if purge:
+                self._wdb.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
             self._wdb.execute(
                 "INSERT INTO idempotency (key, request_hash, status, response, expires_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"

@@ -373,7 +373,7 @@ class Case:
         merged = self._map_output(t, result, output) if t.outputs else output
         if merged and it.parent < 0:  # what a completion writes into the case obeys the
             # data schema too (an instance's output is collected, not merged, later)
-            self.net.validate_data({**self.data, **merged})
+            self.net.validate_data(merged, partial=True)
         if it.parent >= 0:
             self._emit(WorkItemCompleted(it.id, at, result, merged or None, by=by))
             self._after_instance(it.parent, at)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .errors import DataInvalid, Problem, SpecError
@@ -26,7 +27,7 @@ from .net import (
     Timer,
     make_relax,
 )
-from .spec import DataSchema, WorkflowSpec, decode_spec, parse_duration
+from .spec import DataSchema, FieldSpec, WorkflowSpec, decode_spec, parse_duration
 
 __all__ = ["DEFAULT_STATE_BOUND", "compile", "compile_document"]
 
@@ -176,18 +177,8 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
                 add(Problem(f"{base}/timer/after", str(exc)))
         if ts.multiple_instance is not None:
             t.mi = _compile_mi(ts.multiple_instance, f"{base}/multiple_instance", add)
-        outs = []
-        for field, expr in ts.output.items():
-            g = _guard(expr, f"{base}/output/{field}", add)
-            if g is not None:
-                outs.append((field, g))
-        t.outputs = tuple(outs)
-        auth = []
-        for kind, expr in ts.authority.items():
-            g = _guard(expr, f"{base}/authority/{kind}", add)
-            if g is not None:
-                auth.append((kind, g))
-        t.authority = tuple(auth)
+        t.outputs = _guard_map(ts.output, f"{base}/output", add)
+        t.authority = _guard_map(ts.authority, f"{base}/authority", add)
         cancel_conds, cancel_tasks = [], []
         for k, ref in enumerate(ts.cancels):
             if ref in task_pos:
@@ -417,18 +408,61 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def _guard_map(exprs: dict[str, str], base: str, add: Callable[[Problem], None],
+               ) -> tuple[tuple[str, Guard], ...]:
+    """name -> expression, compiled; the ones that do not parse are reported at base/name."""
+    out = []
+    for name, expr in exprs.items():
+        g = _guard(expr, f"{base}/{name}", add)
+        if g is not None:
+            out.append((name, g))
+    return tuple(out)
+
+
 def _data_validator(schema: DataSchema | None) -> Any:
     """A closure checking case data against the schema: 1002 missing, 1001 wrong type.
 
-    Returns the data with declared defaults filled in (a new dict when any is).
+    Returns the data with declared defaults filled in (a new dict when any is). With
+    `partial=True` it checks only the fields a completion writes (`data` is then the
+    update): no defaults, and a required field is missing only if written as null.
     """
     if schema is None or (not schema.required and not schema.properties):
         return _accept
     required = tuple(schema.required)
     props = tuple(schema.properties.items())
+    by_name = dict(props)
     defaults = tuple((n, p.default) for n, p in props if p.default is not None)
 
-    def validate(data: dict[str, Any]) -> dict[str, Any]:
+    def check(name: str, p: FieldSpec, v: Any) -> None:
+        if p.type != "any":
+            ok = isinstance(v, _TYPES[p.type]) and not (
+                isinstance(v, bool) and p.type in ("number", "integer"))
+            if not ok:
+                raise DataInvalid(f"field {name!r} must be a {p.type}", field=name, code=1001)
+        code = p.code or 1001
+        if p.enum is not None and v not in p.enum:
+            raise DataInvalid(f"field {name!r} must be one of {p.enum}", field=name, code=code)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            if p.minimum is not None and v < p.minimum:
+                raise DataInvalid(f"field {name!r} must be >= {p.minimum:g}", field=name,
+                                  code=code)
+            if p.exclusive_minimum is not None and v <= p.exclusive_minimum:
+                raise DataInvalid(f"field {name!r} must be > {p.exclusive_minimum:g}",
+                                  field=name, code=code)
+            if p.maximum is not None and v > p.maximum:
+                raise DataInvalid(f"field {name!r} must be <= {p.maximum:g}", field=name,
+                                  code=code)
+
+    def validate(data: dict[str, Any], partial: bool = False) -> dict[str, Any]:
+        if partial:
+            for name, v in data.items():
+                if v is None:
+                    if name in required:
+                        raise DataInvalid(f"missing required field {name!r}", field=name,
+                                          code=1002)
+                elif name in by_name:
+                    check(name, by_name[name], v)
+            return data
         missing = [(n, v) for n, v in defaults if data.get(n) is None]
         if missing:
             data = {**data, **{n: copy.deepcopy(v) for n, v in missing}}
@@ -436,32 +470,14 @@ def _data_validator(schema: DataSchema | None) -> Any:
             if data.get(name) is None:
                 raise DataInvalid(f"missing required field {name!r}", field=name, code=1002)
         for name, p in props:
-            if name not in data or data[name] is None:
-                continue
-            v = data[name]
-            if p.type != "any":
-                ok = isinstance(v, _TYPES[p.type]) and not (
-                    isinstance(v, bool) and p.type in ("number", "integer"))
-                if not ok:
-                    raise DataInvalid(f"field {name!r} must be a {p.type}", field=name, code=1001)
-            code = p.code or 1001
-            if p.enum is not None and v not in p.enum:
-                raise DataInvalid(f"field {name!r} must be one of {p.enum}", field=name, code=code)
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                if p.minimum is not None and v < p.minimum:
-                    raise DataInvalid(f"field {name!r} must be >= {p.minimum:g}", field=name,
-                                      code=code)
-                if p.exclusive_minimum is not None and v <= p.exclusive_minimum:
-                    raise DataInvalid(f"field {name!r} must be > {p.exclusive_minimum:g}",
-                                      field=name, code=code)
-                if p.maximum is not None and v > p.maximum:
-                    raise DataInvalid(f"field {name!r} must be <= {p.maximum:g}", field=name,
-                                      code=code)
+            v = data.get(name)
+            if v is not None:
+                check(name, p, v)
         return data
 
     return validate
 
 
-def _accept(data: dict[str, Any]) -> dict[str, Any]:
+def _accept(data: dict[str, Any], partial: bool = False) -> dict[str, Any]:
     return data
 

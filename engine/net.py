@@ -142,7 +142,7 @@ class Net:
 
     def __init__(self, spec: WorkflowSpec, cond_ids: tuple[str, ...], tasks: tuple[Task, ...],
                  start: int, end: int, handovers: tuple[tuple[str, Guard | None], ...],
-                 validate_data: Callable[[dict[str, Any]], dict[str, Any]],
+                 validate_data: Callable[..., dict[str, Any]],
                  transient_mask: int, persistent_mask: int) -> None:
         self.spec = spec
         self.workflow_id = spec.id

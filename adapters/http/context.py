@@ -40,7 +40,20 @@ class Context:
         return "token" if self.tokens else "open"
 
     def who(self, request: Request, named: str | None = None) -> str:
-        """The person a request acts as (see the module docstring)."""
+        """The person a request acts as (see the module docstring). The request is
+        authenticated once; later calls (with the person a body names) reuse it."""
+        principal = request.scope.get("caseloop.principal")
+        if principal is None:
+            principal = request.scope["caseloop.principal"] = self._authenticate(request)
+        if self.tokens:
+            if named is not None and named != principal:
+                raise ApiError(403, 3002, f"the token belongs to {principal!r}; it cannot "
+                               f"act as {named!r}", [("completed_by", "not the token's "
+                                                      "person")])
+            return principal  # type: ignore[no-any-return]
+        return named or principal  # type: ignore[no-any-return]
+
+    def _authenticate(self, request: Request) -> str:
         if self.tokens:
             auth = request.headers.get("authorization", "")
             scheme, _, token = auth.partition(" ")
@@ -50,12 +63,9 @@ class Context:
                 raise ApiError(401, NOT_AUTHENTICATED, "a valid bearer token is required "
                                "(caseloop token create USER)", [("Authorization", "missing or "
                                                                  "unknown token")])
-            if named is not None and named != user:
-                raise ApiError(403, 3002, f"the token belongs to {user!r}; it cannot act "
-                               f"as {named!r}", [("completed_by", "not the token's person")])
             return user
         self._same_origin(request)
-        return named or request.headers.get("x-caseloop-user") or OPERATOR
+        return request.headers.get("x-caseloop-user") or OPERATOR
 
     @staticmethod
     def _same_origin(request: Request) -> None:

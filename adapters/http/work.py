@@ -5,8 +5,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from engine import InsufficientAuthority
-
 from .api import Query, api
 from .bodies import CaseView, Incidents, IncidentView, RetryIncident, Worklist, WorklistItem
 from .codec import iso, parse_int, read_body, respond
@@ -58,10 +56,7 @@ async def incidents(request: Request) -> Response:
 async def retry_incident(request: Request) -> Response:
     c = ctx(request)
     user = c.who(request)
-    if not c.directory.may(user, "retry_incidents"):
-        raise InsufficientAuthority(f"{user!r} may not retry failed work (roles.yaml: no "
-                                    "role of theirs has the retry_incidents permission)",
-                                    field="X-Caseloop-User")
+    c.directory.require(user, "retry_incidents")
     await read_body(request, RetryIncident)
     case_id = request.path_params["case_id"]
     item = parse_int("item", request.path_params["item"], 0, 1, 2**31)
