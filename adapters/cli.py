@@ -126,17 +126,15 @@ def _walk_output(task: str) -> dict[str, Any]:
     return {"ScoringDecision": {"lead_score": 72}}.get(task, {})
 
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from adapters.http import Settings, create_app
+    from adapters.http.context import LOOPBACK_NAMES
     from adapters.people import load_tokens
 
     tokens = args.tokens or os.environ.get("CASELOOP_TOKENS")
-    if args.host not in LOOPBACK and not (tokens and load_tokens(tokens)):
+    if args.host not in LOOPBACK_NAMES and not (tokens and load_tokens(tokens)):
         print(f"refusing to listen on {args.host}: without auth anyone who can reach it "
               "could act as the local operator. Create tokens (`caseloop token create "
               "USER --tokens FILE`) and pass --tokens FILE, or bind 127.0.0.1.",

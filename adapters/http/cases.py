@@ -30,7 +30,7 @@ from .bodies import (
     History,
     StartTask,
 )
-from .codec import iso, parse_int, parse_time, read_body, respond
+from .codec import iso, parse_int, parse_time, read_body, respond, stamp
 from .context import ctx
 from .errors import malformed
 from .idempotency import idempotent
@@ -89,8 +89,8 @@ async def list_cases(request: Request) -> Response:
         nxt = base64.urlsafe_b64encode(msgspec.json.encode([last.created_at, last.case_id]
                                                           )).decode()
     return respond(CaseList([CaseSummary(r.case_id, r.workflow_id, r.workflow_version,
-                                         r.state, iso(r.created_at) or "",
-                                         iso(r.updated_at) or "", iso(r.closed_at))
+                                         r.state, stamp(r.created_at),
+                                         stamp(r.updated_at), iso(r.closed_at))
                              for r in rows], nxt))
 
 

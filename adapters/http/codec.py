@@ -97,11 +97,14 @@ def respond(obj: Any, status: int = 200, headers: dict[str, str] | None = None) 
     return Response(_encode(obj), status, headers, media_type="application/json")
 
 
-def iso(t: float | None) -> str | None:
-    if t is None:
-        return None
+def stamp(t: float) -> str:
+    """Epoch seconds as the API writes time: ISO 8601, UTC, milliseconds."""
     return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")
+
+
+def iso(t: float | None) -> str | None:
+    return None if t is None else stamp(t)
 
 
 def parse_time(name: str, value: str | None) -> float | None:

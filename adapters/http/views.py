@@ -13,7 +13,7 @@ from engine import Case
 from engine.net import KIND_NAME
 
 from .bodies import CaseView, HistoryEvent, WorkItemView
-from .codec import iso
+from .codec import iso, stamp
 
 API_NAME = {
     "WorkItemEnabled": "TaskEnabled",
@@ -33,9 +33,9 @@ def case_view(case: Case) -> CaseView:
     for it in case.work_items():
         t = tasks[it.task]
         items.append(WorkItemView(it.id, t.id, KIND_NAME[t.kind], it.state, t.role, it.by,
-                                  iso(it.enabled_at) or "", iso(it.due)))
+                                  stamp(it.enabled_at), iso(it.due)))
     return CaseView(case.case_id, case.net.workflow_id, case.net.version, case.status,
-                    case.enabled_tasks(), items, iso(case.created_at) or "",
+                    case.enabled_tasks(), items, stamp(case.created_at),
                     iso(case.closed_at), case.data)
 
 
@@ -48,7 +48,7 @@ def history_events(events: list[Any]) -> tuple[list[HistoryEvent], str]:
     for seq, e in enumerate(events, 1):
         name = type(e).__name__
         at = getattr(e, "at", at)  # a TimerSet is set when the event before it happened
-        h = HistoryEvent(seq, API_NAME.get(name, name), iso(at) or "")
+        h = HistoryEvent(seq, API_NAME.get(name, name), stamp(at))
         item = getattr(e, "item", None)
         if item is not None:
             h.item = item

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from .api import Query, api
 from .bodies import CaseView, Incidents, IncidentView, RetryIncident, Worklist, WorklistItem
-from .codec import iso, parse_int, read_body, respond
+from .codec import iso, parse_int, read_body, respond, stamp
 from .context import ctx
 from .errors import ApiError, malformed
 from .idempotency import idempotent
@@ -35,7 +35,7 @@ async def worklist(request: Request) -> Response:
     rows = await c.store.worklist(user=user, roles=roles)
     return respond(Worklist([
         WorklistItem(r.case_id, wid, r.item, r.task, r.role, r.state, r.assignee,
-                     iso(r.enabled_at) or "", iso(r.due)) for r, wid in rows]))
+                     stamp(r.enabled_at), iso(r.due)) for r, wid in rows]))
 
 
 @api.route("GET", "/incidents",
@@ -45,7 +45,7 @@ async def incidents(request: Request) -> Response:
     c = ctx(request)
     c.who(request)
     return respond(Incidents([
-        IncidentView(i.case_id, i.item, i.task, i.action, i.attempts, i.error, iso(i.at) or "")
+        IncidentView(i.case_id, i.item, i.task, i.action, i.attempts, i.error, stamp(i.at))
         for i in c.runtime.incidents]))
 
 

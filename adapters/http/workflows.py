@@ -22,7 +22,7 @@ from .bodies import (
     WorkflowSummary,
     WorkflowVersion,
 )
-from .codec import iso, raw_body, respond
+from .codec import raw_body, respond, stamp
 from .context import Context, ctx
 from .errors import WORKFLOW_NOT_FOUND, ApiError, malformed
 from .idempotency import idempotent
@@ -87,7 +87,7 @@ async def show_workflow(request: Request) -> Response:
     c.who(request)
     wid = resolve(c, request.path_params["workflow_id"])
     net = c.runtime.net(wid)
-    versions = [WorkflowVersion(r.version, r.digest, iso(r.registered_at) or "")
+    versions = [WorkflowVersion(r.version, r.digest, stamp(r.registered_at))
                 for r in c.registry.versions(wid)]
     return respond(WorkflowDetail(wid, net.spec.name, net.version, versions,
                                   c.registry.document(wid, net.version)))
