@@ -28,6 +28,20 @@ class ActionContext(msgspec.Struct):
     now: float
 
 
+class _AwaitCallback:
+    """What a handler returns when it handed the work to another system (an
+    e-signature service, a billing system): the work item stays open, claimed by the
+    action, until the system's callback completes it (a signal to the case)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "AWAIT_CALLBACK"
+
+
+AWAIT_CALLBACK: Any = _AwaitCallback()
+AWAITING = "awaiting:"  # prefix of the claim of an item whose callback is awaited
+
 Handler = Callable[[ActionContext], Awaitable[dict[str, Any] | None]]
 
 
@@ -56,11 +70,21 @@ class Incident(msgspec.Struct):
 class ActionRegistry:
     def __init__(self, retry: RetryPolicy | None = None, seed: int | None = None) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._delays: dict[str, float] = {}
         self.retry = retry or RetryPolicy()
         self.rng = random.Random(seed)
 
-    def register(self, name: str, handler: Handler) -> None:
+    def register(self, name: str, handler: Handler, *, delay: float | None = None) -> None:
+        """`delay`: seconds the runtime waits (on its clock) before running the
+        handler -- a deployment's setting, overriding the spec's `params.delay`."""
         self._handlers[name] = handler
+        if delay is None:
+            self._delays.pop(name, None)
+        else:
+            self._delays[name] = delay
+
+    def delay(self, name: str) -> float | None:
+        return self._delays.get(name)
 
     def action(self, name: str) -> Callable[[Handler], Handler]:
         """Decorator form of `register`."""

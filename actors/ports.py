@@ -1,5 +1,5 @@
-"""The ports the runtime consults: a store and a clock (the MAPE-K policy port joins
-them with its first user).
+"""The ports the runtime consults: a store, a clock, service levels (SLOs) and the
+routing policy (which the MAPE-K loop may change).
 
 They are Protocols defined here, next to their user, so that actors/ depends on no
 adapter: SQLite or PostgreSQL stores and the system clock implement them from above.
@@ -53,6 +53,23 @@ class PhaseChange(msgspec.Struct, gc=False, array_like=True):
     outcome: str = ""  # close only: completed | cancelled | failed
 
 
+class Notice(msgspec.Struct, frozen=True):
+    """A notification to deliver, written to the outbox in the same transaction as the
+    events that caused it (so a breach is never recorded without its notification,
+    nor notified without being recorded). `channel` is webhook, slack or email;
+    `target` a URL or an e-mail address; `key` makes it unique (a retried command
+    does not notify twice)."""
+
+    key: str
+    channel: str
+    target: str
+    topic: str  # e.g. sla.breached
+    subject: str
+    body: str
+    case_id: str = ""
+    payload: dict[str, Any] = {}
+
+
 class Append(msgspec.Struct, gc=False):
     """One case's new events with the projection changes they cause.
 
@@ -68,6 +85,7 @@ class Append(msgspec.Struct, gc=False):
     item_deletes: list[int]
     snapshot: bytes | None = None  # the state after these events, msgpack
     phases: list[PhaseChange] | None = None  # in event order; None on most appends
+    notices: list[Notice] | None = None  # outbox rows caused by these events
 
 
 class StoredCase(msgspec.Struct):
@@ -120,6 +138,38 @@ class EventStore(Protocol):
     async def pending_timers(self) -> list[TimerRow]: ...
 
     async def open_items(self, kind: str | None = None) -> list[ItemRow]: ...
+
+    async def open_phases(self) -> list[tuple[str, str, float]]:
+        """(case_id, workflow_id, entered_at) of every case still in a workflow."""
+        ...
+
+
+class SlaTarget(msgspec.Struct, frozen=True):
+    target: float  # seconds: what good looks like
+    alert: float  # seconds: when a breach is raised
+
+
+class SlaPolicy(Protocol):
+    """Service levels: the targets of a task (or, with task None, of a stay in a
+    workflow), and who hears of a breach. Deadlines follow from durable data (when
+    the item was enabled, when the case entered the workflow) plus these targets, so
+    after a restart the runtime re-arms them from the projections."""
+
+    def target(self, workflow_id: str, task: str | None) -> SlaTarget | None: ...
+
+    def notices(self, case_id: str, workflow_id: str, breach: Any) -> list[Notice]: ...
+
+
+class RoutingRule(msgspec.Struct, frozen=True):
+    """How to choose among a role's people for a task: `prefer` first (when any is
+    available), never `avoid` (unless nobody else is left)."""
+
+    prefer: tuple[str, ...] = ()
+    avoid: tuple[str, ...] = ()
+
+
+class RoutingPolicy(Protocol):
+    def rule(self, workflow_id: str, task: str) -> RoutingRule | None: ...
 
 
 class Clock(Protocol):

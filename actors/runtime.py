@@ -46,14 +46,23 @@ import msgspec
 from anyio.abc import TaskGroup
 
 from engine import Case, CaseSnapshot, EngineError, Net, parse_duration, replay
-from engine.events import TimerSet, WorkItemEnabled, WorkItemFailed
+from engine.events import (
+    CaseCreated,
+    CaseHandedOn,
+    SlaBreached,
+    TimerSet,
+    WorkItemEnabled,
+    WorkItemFailed,
+)
 from engine.net import AUTOMATIC
 
-from .actions import ActionContext, ActionRegistry, Incident
-from .ports import Append, AppendConflict, Clock, EventStore
+from .actions import AWAIT_CALLBACK, AWAITING, ActionContext, ActionRegistry, Incident
+from .ports import Append, AppendConflict, Clock, EventStore, Notice, SlaPolicy
 from .projection import case_row, item_changes, phase_changes
 
 Command = Callable[[Case], list[Any]]
+# What a command's events must notify, decided with them and written in their append.
+Notify = Callable[[Case, list[Any]], list[Notice]]
 
 
 class CaseNotFound(EngineError):
@@ -89,8 +98,9 @@ class Runtime:
     def __init__(self, store: EventStore, clock: Clock, actions: ActionRegistry | None = None,
                  *, snapshot_every: int = 100,
                  resident_cap: int = 250_000, idle_timeout: float | None = None,
-                 max_action_workers: int = 256) -> None:
+                 max_action_workers: int = 256, slas: SlaPolicy | None = None) -> None:
         self.store = store
+        self.slas = slas
         self.clock = clock
         self.actions = actions or ActionRegistry()
         self.snapshot_every = snapshot_every
@@ -152,15 +162,26 @@ class Runtime:
         """After a restart: re-arm pending timers, resume automatic work items."""
         for t in await self.store.pending_timers():
             self._arm(t.due, t.case_id, t.item)
-        for it in await self.store.open_items():
+        items = await self.store.open_items()
+        for it in items:
             if it.state != "failed":
-                if it.kind == "automatic":
+                # An action whose callback is awaited was handed over: not run again.
+                if it.kind == "automatic" and not (it.assignee or "").startswith(AWAITING):
                     self._spawn_action(it.case_id, it.item)
             else:  # still waiting for someone to retry it: list it again
                 self.incidents.append(Incident(
                     it.case_id, it.item, it.task, "", 0,
                     "failed before the last restart (the case history has the reason)",
                     it.enabled_at))
+        if self.slas is not None:  # deadlines are derived, not stored: enabled + target
+            phases = await self.store.open_phases()
+            wf_of = {cid: wf for cid, wf, _ in phases}
+            for it in items:
+                wf = wf_of.get(it.case_id)
+                if wf is not None:
+                    self._arm_sla(it.case_id, it.item, wf, it.task, it.enabled_at)
+            for cid, wf, entered in phases:
+                self._arm_sla(cid, 0, wf, None, entered)
 
     # ------------------------------------------------------------------ messages
     async def create(self, workflow_id: str, case_id: str, data: dict[str, Any] | None,
@@ -190,8 +211,12 @@ class Runtime:
         self._after_commit(case, events)
         return case
 
-    async def tell(self, case_id: str, command: Command) -> Case:
-        """Handle one command for a case; returns the case once its events are durable."""
+    async def tell(self, case_id: str, command: Command, notify: Notify | None = None,
+                   ) -> Case:
+        """Handle one command for a case; returns the case once its events are durable.
+
+        `notify` turns the command's events into notifications, written to the outbox
+        in the same append."""
         actor = self._resident.get(case_id)
         if actor is None:
             actor = await self._activate(case_id)
@@ -211,7 +236,8 @@ class Runtime:
                              "rebuilt from its log") from exc
         actor.last_used = now
         if events:
-            await self._commit(actor, events, now, first_seq=first)
+            notices = notify(case, events) if notify is not None else None
+            await self._commit(actor, events, now, first_seq=first, notices=notices)
             self._after_commit(case, events)
         return case
 
@@ -252,7 +278,7 @@ class Runtime:
         return events
 
     async def _commit(self, actor: _Actor, events: list[Any], now: float, first_seq: int,
-                      ) -> None:
+                      notices: list[Notice] | None = None) -> None:
         case = actor.case
         upserts, deletes = item_changes(case, events)
         snapshot = None
@@ -260,7 +286,7 @@ class Runtime:
             snapshot = msgspec.msgpack.encode(case.snapshot())
             actor.snap_seq = case.version
         batch = Append(case.case_id, first_seq, events, case_row(case, now), upserts, deletes,
-                       snapshot, phase_changes(events))
+                       snapshot, phase_changes(events), notices or None)
         actor.pending += 1
         try:
             await self.store.append(batch)
@@ -285,6 +311,10 @@ class Runtime:
                 t = tasks[case.net.task_index[e.task]]
                 if t.kind == AUTOMATIC and (t.mi is None or e.parent >= 0):
                     self._spawn_action(case.case_id, e.item)
+                if self.slas is not None and e.parent < 0:
+                    self._arm_sla(case.case_id, e.item, case.net.workflow_id, e.task, e.at)
+            elif self.slas is not None and type(e) in (CaseCreated, CaseHandedOn):
+                self._arm_sla(case.case_id, 0, e.workflow_id, None, e.at)
 
     async def _activate(self, case_id: str) -> _Actor:
         while case_id in self._activating:
@@ -342,9 +372,31 @@ class Runtime:
     def _arm(self, due: float, case_id: str, item: int) -> None:
         self._push([due, next(self._timer_seq), case_id, item])
 
+    def _arm_sla(self, case_id: str, item: int, workflow_id: str, task: str | None,
+                 since: float) -> None:
+        assert self.slas is not None
+        target = self.slas.target(workflow_id, task)
+        if target is not None:
+            self._push([since + target.alert, next(self._timer_seq), case_id,
+                        (item, workflow_id, target)])
+
+    def _breach(self, item: int, workflow_id: str, target: Any) -> Command:
+        def command(c: Case) -> list[Any]:
+            if c.net.workflow_id != workflow_id:
+                return []  # the case has moved on: the deadline belonged to its past
+            return c.breach_sla(item, self.clock.now(), target.target, target.alert)
+        return command
+
+    def _sla_notices(self, case: Case, events: list[Any]) -> list[Notice]:
+        assert self.slas is not None
+        return [n for e in events if type(e) is SlaBreached
+                for n in self.slas.notices(case.case_id, case.net.workflow_id, e)]
+
     def _push(self, entry: list[Any]) -> list[Any]:
-        """Timer entries are [due, seq, case_id, item]; action deadlines are
-        [due, seq, None, cancel scope], the scope set to None once the action is done."""
+        """Timer entries are [due, seq, case_id, item]; SLA deadlines are
+        [due, seq, case_id, (item, workflow_id, target)] (item 0: the workflow stay);
+        action deadlines are [due, seq, None, cancel scope], the scope set to None once
+        the action is done."""
         heapq.heappush(self._timers, entry)
         if self._timer_scope is not None and entry[0] < self._timer_sleeping_until:
             self._timer_scope.cancel()  # an earlier deadline: re-plan the sleep
@@ -372,8 +424,12 @@ class Runtime:
                 continue
             self._work(+1)
             try:
-                await self._tell_retrying(case_id, lambda c, i=item: c.fire_timer(
-                    i, self.clock.now()))
+                if type(item) is tuple:  # an SLA deadline
+                    await self._tell_retrying(case_id, self._breach(*item),
+                                              self._sla_notices)
+                else:
+                    await self._tell_retrying(case_id, lambda c, i=item: c.fire_timer(
+                        i, self.clock.now()))
             except (EngineError, ActorFault):
                 pass  # the case is closed or gone: the timer has nothing left to do
             except Exception:
@@ -422,9 +478,11 @@ class Runtime:
             return
         t = case.net.tasks[it.task]
         name = t.action or ""
-        delay = t.params.get("delay")
+        delay = self.actions.delay(name)
+        if delay is None and t.params.get("delay"):
+            delay = parse_duration(t.params["delay"])
         if delay and it.state == "enabled":
-            await self._sleep(self.clock.now() + parse_duration(delay))
+            await self._sleep(self.clock.now() + delay)
         if it.state == "enabled" and not started and t.contested:
             try:  # claim it: in a deferred choice this is the moment the choice is made
                 case = await self.tell(case_id, lambda c: c.start(item, self.clock.now(),
@@ -450,6 +508,12 @@ class Runtime:
                     await self._sleep(self.clock.now()
                                       + policy.delay(attempt, self.actions.rng))
                 continue
+            if out is AWAIT_CALLBACK:  # handed over: the callback completes the item
+                with contextlib.suppress(EngineError):  # unless it already has
+                    await self._tell_retrying(case_id, lambda c: c.start(
+                        item, self.clock.now(), AWAITING + name)
+                        if c.items.get(item) and c.items[item].state == "enabled" else [])
+                return
             out = dict(out or {})
             result = out.pop("result", None)
             with contextlib.suppress(EngineError):  # cancelled or withdrawn meanwhile
@@ -461,13 +525,14 @@ class Runtime:
         with contextlib.suppress(EngineError):
             await self.tell(case_id, lambda c: c.fail_item(item, self.clock.now(), error))
 
-    async def _tell_retrying(self, case_id: str, command: Command) -> Case:
+    async def _tell_retrying(self, case_id: str, command: Command,
+                             notify: Notify | None = None) -> Case:
         """`tell` for the runtime's own messages: a conflict means the actor was rebuilt
         from the log meanwhile, so the message is worth one more try on the fresh state."""
         try:
-            return await self.tell(case_id, command)
+            return await self.tell(case_id, command, notify)
         except AppendConflict:
-            return await self.tell(case_id, command)
+            return await self.tell(case_id, command, notify)
 
     async def _call(self, handler: Any, ctx: ActionContext, timeout: float) -> Any:
         """Run a handler with a timeout measured on the runtime's clock (virtual or not).

@@ -20,8 +20,9 @@ per commit.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiosqlite
 import anyio
@@ -39,6 +40,7 @@ from actors.ports import (
 from engine.events import Event
 
 Durability = Literal["normal", "full"]
+T = TypeVar("T")
 
 
 class StoreUnavailable(Exception):
@@ -106,6 +108,29 @@ CREATE TABLE IF NOT EXISTS phases (
     PRIMARY KEY (case_id, workflow_id)
 );
 CREATE INDEX IF NOT EXISTS phases_by_workflow ON phases (workflow_id, entered_at);
+-- Notifications to deliver, inserted in the same transaction as the events that cause
+-- them; a worker claims rows with a lease (claimed_until), delivers, retries with
+-- backoff (next_at) and moves a row to 'dead' after its last attempt.
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    case_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    target TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    claimed_by TEXT,
+    claimed_until REAL,
+    delivered_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
     request_hash TEXT NOT NULL,
@@ -140,7 +165,12 @@ _OPEN_PHASE = (
 _CLOSE_PHASE = ("UPDATE phases SET left_at = ?, outcome = ? WHERE case_id = ?"
                 " AND left_at IS NULL")
 
+_INSERT_NOTICE = (
+    "INSERT OR IGNORE INTO outbox (key, case_id, topic, channel, target, subject, body,"
+    " payload, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
 _encode = msgspec.msgpack.Encoder().encode
+_json = msgspec.json.encode
 _decode_many = msgspec.msgpack.Decoder(list[Event]).decode  # type: ignore[valid-type]
 
 
@@ -327,6 +357,7 @@ class SQLiteStore:
             if snaps:
                 db.executemany(_UPSERT_SNAPSHOT, snaps)
             _write_phases(db, appends)
+            _write_notices(db, appends)
             db.execute("COMMIT")
             return False
         except sqlite3.IntegrityError:
@@ -352,6 +383,7 @@ class SQLiteStore:
                     db.executemany(_DELETE_ITEM, de)
                     db.executemany(_UPSERT_SNAPSHOT, sn)
                     _write_phases(db, [a])
+                    _write_notices(db, [a])
                     db.execute("RELEASE one")
                 except sqlite3.IntegrityError:
                     db.execute("ROLLBACK TO one")
@@ -425,6 +457,10 @@ class SQLiteStore:
         async with self._reader.execute(sql + " ORDER BY enabled_at", args) as cur:
             return [ItemRow(*row) for row in await cur.fetchall()]
 
+    async def open_phases(self) -> list[tuple[str, str, float]]:
+        return [tuple(r) for r in await self._all(  # type: ignore[misc]
+            "SELECT case_id, workflow_id, entered_at FROM phases WHERE left_at IS NULL")]
+
     async def save_spec(self, row: SpecRow) -> None:
         # Through the writer's connection, outside the group-commit queue: specs are
         # registered rarely and must be durable before a case may use them.
@@ -449,6 +485,31 @@ class SQLiteStore:
         assert self._reader is not None
         async with self._reader.execute(sql, args) as cur:
             return list(await cur.fetchall())
+
+    async def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """Rows of a read-only statement (parameterized) on the reading connection:
+        for the modules that own a table of their own (outbox, signals)."""
+        return await self._all(sql, args)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` in ONE transaction on the writer's connection, outside
+        the group-commit queue (rare writes: outbox claims, signals); -> its result.
+        A raise rolls the transaction back."""
+        def run() -> T:
+            db = self._wdb
+            assert db is not None
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return out
+
+        if self.failed is not None:
+            raise StoreUnavailable(f"the store cannot write: {self.failed!r}")
+        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
 
     async def list_cases(self, *, workflow: str | None = None, state: str | None = None,
                          created_after: float | None = None,
@@ -568,3 +629,13 @@ def _write_phases(db: sqlite3.Connection, appends: list[Append]) -> None:
                 db.execute(_OPEN_PHASE, (a.case_id, p.workflow_id, p.version, p.at))
             else:
                 db.execute(_CLOSE_PHASE, (p.at, p.outcome, a.case_id))
+
+
+def _write_notices(db: sqlite3.Connection, appends: list[Append]) -> None:
+    # Rare (SLA breaches, policy changes): only appends that carry notices pay.
+    for a in appends:
+        if a.notices:
+            at = a.case.updated_at
+            db.executemany(_INSERT_NOTICE, [
+                (n.key, n.case_id or a.case_id, n.topic, n.channel, n.target, n.subject,
+                 n.body, _json(n.payload).decode(), at, at) for n in a.notices])

@@ -48,6 +48,7 @@ from .errors import (
     EngineError,
     GuardFailed,
     NotEnabled,
+    Problem,
     UnknownTask,
 )
 from .events import (
@@ -56,6 +57,8 @@ from .events import (
     CaseCreated,
     CaseFailed,
     CaseHandedOn,
+    SlaBreached,
+    SlaResolved,
     TaskFired,
     TimerFired,
     TimerSet,
@@ -86,6 +89,11 @@ from .net import is_enabled as _is_enabled
 
 __all__ = ["ENABLED", "FAILED", "STARTED", "Case", "CaseSnapshot", "WorkItem", "replay"]
 
+# Events that end breached work: an item's completion or cancellation (that item's
+# breach), the case's end or its hand-on to the next workflow (every breach).
+_ENDS_WORK = frozenset({WorkItemCompleted, WorkItemCancelled, CaseCompleted, CaseCancelled,
+                        CaseFailed, CaseHandedOn})
+
 _MAX_SETTLE_STEPS = 10_000  # an empty-task cycle with no way out is a spec bug, not a hang
 
 
@@ -104,6 +112,7 @@ class CaseSnapshot(msgspec.Struct, array_like=True, gc=False):
     created_at: float
     closed_at: float | None
     version: int
+    breaches: dict[int, str] | None = None  # absent in snapshots from before SLAs
 
 
 class Case:
@@ -111,6 +120,7 @@ class Case:
         "_dirty",
         "_dirty_busy",
         "_out",
+        "breaches",
         "case_id",
         "closed_at",
         "created_at",
@@ -144,6 +154,9 @@ class Case:
         self.created_at = 0.0
         self.closed_at: float | None = None
         self.version = 0  # events applied
+        # Open SLA breaches: item (0: the stay in the current workflow) -> task or
+        # workflow id. None when there are none, so the hot path pays one test.
+        self.breaches: dict[int, str] | None = None
         self._dirty = 0
         self._dirty_busy = 0
         self._out: list[Any] | None = None
@@ -194,6 +207,12 @@ class Case:
         """A due timer: does nothing if its work item is gone or the time not yet come."""
         return self._run(self._fire_timer, item, at)
 
+    def breach_sla(self, item: int, at: float, target: float, alert: float) -> list[Any]:
+        """Record that a work item (`item` > 0) or the stay in the current workflow
+        (`item` 0) crossed its SLO alert threshold. Refused when that item is gone or
+        its breach is already open, so a breach is raised once."""
+        return self._run(self._breach_sla, item, at, target, alert)
+
     def signal(self, condition: str, at: float) -> list[Any]:
         """Put a token on a trigger condition. A transient one is lost unless awaited."""
         return self._run(self._signal, condition, at)
@@ -214,7 +233,8 @@ class Case:
             [(i.id, i.task, i.state, i.enabled_at, i.parent, i.data, i.started_at, i.by, i.due,
               i.spawned, i.done, list(i.outputs)) for i in self.items.values()],
             dict(self.seen) if self.seen else None, self.next_item, self.done_tasks,
-            self.hand_on_to, self.created_at, self.closed_at, self.version)
+            self.hand_on_to, self.created_at, self.closed_at, self.version,
+            dict(self.breaches) if self.breaches else None)
 
     @classmethod
     def restore(cls, net: Net, snap: CaseSnapshot) -> Case:
@@ -241,6 +261,8 @@ class Case:
         case.hand_on_to, case.created_at, case.closed_at = (snap.hand_on_to, snap.created_at,
                                                             snap.closed_at)
         case.version = snap.version
+        case.breaches = ({int(k): v for k, v in snap.breaches.items()} if snap.breaches
+                         else None)
         return case
 
     # ------------------------------------------------------------------- views
@@ -278,7 +300,7 @@ class Case:
         snap = (self.tokens[:], self.marked, dict(self.items), self.offered,
                 dict(self.seen) if self.seen else None, self.data, self.next_item,
                 self.done_tasks, self.status, self.hand_on_to, self.net, self.version,
-                self.closed_at)
+                self.closed_at, self.breaches)
         out: list[Any] = []
         self._out = out
         try:
@@ -286,7 +308,7 @@ class Case:
         except BaseException:
             (self.tokens, self.marked, self.items, self.offered, self.seen, self.data,
              self.next_item, self.done_tasks, self.status, self.hand_on_to, self.net,
-             self.version, self.closed_at) = snap
+             self.version, self.closed_at, self.breaches) = snap
             self._dirty = self._dirty_busy = 0
             raise
         finally:
@@ -296,6 +318,18 @@ class Case:
     def _emit(self, event: Any) -> None:
         APPLY[type(event)](self, event)
         self._out.append(event)  # type: ignore[union-attr]
+        if self.breaches and type(event) in _ENDS_WORK:
+            self._resolve(event)
+
+    def _resolve(self, event: Any) -> None:
+        """A breached item that completed or was cancelled -- or, at the case's end
+        (or hand-on), every open breach -- records its resolution."""
+        if type(event) in (WorkItemCompleted, WorkItemCancelled):
+            ended = [event.item] if event.item in self.breaches else []  # type: ignore[operator]
+        else:
+            ended = list(self.breaches or ())
+        for item in ended:
+            self._emit(SlaResolved(item, event.at))
 
     # ----------------------------------------------------------- command bodies
     def _hand_on(self, net: Net, at: float, defaults: dict[str, Any] | None) -> None:
@@ -364,12 +398,7 @@ class Case:
                              "force-complete the task")
         output = output or {}
         if t.checklist:
-            done = output.get("checklist") or {}
-            missing = [c for c in t.checklist
-                       if not (done.get(c) if isinstance(done, dict) else c in done)]
-            if missing:
-                raise ChecklistIncomplete(f"task {t.id!r} needs checklist items: "
-                                          f"{', '.join(missing)}", field="output_data.checklist")
+            self._check_list(t, result, output)
         merged = self._map_output(t, result, output) if t.outputs else output
         if merged and it.parent < 0:  # what a completion writes into the case obeys the
             # data schema too (an instance's output is collected, not merged, later)
@@ -390,6 +419,22 @@ class Case:
         if t.cancel_mask or t.cancel_tasks:
             self._cancel_region(t, at, consumed, keep=it.id)
         self._emit(WorkItemCompleted(it.id, at, result, merged or None, consumed, produced, by))
+
+    def _check_list(self, t: Task, result: str | None, output: dict[str, Any]) -> None:
+        """A quality gate: the completion confirms every required checklist item (when
+        the task's `checklist_when` holds for this completion); one problem per miss."""
+        if t.checklist_when is not None and not self._eval(
+                t.checklist_when, self.data, {**output, "result": result}):
+            return
+        done = output.get("checklist") or {}
+        missing = [c for c in t.checklist
+                   if not (done.get(c) is True if isinstance(done, dict) else c in done)]
+        if missing:
+            raise ChecklistIncomplete(
+                f"task {t.id!r} needs checklist items: {', '.join(missing)}",
+                field="output_data.checklist",
+                problems=[Problem(f"output_data.checklist.{c}", "required checklist item not "
+                                  "confirmed") for c in missing])
 
     def _map_output(self, t: Task, result: str | None, output: dict[str, Any]) -> dict[str, Any]:
         """The task's output mapping (callers skip the call when it has none)."""
@@ -598,6 +643,18 @@ class Case:
             self._cancel_item(iid, at, "timed out")
         else:
             self._fail_item(iid, at, "timed out")
+
+    def _breach_sla(self, item: int, at: float, target: float, alert: float) -> None:
+        if self.breaches and item in self.breaches:
+            raise AlreadyDone(f"the SLA breach of item {item} is already recorded")
+        if item == 0:
+            task = self.net.workflow_id
+        else:
+            it = self.items.get(item)
+            if it is None:
+                raise NotEnabled(f"work item {item} is no longer open", field="item")
+            task = self.net.tasks[it.task].id
+        self._emit(SlaBreached(item, at, task, target, alert))
 
     def _signal(self, condition: str, at: float) -> None:
         c = self.net.cond_index.get(condition)

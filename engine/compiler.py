@@ -179,6 +179,10 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
             t.mi = _compile_mi(ts.multiple_instance, f"{base}/multiple_instance", add)
         t.outputs = _guard_map(ts.output, f"{base}/output", add)
         t.authority = _guard_map(ts.authority, f"{base}/authority", add)
+        if ts.checklist_when is not None:
+            if not ts.checklist:
+                add(Problem(f"{base}/checklist_when", "a condition for an empty checklist"))
+            t.checklist_when = _guard(ts.checklist_when, f"{base}/checklist_when", add)
         cancel_conds, cancel_tasks = [], []
         for k, ref in enumerate(ts.cancels):
             if ref in task_pos:

@@ -23,6 +23,8 @@ __all__ = [
     "CaseFailed",
     "CaseHandedOn",
     "Event",
+    "SlaBreached",
+    "SlaResolved",
     "TaskFired",
     "TimerFired",
     "TimerSet",
@@ -139,6 +141,27 @@ class TimerFired(_Event):
     at: float
 
 
+class SlaBreached(_Event):
+    """Work ran past its SLO's alert threshold: a work item (`item` > 0, `task` its
+    task) or, with `item` 0, the case's stay in its current workflow (`task` is then
+    the workflow id). It changes nothing in the net -- the work goes on -- and is raised
+    at most once per item (or workflow stay) until it is resolved."""
+
+    item: int
+    at: float
+    task: str
+    target: float  # seconds: what good looks like
+    alert: float  # seconds: the threshold that was crossed
+
+
+class SlaResolved(_Event):
+    """The breached work ended (completed or cancelled; for item 0, the case left the
+    workflow): the breach's resolution time."""
+
+    item: int
+    at: float
+
+
 class CaseCompleted(_Event):
     at: float
     hand_on_to: str | None = None
@@ -168,6 +191,8 @@ Event = (
     | TokensAdded
     | TimerSet
     | TimerFired
+    | SlaBreached
+    | SlaResolved
     | CaseCompleted
     | CaseCancelled
     | CaseFailed

@@ -19,6 +19,8 @@ from .events import (
     CaseCreated,
     CaseFailed,
     CaseHandedOn,
+    SlaBreached,
+    SlaResolved,
     TaskFired,
     TimerFired,
     TimerSet,
@@ -298,6 +300,19 @@ def _a_timer_fired(case: Case, e: TimerFired) -> None:
     case.version += 1
 
 
+def _a_sla_breached(case: Case, e: SlaBreached) -> None:
+    # Copy on write: a command's rollback keeps the old dict by reference.
+    case.breaches = {**(case.breaches or {}), e.item: e.task}
+    case.version += 1
+
+
+def _a_sla_resolved(case: Case, e: SlaResolved) -> None:
+    left = dict(case.breaches or {})
+    left.pop(e.item, None)
+    case.breaches = left or None
+    case.version += 1
+
+
 def _a_case_completed(case: Case, e: CaseCompleted) -> None:
     case.status = COMPLETED
     case.hand_on_to = e.hand_on_to
@@ -331,6 +346,8 @@ APPLY: dict[type, Callable[[Case, Any], None]] = {
     TokensAdded: _a_tokens_added,
     TimerSet: _a_timer_set,
     TimerFired: _a_timer_fired,
+    SlaBreached: _a_sla_breached,
+    SlaResolved: _a_sla_resolved,
     CaseCompleted: _a_case_completed,
     CaseCancelled: _a_case_cancelled,
     CaseFailed: _a_case_failed,

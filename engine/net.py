@@ -68,6 +68,7 @@ class Task:
 
     __slots__ = (
         "action", "authority", "cancel_conds", "cancel_mask", "cancel_tasks", "checklist",
+        "checklist_when",
         "contested", "default",
         "id", "idx", "in_cycle", "join", "kind", "mi", "milestone_mask", "orjoin", "outputs",
         "params", "post_mask", "postset", "preset", "preset_mask", "relax", "role", "routes",
@@ -88,6 +89,7 @@ class Task:
         self.params = spec.params
         self.workflow = spec.workflow
         self.checklist: tuple[str, ...] = tuple(spec.checklist)
+        self.checklist_when: Guard | None = None
         self.preset: tuple[int, ...] = ()
         self.preset_mask = 0
         self.postset: tuple[int, ...] = ()

@@ -87,6 +87,10 @@ class TaskSpec(_Spec):
     workflow: str | None = None  # composite tasks: the sub-workflow id
     output: dict[str, str] = {}  # case field -> expression over the completion output
     checklist: list[str] = []  # items the completion must confirm
+    # Guard over the case data and the completion (`result`, output fields) deciding
+    # whether the checklist applies, e.g. only when a review approves:
+    # "result == 'approved'". Without it the checklist always applies.
+    checklist_when: str | None = None
     # Authority the completer needs: kind of limit -> expression measuring it, e.g.
     # {"discount": "discount_percent"}; checked against roles.yaml by the adapter.
     authority: dict[str, str] = {}
