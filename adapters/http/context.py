@@ -34,6 +34,8 @@ class Context:
     directory: Directory
     tokens: dict[str, str] = field(default_factory=dict)  # sha256(token) -> person
     slos: dict[str, float] = field(default_factory=dict)  # workflow -> target hours
+    outbox: Any = None  # the outbox worker (adapters/outbox.py), when running
+    intake: Any = None  # lead intake (adapters/intake.py)
 
     @property
     def mode(self) -> str:
