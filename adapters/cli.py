@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import io
 import json
 import os
@@ -144,8 +145,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if specs is not None and not pathlib.Path(specs).is_dir():
         print(f"no spec directory {specs!r} (pass --specs DIR or --no-specs)", file=sys.stderr)
         return 2
-    app = create_app(Settings(db=args.db, specs=specs, tokens=tokens,
-                              durability=args.durability, bench_route=args.bench_route))
+    start = None
+    if args.virtual_clock is not None:
+        try:
+            start = dt.datetime.fromisoformat(args.virtual_clock.replace("Z", "+00:00"))
+        except ValueError:
+            print(f"--virtual-clock: not an ISO 8601 time: {args.virtual_clock!r}",
+                  file=sys.stderr)
+            return 2
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=dt.UTC)
+    app = create_app(Settings(db=args.db, specs=specs, tokens=tokens, slos=args.slos,
+                              roles=args.roles, durability=args.durability,
+                              bench_route=args.bench_route,
+                              virtual_clock=start.timestamp() if start else None))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 access_log=args.access_log)
     return 0
@@ -190,6 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="normal survives a killed process; full also power loss")
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    s.add_argument("--slos", help="service levels (default: slos.yaml in --specs)")
+    s.add_argument("--roles", help="roles and people (default: roles.yaml in --specs)")
+    s.add_argument("--virtual-clock", metavar="START",
+                   help="run on a virtual clock starting at START (ISO 8601) that moves "
+                   "only through POST /api/v1/clock/advance: demos, simulations, tests")
     s.add_argument("--bench-route", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_serve)
     t = sub.add_parser("token", help="bearer tokens for the people of roles.yaml")

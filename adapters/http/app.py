@@ -10,20 +10,20 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from actors import ActionRegistry, Runtime, placeholder_actions
+from actors import ActionRegistry, Runtime, VirtualClock, placeholder_actions
 from actors.icp import icp_action, load_profile
 from adapters.clock import SystemClock
 from adapters.people import Directory, load_directory, load_tokens
 from adapters.registry import Registry, workflow_files
+from adapters.slas import SlaBook, load_slos
 from adapters.sqlite_store import SQLiteStore
 
-from . import cases, health, work, workflows  # noqa: F401  (they declare the routes)
+from . import cases, clock, health, work, workflows  # noqa: F401  (they declare the routes)
 from .api import api
 from .codec import respond
 from .context import Context
@@ -40,6 +40,7 @@ class Settings:
     tokens: str | None = None  # tokens file; none (or empty): open mode
     durability: str = "normal"
     bench_route: bool = False  # mount POST /bench/bare (bench/http.py only)
+    virtual_clock: float | None = None  # start time of a virtual clock (else the system's)
     actions: ActionRegistry | None = None
     messages: list[str] = field(default_factory=list)  # what the start said
 
@@ -67,11 +68,14 @@ def _actions(s: Settings) -> ActionRegistry:
     return reg
 
 
-def _slo_targets(path: pathlib.Path | None) -> dict[str, float]:
+def _sla_book(s: Settings, directory: Directory, channels: set[str]) -> SlaBook | None:
+    path = _config(s, "slos", "slos.yaml")
     if path is None:
-        return {}
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return {wid: float(v["target_hours"]) for wid, v in (raw.get("workflows") or {}).items()}
+        return None
+    book = SlaBook(load_slos(path), directory, channels)
+    s.messages.append(f"SLOs: {path}; breaches notified through "
+                      f"{', '.join(book.channels) or 'no configured channel'}")
+    return book
 
 
 async def bare(request: Request) -> Response:
@@ -89,7 +93,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         directory = load_directory(roles) if roles else Directory()
         tokens = load_tokens(s.tokens, directory) if s.tokens else {}
         async with SQLiteStore(s.db, durability=s.durability) as store:  # type: ignore[arg-type]
-            rt = Runtime(store, SystemClock(), _actions(s))
+            clock = (SystemClock() if s.virtual_clock is None
+                     else VirtualClock(s.virtual_clock))
+            slas = _sla_book(s, directory, set())
+            rt = Runtime(store, clock, _actions(s), slas=slas)
             registry = Registry(store, rt)
             await registry.load()
             if s.specs:
@@ -100,8 +107,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         s.messages.append(f"registered {reg.net.workflow_id} "
                                           f"v{reg.net.version} from {f}")
             async with rt:
-                app.state.ctx = Context(store, rt, registry, directory, tokens,
-                                        _slo_targets(_config(s, "slos", "slos.yaml")))
+                app.state.ctx = Context(store, rt, registry, directory, tokens, slas)
                 s.messages.append(
                     f"caseloop: {len(rt.workflows())} workflows, store {s.db}, "
                     + ("token mode: requests need a bearer token" if tokens else

@@ -236,3 +236,16 @@ class Health(_Out):
 
 def schema_components(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
     return msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+
+
+# ---------------------------------------------------------------------------- clock
+class AdvanceClock(_Body):
+    """`POST /clock/advance`: exactly one of `by` ("25h", "3d") or `to` (ISO 8601)."""
+
+    by: str | None = None
+    to: str | None = None
+
+
+class ClockView(_Out):
+    now: str
+    virtual: bool

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from actors import Runtime
 from adapters.people import OPERATOR, Directory, token_digest
 from adapters.registry import Registry
+from adapters.slas import SlaBook
 
 from .errors import NOT_AUTHENTICATED, ApiError
 
@@ -33,7 +34,7 @@ class Context:
     registry: Registry
     directory: Directory
     tokens: dict[str, str] = field(default_factory=dict)  # sha256(token) -> person
-    slos: dict[str, float] = field(default_factory=dict)  # workflow -> target hours
+    slas: SlaBook | None = None  # slos.yaml: targets, compliance, who is told
     outbox: Any = None  # the outbox worker (adapters/outbox.py), when running
     intake: Any = None  # lead intake (adapters/intake.py)
 

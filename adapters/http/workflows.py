@@ -115,7 +115,8 @@ async def workflow_metrics(request: Request) -> Response:
         if outcome == "completed" and left is not None:
             hours.append((left - entered) / 3600.0)
     hours.sort()
-    target = c.slos.get(wid)
+    slo = c.slas.slo(wid, None) if c.slas is not None else None
+    target = slo.target_hours if slo is not None else None
     m = Metrics(
         cases_created=len(rows), cases_completed=count["completed"],
         cases_failed=count["failed"], cases_cancelled=count["cancelled"],

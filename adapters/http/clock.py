@@ -1,0 +1,70 @@
+"""The server's clock: read it, and -- only when the server runs on a virtual clock
+(`caseloop serve --virtual-clock START`, for demos, simulations and end-to-end tests)
+-- move it forward.
+
+Advancing walks from deadline to deadline: each due timer fires at its own time and
+the runtime settles (automatic tasks run, hand-overs happen) before the next one, so
+the events read as they would have in real time.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from actors import VirtualClock
+from engine import parse_duration
+
+from .api import api
+from .bodies import AdvanceClock, ClockView
+from .codec import parse_time, read_body, respond, stamp
+from .context import ctx
+from .errors import ApiError, malformed
+from .idempotency import idempotent
+
+MAX_STEPS = 100_000  # deadlines passed in one advance; beyond that something loops
+
+
+@api.route("GET", "/clock", "The server's time, and whether it is virtual", ClockView,
+           errors=())
+async def show_clock(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    clock = c.runtime.clock
+    return respond(ClockView(stamp(clock.now()), isinstance(clock, VirtualClock)))
+
+
+@api.route("POST", "/clock/advance",
+           "Move a virtual clock forward (serve --virtual-clock only): by a duration or "
+           "to a time; due timers fire in order", ClockView, body=AdvanceClock,
+           errors=(400, 404, 409))
+@idempotent
+async def advance_clock(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    clock, rt = c.runtime.clock, c.runtime
+    if not isinstance(clock, VirtualClock):
+        raise ApiError(404, 2001, "this server runs on the system clock; start it with "
+                       "--virtual-clock to move time", [("clock", "not virtual")])
+    body = await read_body(request, AdvanceClock)
+    if (body.by is None) == (body.to is None):
+        raise malformed("by", "give exactly one of `by` (a duration) or `to` (a time)")
+    if body.by is not None:
+        try:
+            target = clock.now() + parse_duration(body.by)
+        except ValueError as exc:
+            raise malformed("by", str(exc)) from None
+    else:
+        target = parse_time("to", body.to)  # type: ignore[assignment]
+        if target < clock.now():  # type: ignore[operator]
+            raise ApiError(409, 2003, "a clock does not go backwards", [("to", "in the past")])
+    await rt.wait_idle()
+    for _ in range(MAX_STEPS):
+        nxt = clock.next_deadline()
+        if nxt is None or nxt > target:  # type: ignore[operator]
+            break
+        clock.advance_to(max(nxt, clock.now()))
+        await rt.wait_idle()
+    clock.advance_to(target)  # type: ignore[arg-type]
+    await rt.wait_idle()
+    return respond(ClockView(stamp(clock.now()), True))

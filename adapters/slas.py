@@ -1,0 +1,135 @@
+"""Service levels from `slos.yaml`: the targets the runtime arms deadlines for, and who
+hears of a breach (the runtime's `SlaPolicy` port).
+
+A target is two numbers: `target_hours` (what good looks like; compliance is measured
+against it) and `alert_hours` (when a breach is raised: an `SlaBreached` event and
+notifications). Tasks are keyed by task id, or `workflow/Task` where two workflows
+share a task name; workflows by workflow id.
+
+Notifications go to the `recipients` of the `notifications` section (roles or people)
+through the `channels` named there -- only those the deployment configured
+(channels.yaml) -- so a breach never queues a notification that nobody can deliver:
+
+    notifications:
+      recipients: [sales_manager, cfo]   # roles (every person holding one) or people
+      channels: [slack, email]           # email: one per person; slack/webhook: one post
+      slack_channel: revops-alerts
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import msgspec
+import yaml
+
+from actors.ports import Notice, SlaTarget
+from adapters.people import Directory
+
+HOUR = 3600.0
+CHANNELS = ("email", "slack", "webhook")
+
+
+class Slo(msgspec.Struct, forbid_unknown_fields=True):
+    target_hours: float
+    alert_hours: float | None = None  # default: the target
+    compliance_target: float = 0.95
+
+    @property
+    def alert(self) -> float:
+        return self.alert_hours if self.alert_hours is not None else self.target_hours
+
+
+class Notifications(msgspec.Struct, forbid_unknown_fields=True):
+    recipients: list[str] = []
+    channels: list[str] = []
+    slack_channel: str = "revops-alerts"
+    webhook_channel: str = "default"
+
+
+class SloFile(msgspec.Struct, forbid_unknown_fields=True):
+    workflows: dict[str, Slo] = {}
+    tasks: dict[str, Slo] = {}
+    total_deal_cycle: Slo | None = None
+    notifications: Notifications = msgspec.field(default_factory=Notifications)
+
+
+def load_slos(path: str | pathlib.Path) -> SloFile:
+    """Read slos.yaml; a bad entry stops the start with the file and field named."""
+    raw = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
+    try:
+        slos = msgspec.convert(raw, SloFile)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    for where, table in (("workflows", slos.workflows), ("tasks", slos.tasks)):
+        for name, s in table.items():
+            if s.target_hours <= 0 or s.alert < s.target_hours:
+                raise ValueError(f"{path}: /{where}/{name}: need 0 < target_hours <= "
+                                 "alert_hours")
+            if not 0 < s.compliance_target <= 1:
+                raise ValueError(f"{path}: /{where}/{name}/compliance_target: a share in "
+                                 "(0, 1]")
+    for ch in slos.notifications.channels:
+        if ch not in CHANNELS:
+            raise ValueError(f"{path}: /notifications/channels: unknown channel {ch!r} "
+                             f"(one of {', '.join(CHANNELS)})")
+    return slos
+
+
+class SlaBook:
+    """slos.yaml as the runtime's SLA policy, with the people who are told."""
+
+    def __init__(self, slos: SloFile, directory: Directory,
+                 configured: set[str] | frozenset[str] = frozenset()) -> None:
+        self.slos = slos
+        self.directory = directory
+        self.channels = [c for c in slos.notifications.channels if c in configured]
+        self._targets: dict[tuple[str, str | None], SlaTarget | None] = {}
+
+    def slo(self, workflow_id: str, task: str | None) -> Slo | None:
+        if task is None:
+            return self.slos.workflows.get(workflow_id)
+        return self.slos.tasks.get(f"{workflow_id}/{task}") or self.slos.tasks.get(task)
+
+    def target(self, workflow_id: str, task: str | None) -> SlaTarget | None:
+        key = (workflow_id, task)
+        if key not in self._targets:  # asked once per enabled item: remember
+            s = self.slo(workflow_id, task)
+            self._targets[key] = None if s is None else SlaTarget(s.target_hours * HOUR,
+                                                                 s.alert * HOUR)
+        return self._targets[key]
+
+    def recipients(self) -> list[str]:
+        out: list[str] = []
+        for r in self.slos.notifications.recipients:
+            people = (self.directory.people_with_role(r) if r in self.directory.roles
+                      else [r])
+            out += [p for p in people if p not in out]
+        return out
+
+    def notices(self, case_id: str, workflow_id: str, breach: Any) -> list[Notice]:
+        what = ("the case's time in " + workflow_id if breach.item == 0
+                else f"task {breach.task} (work item {breach.item})")
+        subject = f"SLA breached: {breach.task} on {case_id}"
+        body = (f"{what} of case {case_id} passed its alert threshold of "
+                f"{breach.alert / HOUR:g} h (target {breach.target / HOUR:g} h).")
+        payload = {"case_id": case_id, "workflow_id": workflow_id, "item": breach.item,
+                   "task": breach.task, "target_hours": breach.target / HOUR,
+                   "alert_hours": breach.alert / HOUR, "breached_at": breach.at}
+        key = f"sla:{case_id}:{breach.item}:{breach.at!r}"
+        n = self.slos.notifications
+        people = self.recipients()
+        out = []
+        for ch in self.channels:
+            if ch == "email":
+                out += [Notice(f"{key}:email:{p}", "email", p, "sla.breached", subject, body,
+                               case_id, payload) for p in people]
+            else:
+                names = ", ".join((self.directory.people[p].name or p)
+                                  if p in self.directory.people else p for p in people)
+                target = n.slack_channel if ch == "slack" else n.webhook_channel
+                out.append(Notice(f"{key}:{ch}", ch, target, "sla.breached", subject,
+                                  body + (f" For: {names}." if names else ""), case_id,
+                                  payload))
+        return out
