@@ -26,6 +26,7 @@ class ActionContext(msgspec.Struct):
     data: dict[str, Any]
     attempt: int
     now: float
+    workflow_id: str = ""
 
 
 class _AwaitCallback:

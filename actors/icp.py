@@ -124,12 +124,19 @@ class IcpScore(msgspec.Struct):
     floor: str | None = None  # the floor that decided the score (None: the rules did)
 
 
+# Sections of icp.yaml that other modules read (adapters/intake.py: `intake`): not
+# part of the profile, so skipped here rather than refused as unknown.
+OTHER_SECTIONS = ("intake",)
+
+
 def load_profile(text: str, source: str = "icp profile") -> Profile:
     """Decode a profile from YAML text; a bad one raises ValueError naming the spot."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ValueError(f"{source}: not valid YAML: {e}") from e
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k not in OTHER_SECTIONS}
     try:
         return msgspec.convert(raw, Profile)
     except msgspec.ValidationError as e:

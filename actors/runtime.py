@@ -499,7 +499,7 @@ class Runtime:
             if cur is None:
                 return
             ctx = ActionContext(case_id, item, t.id, name, dict(t.params), dict(case.data),
-                                attempt, self.clock.now())
+                                attempt, self.clock.now(), case.net.workflow_id)
             try:
                 out = await self._call(handler, ctx, policy.timeout)
             except Exception as exc:  # the action's own failure: retry with backoff

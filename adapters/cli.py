@@ -157,6 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             start = start.replace(tzinfo=dt.UTC)
     app = create_app(Settings(db=args.db, specs=specs, tokens=tokens, slos=args.slos,
                               roles=args.roles, durability=args.durability,
+                              channels=args.channels or os.environ.get("CASELOOP_CHANNELS"),
                               bench_route=args.bench_route,
                               virtual_clock=start.timestamp() if start else None))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
@@ -205,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     s.add_argument("--slos", help="service levels (default: slos.yaml in --specs)")
     s.add_argument("--roles", help="roles and people (default: roles.yaml in --specs)")
+    s.add_argument("--channels", metavar="FILE", help="notification channels for the "
+                   "outbox (env CASELOOP_CHANNELS; default: channels.yaml in --specs)")
     s.add_argument("--virtual-clock", metavar="START",
                    help="run on a virtual clock starting at START (ISO 8601) that moves "
                    "only through POST /api/v1/clock/advance: demos, simulations, tests")

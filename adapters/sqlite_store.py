@@ -20,7 +20,7 @@ per commit.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -138,6 +138,28 @@ CREATE TABLE IF NOT EXISTS idempotency (
     response BLOB NOT NULL,
     expires_at REAL NOT NULL
 );
+-- Lead intake (adapters/intake.py): every signal, its normalized lead (payload) and
+-- ICP score; outcome case_started | duplicate | below_threshold. A duplicate points
+-- at the earlier signal it was merged into (duplicate_of).
+CREATE TABLE IF NOT EXISTS signals (
+    id TEXT PRIMARY KEY,
+    received_at REAL NOT NULL,
+    source TEXT NOT NULL,
+    email TEXT NOT NULL,
+    domain TEXT,
+    company TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    score INTEGER NOT NULL,
+    breakdown TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    case_id TEXT,
+    duplicate_of TEXT,
+    merged_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS signals_by_email ON signals (email, received_at);
+CREATE INDEX IF NOT EXISTS signals_by_domain ON signals (domain, received_at);
+CREATE INDEX IF NOT EXISTS signals_by_time ON signals (received_at, id);
+CREATE INDEX IF NOT EXISTS signals_by_outcome ON signals (outcome, received_at, id);
 """
 
 _INSERT_EVENT = ("INSERT INTO events (case_id, first_seq, last_seq, at, body)"
@@ -199,6 +221,9 @@ class SQLiteStore:
         self.failed: BaseException | None = None  # the writer died: nothing more is durable
         self.commits = 0  # transactions written
         self.appends_committed = 0  # appends they carried (mean batch = this / commits)
+        # Called after a COMMIT that wrote notices (the outbox worker's wake): deliver now,
+        # not at the next poll. Runs on the event loop; must not raise.
+        self.on_notices: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> SQLiteStore:
@@ -300,6 +325,8 @@ class SQLiteStore:
             rnd.errors[id(a)] = AppendConflict(a.case_id, a.first_seq)
         self.commits += 1
         self.appends_committed += len(rnd.appends)
+        if self.on_notices is not None and any(a.notices for a in rnd.appends):
+            self.on_notices()
 
     def _write_sync(self, appends: list[Append]) -> list[int]:
         db = self._wdb
@@ -559,6 +586,15 @@ class SQLiteStore:
             " w.assignee, c.workflow_id FROM work_items w JOIN cases c USING (case_id)"
             f" WHERE {' AND '.join(where)} ORDER BY w.enabled_at LIMIT ?", (*args, limit))
         return [(ItemRow(*r[:9]), r[9]) for r in rows]
+
+    async def open_counts(self, people: Sequence[str]) -> dict[str, int]:
+        """Open work items assigned to each person (least-loaded assignment)."""
+        if not people:
+            return {}
+        rows = await self._all(
+            "SELECT assignee, count(*) FROM work_items WHERE assignee IN"
+            f" ({','.join('?' * len(people))}) GROUP BY assignee", tuple(people))
+        return {a: n for a, n in rows}
 
     async def phases(self, workflow_id: str, since: float,
                      ) -> list[tuple[float, float | None, str | None]]:

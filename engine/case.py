@@ -427,8 +427,12 @@ class Case:
                 t.checklist_when, self.data, {**output, "result": result}):
             return
         done = output.get("checklist") or {}
-        missing = [c for c in t.checklist
-                   if not (done.get(c) is True if isinstance(done, dict) else c in done)]
+        if isinstance(done, dict):
+            confirmed = {c for c, v in done.items() if v is True}
+        else:  # a list of names; any other shape (a string, a number) confirms nothing
+            confirmed = ({c for c in done if isinstance(c, str)}
+                         if isinstance(done, (list, tuple)) else set())
+        missing = [c for c in t.checklist if c not in confirmed]
         if missing:
             raise ChecklistIncomplete(
                 f"task {t.id!r} needs checklist items: {', '.join(missing)}",

@@ -10,20 +10,39 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import anyio
+import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from actors import ActionRegistry, Runtime, VirtualClock, placeholder_actions
+from actors.assignment import least_loaded
 from actors.icp import icp_action, load_profile
+from adapters.channels import Channels, load_channels
 from adapters.clock import SystemClock
+from adapters.intake import start_intake
+from adapters.integrations import load_integrations, register_integrations
+from adapters.outbox import Outbox
 from adapters.people import Directory, load_directory, load_tokens
 from adapters.registry import Registry, workflow_files
 from adapters.slas import SlaBook, load_slos
 from adapters.sqlite_store import SQLiteStore
+from mapek.monitor import Monitor
 
-from . import cases, clock, health, work, workflows  # noqa: F401  (they declare the routes)
+# Imported for their @api.route declarations (hence F401).
+from . import (  # noqa: F401
+    cases,
+    clock,
+    health,
+    outbox,
+    signals,
+    stats,
+    today,
+    work,
+    workflows,
+)
 from .api import api
 from .codec import respond
 from .context import Context
@@ -37,6 +56,8 @@ class Settings:
     roles: str | None = None  # default: roles.yaml in `specs`
     slos: str | None = None  # default: slos.yaml in `specs`
     icp: str | None = None  # ICP profile; default: icp.yaml in `specs` (none: placeholder)
+    integrations: str | None = None  # default: integrations.yaml in `specs`
+    channels: str | None = None  # notification channels; default: channels.yaml in `specs`
     tokens: str | None = None  # tokens file; none (or empty): open mode
     durability: str = "normal"
     bench_route: bool = False  # mount POST /bench/bare (bench/http.py only)
@@ -54,9 +75,11 @@ def _config(settings: Settings, attr: str, name: str) -> pathlib.Path | None:
     return None
 
 
-def _actions(s: Settings) -> ActionRegistry:
-    """The given registry, else the placeholders with the real ICP scoring when a
-    profile is found (a bad profile stops the start with a located ValueError)."""
+def _actions(s: Settings, store: SQLiteStore, directory: Directory) -> ActionRegistry:
+    """The given registry, else the pipeline's actions: ICP scoring when a profile is
+    found, least-loaded assignment over roles.yaml and the store's open work, and the
+    integrations of integrations.yaml; the placeholders complete the rest at once.
+    A bad config file stops the start with a located ValueError."""
     if s.actions is not None:
         return s.actions
     reg = placeholder_actions()
@@ -65,6 +88,10 @@ def _actions(s: Settings) -> ActionRegistry:
         profile = load_profile(icp.read_text(encoding="utf-8"), str(icp))
         reg.register("icp_score", icp_action(profile))
         s.messages.append(f"icp_score: profile {icp}")
+    reg.register("assign_least_loaded", least_loaded(directory.people_with_role, store))
+    integrations = _config(s, "integrations", "integrations.yaml")
+    if integrations is not None:
+        s.messages += register_integrations(reg, load_integrations(integrations))
     return reg
 
 
@@ -76,6 +103,17 @@ def _sla_book(s: Settings, directory: Directory, channels: set[str]) -> SlaBook 
     s.messages.append(f"SLOs: {path}; breaches notified through "
                       f"{', '.join(book.channels) or 'no configured channel'}")
     return book
+
+
+def _channels(s: Settings) -> Channels:
+    path = _config(s, "channels", "channels.yaml")
+    if path is None:
+        s.messages.append("outbox: no channels file (--channels): notifications are not sent")
+        return Channels()
+    channels = load_channels(path)
+    s.messages.append(f"outbox: channels {path}: "
+                      f"{', '.join(sorted(channels.configured())) or 'none usable'}")
+    return channels
 
 
 async def bare(request: Request) -> Response:
@@ -92,11 +130,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         roles = _config(s, "roles", "roles.yaml")
         directory = load_directory(roles) if roles else Directory()
         tokens = load_tokens(s.tokens, directory) if s.tokens else {}
+        channels = _channels(s)
         async with SQLiteStore(s.db, durability=s.durability) as store:  # type: ignore[arg-type]
             clock = (SystemClock() if s.virtual_clock is None
                      else VirtualClock(s.virtual_clock))
-            slas = _sla_book(s, directory, set())
-            rt = Runtime(store, clock, _actions(s), slas=slas)
+            slas = _sla_book(s, directory, channels.configured())
+            rt = Runtime(store, clock, _actions(s, store, directory), slas=slas)
             registry = Registry(store, rt)
             await registry.load()
             if s.specs:
@@ -106,8 +145,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     if reg.created:
                         s.messages.append(f"registered {reg.net.workflow_id} "
                                           f"v{reg.net.version} from {f}")
-            async with rt:
-                app.state.ctx = Context(store, rt, registry, directory, tokens, slas)
+            # The outbox worker lives inside the runtime's lifetime: cancelled first at
+            # shutdown, it hands back its claims while the store is still open.
+            async with rt, anyio.create_task_group() as tg:
+                if s.virtual_clock is not None:
+                    # Virtual time moves deadline by deadline: a 1 s poll would be 86,400
+                    # stops a simulated day. This process's own rows wake the worker.
+                    channels = msgspec.structs.replace(channels, outbox=msgspec.structs.replace(
+                        channels.outbox, poll=86_400.0))
+                worker = Outbox(store, rt.clock, channels)
+                store.on_notices = worker.wake
+                tg.start_soon(worker.run)
+                intake = await start_intake(store, rt, _config(s, "icp", "icp.yaml"))
+                app.state.ctx = Context(store, rt, registry, directory, tokens, slas,
+                                        outbox=worker, intake=intake, monitor=Monitor(store))
                 s.messages.append(
                     f"caseloop: {len(rt.workflows())} workflows, store {s.db}, "
                     + ("token mode: requests need a bearer token" if tokens else
@@ -115,7 +166,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                        "a person (X-Caseloop-User)"))
                 for m in s.messages:
                     print(m, file=sys.stderr, flush=True)
-                yield
+                try:
+                    yield
+                finally:
+                    store.on_notices = None
+                    tg.cancel_scope.cancel()
 
     routes = [
         Route("/health", health.health),

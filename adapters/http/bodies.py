@@ -47,6 +47,13 @@ class StartTask(_Body):
     started_by: str | None = None
 
 
+class CaseSignal(_Body):
+    """`POST /cases/{case_id}/signals/{name}`: what the other system reports."""
+
+    result: str | None = None
+    output_data: dict[str, Any] = {}
+
+
 class CancelCase(_Body):
     reason: str = "cancelled"
 
@@ -209,6 +216,7 @@ class WorkflowMetrics(_Out):
     workflow_id: str
     time_range: str
     metrics: Metrics
+    tasks: list[TaskCompliance] = []  # per task with an SLO: compliance and breaches
 
 
 class Recommendation(_Out):
@@ -249,3 +257,63 @@ class AdvanceClock(_Body):
 class ClockView(_Out):
     now: str
     virtual: bool
+
+
+# ---------------------------------------------------------------- today and stats
+class TodayItem(_Out):
+    case_id: str
+    workflow_id: str
+    item: int
+    task: str
+    state: str
+    assignee: str | None
+    enabled_at: str
+    deadline: str | None  # the earliest of the SLO target and the task's own timer
+    alert_at: str | None  # when the SLA breach is (or was) raised
+    status: str  # on_track | at_risk (past its target) | breached (past its alert)
+
+
+class Today(_Out):
+    user: str
+    now: str
+    items: list[TodayItem]  # every open item of theirs, earliest deadline first
+    at_risk: list[TodayItem]
+    breaches: list[TodayItem]
+
+
+class WorkflowCounts(_Out):
+    workflow_id: str
+    active: int
+    completed: int
+    cancelled: int
+    failed: int
+
+
+class Conversion(_Out):
+    leads: int
+    leads_qualified: int  # assigned to an SDR
+    deals: int
+    deals_approved: int
+    deals_booked: int  # revenue booked
+    booked_acv: float
+    lead_to_deal_percent: float | None
+    deal_to_booked_percent: float | None
+
+
+class Stats(_Out):
+    workflows: list[WorkflowCounts]
+    conversion: Conversion
+
+
+class TaskCompliance(_Out):
+    task: str
+    target_hours: float
+    alert_hours: float
+    compliance_target_percent: float
+    completed: int
+    within_target: int
+    compliance_percent: float | None  # None until something completed
+    p95_hours: float | None
+    open: int
+    open_past_target: int
+    breaches: int

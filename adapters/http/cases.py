@@ -17,12 +17,13 @@ from starlette.responses import Response
 
 from actors.runtime import CaseNotFound
 from adapters.people import OPERATOR, authorize
-from engine import Case
+from engine import Case, EngineError
 
 from .api import Query, api
 from .bodies import (
     CancelCase,
     CaseList,
+    CaseSignal,
     CaseSummary,
     CaseView,
     CompleteTask,
@@ -38,6 +39,13 @@ from .views import case_view, history_events
 from .workflows import resolve
 
 CASE_ERRORS = (400, 403, 404, 409, 422)
+
+
+class NoWaitingWork(EngineError):
+    """A signal for which the case has no open work item and no trigger (2003)."""
+
+    code = 2003
+    kind = "conflict"
 
 
 @api.route("POST", "/workflows/{workflow_id}/cases", "Start a case of a workflow", CaseView,
@@ -165,6 +173,36 @@ async def complete_task(request: Request) -> Response:
         return case.complete(task, clock.now(), result, output, user)
 
     case = await c.runtime.tell(request.path_params["case_id"], complete)
+    return respond(case_view(case))
+
+
+@api.route("POST", "/cases/{case_id}/signals/{name}",
+           "A signal from another system: completes the case's open work item of task "
+           "(or action) `name` -- an e-signature or payment callback -- or puts a token on "
+           "trigger condition `name`", CaseView, body=CaseSignal, errors=CASE_ERRORS)
+@idempotent
+async def signal_case(request: Request) -> Response:
+    c = ctx(request)
+    user = c.who(request)
+    # Integrations are trusted with a permission, not with a role's approval limits:
+    # the callback reports what happened elsewhere (the customer signed, money arrived).
+    c.directory.require(user, "send_signals")
+    body = await read_body(request, CaseSignal)
+    name, now = request.path_params["name"], c.runtime.clock.now
+    by = f"signal:{name}" if user == OPERATOR else user
+
+    def deliver(case: Case) -> list[Any]:
+        tasks = case.net.tasks
+        for it in case.work_items():
+            t = tasks[it.task]
+            if (t.id == name or t.action == name) and it.parent < 0 and it.state != "failed":
+                return case.complete(it.id, now(), body.result, body.output_data, by)
+        if name in case.net.cond_index:
+            return case.signal(name, now())  # refused unless it is a trigger condition
+        raise NoWaitingWork(f"case {case.case_id!r} has no open work item or trigger "
+                            f"named {name!r}", field="name")
+
+    case = await c.runtime.tell(request.path_params["case_id"], deliver)
     return respond(case_view(case))
 
 

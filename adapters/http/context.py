@@ -21,6 +21,7 @@ from actors import Runtime
 from adapters.people import OPERATOR, Directory, token_digest
 from adapters.registry import Registry
 from adapters.slas import SlaBook
+from mapek.monitor import Monitor
 
 from .errors import NOT_AUTHENTICATED, ApiError
 
@@ -37,6 +38,7 @@ class Context:
     slas: SlaBook | None = None  # slos.yaml: targets, compliance, who is told
     outbox: Any = None  # the outbox worker (adapters/outbox.py), when running
     intake: Any = None  # lead intake (adapters/intake.py)
+    monitor: Monitor | None = None  # observations of work, tailed from the event log
 
     @property
     def mode(self) -> str:

@@ -16,6 +16,7 @@ from .bodies import (
     Metrics,
     Recommendations,
     Registered,
+    TaskCompliance,
     WorkflowDetail,
     WorkflowList,
     WorkflowMetrics,
@@ -122,12 +123,46 @@ async def workflow_metrics(request: Request) -> Response:
         cases_failed=count["failed"], cases_cancelled=count["cancelled"],
         cases_active=sum(1 for r in rows if r[2] is None),
         avg_duration_hours=round(sum(hours) / len(hours), 3) if hours else None,
-        p95_duration_hours=round(hours[max(0, math.ceil(0.95 * len(hours)) - 1)], 3)
-        if hours else None,
+        p95_duration_hours=round(_p95(hours), 3) if hours else None,
         slo_target_hours=target,
         slo_compliance_percent=round(100.0 * sum(h <= target for h in hours) / len(hours), 1)
         if hours and target is not None else None)
-    return respond(WorkflowMetrics(wid, rng, m))
+    return respond(WorkflowMetrics(wid, rng, m, await _task_compliance(c, wid, now - span,
+                                                                      now)))
+
+
+async def _task_compliance(c: Context, wid: str, since: float, now: float,
+                           ) -> list[TaskCompliance]:
+    """Each task of the workflow with an SLO: its items offered in the range, measured
+    from offered to completed against the target; open items are counted apart."""
+    if c.slas is None or c.monitor is None:
+        return []
+    await c.monitor.catch_up()
+    out = []
+    for t in c.runtime.net(wid).tasks:
+        slo = c.slas.slo(wid, t.id)
+        if slo is None:
+            continue
+        done, still_open = [], []
+        for o in c.monitor.observations(wid, t.id, since):
+            if o.closed_at is None:
+                still_open.append(o.hours(now))
+            elif o.outcome == "completed":
+                done.append(o.hours(now))
+        done.sort()
+        within = sum(h <= slo.target_hours for h in done)
+        breaches = sum(1 for b in c.monitor.breaches
+                       if b.workflow_id == wid and b.task == t.id and b.at >= since)
+        out.append(TaskCompliance(
+            t.id, slo.target_hours, slo.alert, round(100.0 * slo.compliance_target, 1),
+            len(done), within, round(100.0 * within / len(done), 1) if done else None,
+            round(_p95(done), 3) if done else None, len(still_open),
+            sum(h > slo.target_hours for h in still_open), breaches))
+    return out
+
+
+def _p95(sorted_hours: list[float]) -> float:
+    return sorted_hours[max(0, math.ceil(0.95 * len(sorted_hours)) - 1)]
 
 
 @api.route("GET", "/workflows/{workflow_id}/mape-k/recommendations",

@@ -42,7 +42,10 @@ async def test_hand_over_keeps_the_case_id_and_one_continuous_history(
     nets = pipeline_nets()
     async with running(db, VirtualClock(0.0), nets, placeholder_actions(),
                        snapshot_every=snapshot_every) as (store, rt):
-        await rt.create("deal-approval-gate", "deal_techcorp_001", DEAL_600K)
+        # A custom contract: WF3 then waits for legal review (a standard one would be
+        # e-signed at once by the placeholder action and go straight on to WF5).
+        await rt.create("deal-approval-gate", "deal_techcorp_001",
+                        {**DEAL_600K, "contract_type": "custom"})
         for t in HUMAN_APPROVALS:
             await rt.complete("deal_techcorp_001", t, "approved")
         await rt.wait_idle()
@@ -71,7 +74,8 @@ async def test_each_case_stays_on_the_version_it_started_with(db: str,
     nets = [*pipeline_nets(), v2]
     async with running(db, VirtualClock(0.0), pipeline_nets(), placeholder_actions(),
                        snapshot_every=snapshot_every) as (store, rt):
-        old = await rt.create("deal-approval-gate", "old", DEAL_600K)
+        old = await rt.create("deal-approval-gate", "old",
+                              {**DEAL_600K, "contract_type": "custom"})  # WF3 waits
         await rt.complete("old", "SendToFinance", "approved")
         rt.add_net(v2)  # v2 registered while "old" is running
         new = await rt.create("deal-approval-gate", "new", DEAL_600K)

@@ -17,8 +17,9 @@ from actors_kit import (
     state,
 )
 
-from actors import Runtime, VirtualClock, placeholder_actions
-from engine.events import CaseHandedOn, TimerFired, WorkItemCompleted
+from actors import ActionContext, Runtime, VirtualClock, placeholder_actions
+from actors.actions import AWAIT_CALLBACK
+from engine.events import CaseHandedOn, TimerFired, WorkItemCompleted, WorkItemStarted
 from engine.net import KIND_NAME
 
 pytestmark = pytest.mark.anyio
@@ -98,8 +99,7 @@ async def test_techcorp_deal_600k_goes_through_wf2_wf3_wf5_to_completed(db: str)
         case = await rt.create("deal-approval-gate", "deal_techcorp_001", DEAL_600K)
         assert sorted(case.enabled_tasks()) == sorted(
             ["SendToSalesManager", "SendToLegal", "SendToFinance", "ExecutiveCheck"])
-        case = await drive(rt, clock, "deal_techcorp_001", {"CustomerSignature": "signed",
-                                                            "PaymentReceived": "paid"})
+        case = await drive(rt, clock, "deal_techcorp_001", {"PaymentReceived": "paid"})
         assert case.status == "completed"
         assert case.net.workflow_id == "revenue-recognition"
         assert case.data["approval_status"] == "approved"
@@ -108,7 +108,7 @@ async def test_techcorp_deal_600k_goes_through_wf2_wf3_wf5_to_completed(db: str)
         assert handed_on(log) == ["contract-processing", "revenue-recognition"]
         tasks = completed_tasks(log)
         for t in ("AllApprovalsComplete", "PrepareContract", "SendForSignature",
-                  "CustomerSignature", "SendInvoice", "PaymentReceived", "BookRevenue",
+                  "SendInvoice", "PaymentReceived", "BookRevenue",
                   "SetupBilling"):
             assert t in tasks
         assert not any(type(e) is TimerFired for e in log), "nothing had to time out"
@@ -137,7 +137,13 @@ async def test_discounted_deal_goes_through_pricing_exception(db: str) -> None:
 
 async def test_unsigned_contract_expires_after_five_days(db: str) -> None:
     clock = VirtualClock(0.0)
-    async with running(db, clock, pipeline_nets(), placeholder_actions()) as (store, rt):
+    actions = placeholder_actions()
+
+    async def sent(ctx: ActionContext) -> Any:  # handed to the e-signature service,
+        return AWAIT_CALLBACK  # whose callback never comes
+
+    actions.register("e_signature", sent)
+    async with running(db, clock, pipeline_nets(), actions) as (store, rt):
         await rt.create("deal-approval-gate", "deal_exp", DEAL_600K)
         for t in ("SendToSalesManager", "SendToLegal", "SendToFinance", "ExecutiveCheck"):
             await rt.complete("deal_exp", t, "approved")
@@ -148,6 +154,8 @@ async def test_unsigned_contract_expires_after_five_days(db: str) -> None:
         (fired,) = [e for e in log if type(e) is TimerFired]
         assert fired.at == pytest.approx(5 * DAY)
         assert handed_on(log) == ["contract-processing"]
+        started = [e for e in log if type(e) is WorkItemStarted]
+        assert [e.by for e in started] == ["awaiting:e_signature"]  # claimed while waiting
 
 
 async def test_rejected_deal_ends_in_wf2(db: str) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from engine import (
     Case,
+    ChecklistIncomplete,
     DataInvalid,
     GuardFailed,
     Net,
@@ -54,6 +55,8 @@ TUTORIAL_DEAL = {
 }
 # A deal as it leaves deal-approval-gate: the deal fields plus the approval outcome.
 APPROVED_DEAL = {**TUTORIAL_DEAL, "approval_status": "approved"}
+# What legal counsel confirms when approving a custom or MSA contract (quality gate).
+CHECKED = {"checklist": {"redlines_reviewed": True, "pricing_approved": True}}
 
 _NETS: dict[str, Net] = {}
 
@@ -299,9 +302,8 @@ def test_wf3_standard_contract_is_signed_electronically() -> None:
     assert d.case.data["contract_type"] == "standard"
     assert d.enabled == ["PrepareContract"]
     d.complete("PrepareContract", output={"contract_id": "ctr_1"})
-    d.complete("SendForSignature", output={"envelope_id": "env_1"})
-    assert d.enabled == ["CustomerSignature"]
-    d.complete("CustomerSignature", "signed")
+    assert d.enabled == ["SendForSignature"]  # the e-signature service's callback
+    d.complete("SendForSignature", "signed", {"envelope_id": "env_1"})
     d.done(hand_on_to="revenue-recognition")
     assert d.case.data["contract_status"] == "signed"
     assert d.case.data["contract_id"] == "ctr_1"
@@ -310,8 +312,7 @@ def test_wf3_standard_contract_is_signed_electronically() -> None:
 def test_wf3_a_discount_hands_on_to_pricing_exception() -> None:
     d = Drive("contract-processing", {**APPROVED_DEAL, "discount_percent": 0.12})
     d.complete("PrepareContract")
-    d.complete("SendForSignature")
-    d.complete("CustomerSignature", "signed")
+    d.complete("SendForSignature", "signed")
     d.done(hand_on_to="pricing-exception")
 
 
@@ -320,8 +321,7 @@ def test_wf3_defaults_are_filled_in_at_creation() -> None:
     d = Drive("contract-processing", data)
     assert (d.case.data["contract_type"], d.case.data["discount_percent"]) == ("standard", 0)
     d.complete("PrepareContract")
-    d.complete("SendForSignature")
-    d.complete("CustomerSignature", "signed")
+    d.complete("SendForSignature", "signed")
     d.done(hand_on_to="revenue-recognition")
 
 
@@ -337,7 +337,7 @@ def test_wf3_custom_contract_amendment_timeout_escalates_to_the_cfo() -> None:
     d.complete("LegalReview", "amendments")
     d.complete("RequestAmendments", "amended")  # in time this round: back to legal
     assert d.enabled == ["LegalReview"]
-    d.complete("LegalReview", "approved")
+    d.complete("LegalReview", "approved", CHECKED)
     assert d.enabled == ["CustomerSignature"]
     d.complete("CustomerSignature", "signed")
     assert d.enabled == ["SetupProcurement"]
@@ -345,14 +345,39 @@ def test_wf3_custom_contract_amendment_timeout_escalates_to_the_cfo() -> None:
     d.done(hand_on_to="revenue-recognition")
 
 
+def test_wf3_approving_a_custom_contract_needs_its_checklist() -> None:
+    d = Drive("contract-processing", {**APPROVED_DEAL, "contract_type": "custom"})
+    with pytest.raises(ChecklistIncomplete) as info:
+        d.complete("LegalReview", "approved")
+    assert [p.path for p in info.value.problems] == [
+        "output_data.checklist.redlines_reviewed", "output_data.checklist.pricing_approved"]
+    with pytest.raises(ChecklistIncomplete) as info:
+        d.complete("LegalReview", "approved",
+                   {"checklist": {"redlines_reviewed": True, "pricing_approved": False}})
+    assert [p.path for p in info.value.problems] == ["output_data.checklist.pricing_approved"]
+    assert d.enabled == ["LegalReview"]  # refused: the case is as it was
+    d.complete("LegalReview", "amendments")  # the gate is on approval only
+    d.complete("RequestAmendments", "amended")
+    d.complete("LegalReview", "approved", CHECKED)
+    assert d.enabled == ["CustomerSignature"]
+
+
+def test_wf3_a_declined_e_signature_rejects_the_contract() -> None:
+    d = Drive("contract-processing", APPROVED_DEAL)
+    d.complete("PrepareContract")
+    d.complete("SendForSignature", "declined")
+    d.done(hand_on_to=None)
+    assert d.case.data["contract_status"] == "rejected"
+
+
 def test_wf3_msa_needs_an_executive_review() -> None:
     d = Drive("contract-processing", {**APPROVED_DEAL, "contract_type": "msa"})
-    d.complete("LegalReview", "approved")
+    d.complete("LegalReview", "approved", CHECKED)
     assert d.enabled == ["ExecutiveReview"]
     d.complete("ExecutiveReview", "amendments")
     assert d.enabled == ["RequestAmendments"]
     d.complete("RequestAmendments", "amended")
-    d.complete("LegalReview", "approved")
+    d.complete("LegalReview", "approved", CHECKED)
     d.complete("ExecutiveReview", "approved")
     d.complete("CustomerSignature", "signed")
     d.complete("SetupProcurement")
@@ -362,8 +387,7 @@ def test_wf3_msa_needs_an_executive_review() -> None:
 def test_wf3_signature_expires_after_five_days() -> None:
     d = Drive("contract-processing", {**APPROVED_DEAL, "contract_type": "standard"})
     d.complete("PrepareContract")
-    d.complete("SendForSignature")
-    d.fire_timer("CustomerSignature", after=5 * DAY)
+    d.fire_timer("SendForSignature", after=5 * DAY)
     d.done(hand_on_to=None)
     assert d.case.data["contract_status"] == "expired"
 
@@ -553,8 +577,7 @@ def test_tutorial_deal_runs_wf2_wf3_wf5_as_one_case() -> None:
     (handed_on,) = [e for e in d.events if isinstance(e, CaseHandedOn)]
     assert handed_on.defaults == {"contract_type": "standard"}
     d.complete("PrepareContract")
-    d.complete("SendForSignature")
-    d.complete("CustomerSignature", "signed")
+    d.complete("SendForSignature", "signed")
     assert d.case.hand_on_to == "revenue-recognition"  # WF4 skipped: no discount
     d.hand_on()
     d.complete("SendInvoice")
@@ -574,8 +597,7 @@ def test_discounted_deal_runs_wf2_wf3_wf4_wf5_as_one_case() -> None:
     _approve_deal(d)
     d.hand_on()
     d.complete("PrepareContract")
-    d.complete("SendForSignature")
-    d.complete("CustomerSignature", "signed")
+    d.complete("SendForSignature", "signed")
     assert d.case.hand_on_to == "pricing-exception"
     d.hand_on()
     _justify(d)

@@ -1,0 +1,48 @@
+"""A person's day: their open work items by deadline, those at risk, those breached.
+
+Deadlines come from the same place as the SLA timers (slos.yaml targets on top of when
+the item was offered) and from the task's own timer, so the panel and the breach
+notifications never disagree about what is late.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .api import Query, api
+from .bodies import Today, TodayItem
+from .codec import iso, respond, stamp
+from .context import ctx
+from .errors import malformed
+
+HOUR = 3600.0
+
+
+@api.route("GET", "/today", "A person's open work by deadline, at risk, and breached",
+           Today, errors=(400,),
+           query=[Query("user", "the person (default: whoever asks)")])
+async def today(request: Request) -> Response:
+    c = ctx(request)
+    asker = c.who(request)
+    user = request.query_params.get("user") or asker
+    if c.directory.person(user) is None:
+        raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
+    now = c.runtime.clock.now()
+    rows = await c.store.worklist(user=user, roles=sorted(c.directory.roles_of(user)))
+    items = []
+    for r, wid in rows:
+        slo = c.slas.slo(wid, r.task) if c.slas is not None else None
+        target_at = r.enabled_at + slo.target_hours * HOUR if slo else None
+        alert_at = r.enabled_at + slo.alert * HOUR if slo else None
+        deadline = min((t for t in (target_at, r.due) if t is not None), default=None)
+        status = ("breached" if alert_at is not None and now >= alert_at else
+                  "at_risk" if target_at is not None and now >= target_at else "on_track")
+        items.append((deadline if deadline is not None else float("inf"), r.enabled_at,
+                      TodayItem(r.case_id, wid, r.item, r.task, r.state, r.assignee,
+                                stamp(r.enabled_at), iso(deadline), iso(alert_at), status)))
+    items.sort(key=lambda x: (x[0], x[1]))
+    views = [v for _, _, v in items]
+    return respond(Today(user, stamp(now), views,
+                         [v for v in views if v.status == "at_risk"],
+                         [v for v in views if v.status == "breached"]))
