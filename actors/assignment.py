@@ -41,7 +41,7 @@ def least_loaded(people_of: Callable[[str], Sequence[str]], workload: Workload,
         role = ctx.params.get("role")
         if not role:
             raise ValueError(f"task {ctx.task!r}: params.role names the role to assign")
-        people = list(people_of(role))
+        people = sorted(people_of(role))  # the rotation's order, whatever the source's
         if not people:
             raise ValueError(f"nobody holds role {role!r} (roles.yaml)")
         rule = routing.rule(ctx.workflow_id, ctx.task) if routing else None

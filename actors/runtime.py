@@ -384,6 +384,9 @@ class Runtime:
         def command(c: Case) -> list[Any]:
             if c.net.workflow_id != workflow_id:
                 return []  # the case has moved on: the deadline belonged to its past
+            it = c.items.get(item)
+            if it is not None and it.parent >= 0:
+                return []  # an instance: its task's deadline is the parent item's
             return c.breach_sla(item, self.clock.now(), target.target, target.alert)
         return command
 

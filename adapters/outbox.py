@@ -56,12 +56,15 @@ _COLUMNS = ("id, key, case_id, topic, channel, target, subject, body, payload, s
 
 # A lease ends at claimed_until (like next_at, an instant from which the row is due).
 # Taking over an expired claim notes whose it was: the only trace a crash leaves.
+# Never this worker's own claim: its delivery may still be in flight (a virtual clock
+# can jump past the lease during one POST) and would be made twice.
 _CLAIM = (
     "UPDATE outbox SET state = 'claimed', claimed_by = ?, claimed_until = ?,"
     " last_error = CASE WHEN state = 'claimed' THEN 'the lease of ' || claimed_by ||"
     " ' expired (worker gone?); claimed again' ELSE last_error END"
     " WHERE id IN (SELECT id FROM outbox WHERE (state = 'pending' AND next_at <= ?)"
-    " OR (state = 'claimed' AND claimed_until <= ?) ORDER BY next_at LIMIT ?)"
+    " OR (state = 'claimed' AND claimed_until <= ? AND claimed_by != ?)"
+    " ORDER BY next_at LIMIT ?)"
     f" RETURNING {_COLUMNS}")
 _DELIVERED = (
     "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?,"
@@ -223,7 +226,7 @@ class Outbox:
         now = self.clock.now()
         until = now + self.settings.lease
         rows = await self.store.write(lambda db: db.execute(
-            _CLAIM, (self.worker_id, until, now, now, n)).fetchall())
+            _CLAIM, (self.worker_id, until, now, now, self.worker_id, n)).fetchall())
         return sorted((OutboxRow(*r) for r in rows), key=lambda r: r.next_at)
 
     async def _nap(self, until: float) -> None:

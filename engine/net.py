@@ -67,13 +67,40 @@ class Task:
     """One compiled task. Read-only after compilation."""
 
     __slots__ = (
-        "action", "authority", "cancel_conds", "cancel_mask", "cancel_tasks", "checklist",
+        "accepts_signal",
+        "action",
+        "authority",
+        "cancel_conds",
+        "cancel_mask",
+        "cancel_tasks",
+        "checklist",
         "checklist_when",
-        "contested", "default",
-        "id", "idx", "in_cycle", "join", "kind", "mi", "milestone_mask", "orjoin", "outputs",
-        "params", "post_mask", "postset", "preset", "preset_mask", "relax", "role", "routes",
-        "spec", "split",
-        "threshold", "timer", "watch_busy", "watch_conds", "workflow",
+        "contested",
+        "default",
+        "id",
+        "idx",
+        "in_cycle",
+        "join",
+        "kind",
+        "mi",
+        "milestone_mask",
+        "orjoin",
+        "outputs",
+        "params",
+        "post_mask",
+        "postset",
+        "preset",
+        "preset_mask",
+        "relax",
+        "role",
+        "routes",
+        "spec",
+        "split",
+        "threshold",
+        "timer",
+        "watch_busy",
+        "watch_conds",
+        "workflow",
     )
 
     def __init__(self, idx: int, spec: TaskSpec) -> None:
@@ -90,6 +117,7 @@ class Task:
         self.workflow = spec.workflow
         self.checklist: tuple[str, ...] = tuple(spec.checklist)
         self.checklist_when: Guard | None = None
+        self.accepts_signal: bool = spec.accepts_signal or spec.kind == "automatic"
         self.preset: tuple[int, ...] = ()
         self.preset_mask = 0
         self.postset: tuple[int, ...] = ()

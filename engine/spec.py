@@ -91,6 +91,10 @@ class TaskSpec(_Spec):
     # whether the checklist applies, e.g. only when a review approves:
     # "result == 'approved'". Without it the checklist always applies.
     checklist_when: str | None = None
+    # Another system may complete this human task with a signal (a payment recorded by
+    # the billing system). Automatic tasks always may (their callbacks); approvals never
+    # should: a signal carries no person, so no role or authority is checked.
+    accepts_signal: bool = False
     # Authority the completer needs: kind of limit -> expression measuring it, e.g.
     # {"discount": "discount_percent"}; checked against roles.yaml by the adapter.
     authority: dict[str, str] = {}

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from actors.runtime import CaseNotFound
 from adapters.people import OPERATOR, authorize
-from engine import Case, EngineError
+from engine import Case, EngineError, InsufficientAuthority
 
 from .api import Query, api
 from .bodies import (
@@ -196,6 +196,10 @@ async def signal_case(request: Request) -> Response:
         for it in case.work_items():
             t = tasks[it.task]
             if (t.id == name or t.action == name) and it.parent < 0 and it.state != "failed":
+                if not t.accepts_signal:
+                    raise InsufficientAuthority(
+                        f"task {t.id!r} is completed by a person of role {t.role!r}, not by "
+                        "a signal (the spec's accepts_signal)", field="name")
                 return case.complete(it.id, now(), body.result, body.output_data, by)
         if name in case.net.cond_index:
             return case.signal(name, now())  # refused unless it is a trigger condition

@@ -58,6 +58,8 @@ def history_events(events: list[Any]) -> tuple[list[HistoryEvent], str]:
         if name in ("CaseCreated", "CaseHandedOn"):
             workflow = h.workflow_id = e.workflow_id
             h.data = e.data if name == "CaseCreated" else e.defaults
+        elif name == "SlaBreached":
+            h.task = e.task  # the task, or the workflow for a stay in it (item 0)
         elif name == "TaskFired":
             h.task = e.task
             h.data = e.output
