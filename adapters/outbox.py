@@ -77,7 +77,8 @@ _FAILED = (
 _RELEASE = ("UPDATE outbox SET state = 'pending', claimed_by = NULL, claimed_until = NULL"
             " WHERE state = 'claimed' AND claimed_by = ?")
 _NEXT_DUE = ("SELECT min(t) FROM (SELECT min(next_at) AS t FROM outbox WHERE state = 'pending'"
-             " UNION ALL SELECT min(claimed_until) FROM outbox WHERE state = 'claimed')")
+             " UNION ALL SELECT min(claimed_until) FROM outbox WHERE state = 'claimed'"
+             " AND claimed_by != ?)")  # our own claims are not ours to take over
 
 
 class OutboxRow(msgspec.Struct):
@@ -216,7 +217,7 @@ class Outbox:
                 tg.start_soon(self._deliver, client, row)
             if len(rows) == free:
                 return poll  # maybe more due: claimed again when a slot frees
-            nxt = (await self.store.query(_NEXT_DUE))[0][0]
+            nxt = (await self.store.query(_NEXT_DUE, (self.worker_id,)))[0][0]
         except Exception:  # the store failed: say so, try again at the next poll
             log.exception("outbox: claiming failed")
             return poll

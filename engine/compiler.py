@@ -179,6 +179,9 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
             t.mi = _compile_mi(ts.multiple_instance, f"{base}/multiple_instance", add)
         t.outputs = _guard_map(ts.output, f"{base}/output", add)
         t.authority = _guard_map(ts.authority, f"{base}/authority", add)
+        if ts.accepts_signal and ts.authority:
+            add(Problem(f"{base}/accepts_signal", "a task with authority limits is signed "
+                        "off by a person: a signal checks no limit"))
         if ts.checklist_when is not None:
             if not ts.checklist:
                 add(Problem(f"{base}/checklist_when", "a condition for an empty checklist"))

@@ -60,7 +60,9 @@ def entry(r: OutboxRow) -> OutboxEntry:
                Query("after", "next_after of the previous page", type="integer")])
 async def list_outbox(request: Request) -> Response:
     c = ctx(request)
-    c.who(request)
+    # Notifications carry people's addresses and case details: for those who handle
+    # failed work, as the retry route.
+    c.directory.require(c.who(request), "retry_incidents")
     q = request.query_params
     state = q.get("state")
     if state is not None and state not in STATES:

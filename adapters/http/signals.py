@@ -121,8 +121,9 @@ async def receive_signal(request: Request) -> Response:
     # crash between the commit and the stored answer gets the recorded outcome.
     sid = None
     if key is not None:
-        sid = hashlib.sha256(key.encode() + b"\x00" + await raw_body(request)
-                             ).hexdigest()[:16]
+        # Scoped to the caller like the key itself: two callers' keys never collide.
+        sid = hashlib.sha256(f"{c.who(request)}\x00{key}\x00".encode()
+                             + await raw_body(request)).hexdigest()[:16]
     out = await intake.receive(msgspec.to_builtins(body), sid)
     return respond(SignalResult(out.signal_id, out.outcome, out.score,
                                 [IcpItem(**b) for b in out.breakdown], out.case_id,

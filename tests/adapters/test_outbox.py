@@ -505,6 +505,10 @@ def test_outbox_routes_over_http(server_factory: Callable[..., Server],
         assert r.json()["error"]["code"] == 1000
         assert r.json()["error"]["details"][0]["field"] == name
 
+    # Addresses and case details: an SDR may not read the outbox.
+    r = httpx.get(api + "/outbox", headers={"X-Caseloop-User": "sarah.chen@acme.com"})
+    assert (r.status_code, r.json()["error"]["code"]) == (403, 3002)
+
     done_id = listing.json()["notifications"][1]["id"]
     retry = f"{api}/outbox/{dead['id']}/retry"
     r = httpx.post(retry, headers={"X-Caseloop-User": "sarah.chen@acme.com"})

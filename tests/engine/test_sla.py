@@ -581,3 +581,14 @@ def test_a_checklist_of_the_wrong_type_is_refused_not_a_crash(value: Any) -> Non
     with pytest.raises(EngineError):
         case.complete("Review", 2.0, "approved", {"checklist": value})
     assert encoded(case.snapshot()) == before
+
+
+def test_a_task_with_authority_limits_cannot_accept_signals() -> None:
+    """A signal names no person, so no limit could be checked: refused at registration."""
+    spec = checklist_spec("result == 'approved'")
+    spec["tasks"][1]["authority"] = {"discount": "discount"}
+    compile_document(spec)  # authority alone is fine
+    spec["tasks"][1]["accepts_signal"] = True
+    with pytest.raises(SpecError) as info:
+        compile_document(spec)
+    assert [p.path for p in info.value.problems] == ["/tasks/1/accepts_signal"]
