@@ -6,12 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 from engine import Case
-from engine.events import CaseCancelled, CaseCompleted, CaseCreated, CaseFailed, CaseHandedOn
+from engine.events import (
+    CaseCancelled,
+    CaseCompleted,
+    CaseCreated,
+    CaseFailed,
+    CaseHandedOn,
+    SlaBreached,
+    SlaResolved,
+)
 from engine.net import KIND_NAME
 
 from .ports import CaseRow, ItemRow, PhaseChange
 
 _CLOSED = {CaseCompleted: "completed", CaseCancelled: "cancelled", CaseFailed: "failed"}
+_NOT_ITEM_CHANGES = (SlaBreached, SlaResolved)
 
 
 def case_row(case: Case, now: float) -> CaseRow:
@@ -23,6 +32,8 @@ def item_changes(case: Case, events: list[Any]) -> tuple[list[ItemRow], list[int
     """Rows for the work items these events touched: upsert the open, delete the closed."""
     touched: dict[int, None] = {}
     for e in events:
+        if type(e) in _NOT_ITEM_CHANGES:
+            continue  # an SLA record leaves its item's row as it is
         item = getattr(e, "item", None)
         if item is not None:
             touched[item] = None

@@ -28,11 +28,11 @@ from typing import Annotated, Any
 import aiosmtplib
 import httpx
 import msgspec
-import yaml
 from msgspec import Meta
 
+from adapters.config import load_yaml
+
 Positive = Annotated[float, Meta(gt=0)]
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 
 class DeliveryFailed(Exception):
@@ -168,21 +168,7 @@ async def send_email(cfg: EmailChannel, msg: Message) -> None:
 
 def load_channels(path: str | pathlib.Path) -> Channels:
     """Read channels.yaml; a bad entry stops the start with the file and field named."""
-    try:
-        raw = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read the channels file: {exc}") from None
-    try:
-        ch = msgspec.convert(raw, Channels)
-    except msgspec.ValidationError as exc:
-        m = _AT.match(str(exc))
-        assert m is not None
-        where = "/" + (m["path"] or "").lstrip(".").replace(".", "/")
-        unknown = re.match(r"^Object contains unknown field `([^`]*)`$", m["msg"])
-        if unknown:  # name the field itself, not the object holding it
-            raise ValueError(f"{path}: {where.rstrip('/')}/{unknown[1]}: unknown field"
-                             ) from None
-        raise ValueError(f"{path}: {where}: {m['msg']}") from None
+    ch = load_yaml(path, Channels, "channels")
     for name, hook in (("webhook", ch.webhook), ("slack", ch.slack)):
         if hook is None:
             continue

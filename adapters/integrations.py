@@ -28,10 +28,10 @@ from typing import Any
 
 import httpx
 import msgspec
-import yaml
 
 from actors import ActionRegistry
 from actors.actions import AWAIT_CALLBACK, ActionContext, Handler
+from adapters.config import load_yaml
 from engine import parse_duration
 
 
@@ -54,11 +54,7 @@ class Integrations(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def load_integrations(path: str | pathlib.Path) -> Integrations:
-    raw = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
-    try:
-        conf = msgspec.convert(raw, Integrations)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+    conf = load_yaml(path, Integrations, "integrations")
     for name, i in conf.actions.items():
         try:
             parse_duration(i.local_delay)

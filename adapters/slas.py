@@ -22,9 +22,9 @@ import pathlib
 from typing import Any
 
 import msgspec
-import yaml
 
 from actors.ports import Notice, SlaTarget
+from adapters.config import load_yaml
 from adapters.people import Directory
 
 HOUR = 3600.0
@@ -57,11 +57,7 @@ class SloFile(msgspec.Struct, forbid_unknown_fields=True):
 
 def load_slos(path: str | pathlib.Path) -> SloFile:
     """Read slos.yaml; a bad entry stops the start with the file and field named."""
-    raw = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
-    try:
-        slos = msgspec.convert(raw, SloFile)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+    slos = load_yaml(path, SloFile, "SLO")
     for where, table in (("workflows", slos.workflows), ("tasks", slos.tasks)):
         for name, s in table.items():
             if s.target_hours <= 0 or s.alert < s.target_hours:

@@ -16,8 +16,6 @@ from .codec import iso, respond, stamp
 from .context import ctx
 from .errors import malformed
 
-HOUR = 3600.0
-
 
 @api.route("GET", "/today", "A person's open work by deadline, at risk, and breached",
            Today, errors=(400,),
@@ -32,9 +30,9 @@ async def today(request: Request) -> Response:
     rows = await c.store.worklist(user=user, roles=sorted(c.directory.roles_of(user)))
     items = []
     for r, wid in rows:
-        slo = c.slas.slo(wid, r.task) if c.slas is not None else None
-        target_at = r.enabled_at + slo.target_hours * HOUR if slo else None
-        alert_at = r.enabled_at + slo.alert * HOUR if slo else None
+        sla = c.slas.target(wid, r.task) if c.slas is not None else None
+        target_at = r.enabled_at + sla.target if sla else None
+        alert_at = r.enabled_at + sla.alert if sla else None
         deadline = min((t for t in (target_at, r.due) if t is not None), default=None)
         status = ("breached" if alert_at is not None and now >= alert_at else
                   "at_risk" if target_at is not None and now >= target_at else "on_track")
