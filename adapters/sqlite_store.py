@@ -131,6 +131,31 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
+-- History imported from other systems for MAPE-K (POST .../history/import): one row
+-- per work item; one import is one transaction, so a bad file leaves nothing behind.
+CREATE TABLE IF NOT EXISTS imported_items (
+    import_id INTEGER NOT NULL,
+    workflow_id TEXT NOT NULL,
+    case_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    resource TEXT,
+    enabled_at REAL,
+    started_at REAL,
+    completed_at REAL,
+    attributes TEXT  -- JSON object: the file's other columns for this case
+);
+CREATE INDEX IF NOT EXISTS imported_by_workflow ON imported_items (workflow_id, import_id);
+-- MAPE-K knowledge, append-only: policy versions, recommendations and their status
+-- changes, fitted models. The current state is a fold over it; nothing is rewritten,
+-- so the table is also the audit trail.
+CREATE TABLE IF NOT EXISTS knowledge (
+    seq INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS knowledge_by_kind ON knowledge (kind, subject, seq);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
     request_hash TEXT NOT NULL,

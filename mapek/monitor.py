@@ -56,6 +56,15 @@ class Observation(msgspec.Struct, gc=False):
     outcome: str | None = None  # completed | cancelled
     by: str | None = None
     result: str | None = None
+    role: str | None = None  # the role the task is offered to (None: automatic/unknown)
+    held_until: float | None = None  # dispatch held by a policy until then (WorkItemHeld)
+    source: str = "log"  # "log": this engine's events; "import": history from a CSV
+
+    @property
+    def dispatched_at(self) -> float:
+        """When the work was put in front of someone: enabled, or released from a hold."""
+        h = self.held_until
+        return self.enabled_at if h is None or h < self.enabled_at else h
 
     def hours(self, now: float) -> float:
         """Time from enabled to closed (or to `now` for an open item), in hours."""
@@ -136,6 +145,14 @@ class Monitor:
                 b = self._open_breach.pop((case_id, e.item), None)
                 if b is not None:
                     b.resolved_at = e.at
+
+    def absorb(self, observations: Iterable[Observation]) -> None:
+        """Add observations that did not come from this log (imported history)."""
+        for o in observations:
+            if o.closed_at is None:
+                self.open[(o.case_id, -1 - len(self.open))] = o  # never matched by an event
+            else:
+                self.closed.append(o)
 
     def _remember(self, case_id: str, data: dict[str, Any]) -> None:
         kept = {k: data[k] for k in ATTRIBUTES if k in data}
