@@ -96,6 +96,7 @@ class Monitor:
         self.attributes: dict[str, dict[str, Any]] = {}
         self._workflow: dict[str, str] = {}
         self._lock = anyio.Lock()
+        self._absorbed = 0
 
     async def catch_up(self) -> None:
         """Fold every append committed since the last call."""
@@ -150,7 +151,8 @@ class Monitor:
         """Add observations that did not come from this log (imported history)."""
         for o in observations:
             if o.closed_at is None:
-                self.open[(o.case_id, -1 - len(self.open))] = o  # never matched by an event
+                self._absorbed += 1  # negative keys: never matched by a log event
+                self.open[(f"import:{o.case_id}", -self._absorbed)] = o
             else:
                 self.closed.append(o)
 
