@@ -37,6 +37,7 @@ class ItemRow(msgspec.Struct, gc=False):
     enabled_at: float
     due: float | None
     assignee: str | None = None
+    held_until: float | None = None  # dispatch held by a policy until then
 
 
 class PhaseChange(msgspec.Struct, gc=False, array_like=True):
@@ -170,6 +171,17 @@ class RoutingRule(msgspec.Struct, frozen=True):
 
 class RoutingPolicy(Protocol):
     def rule(self, workflow_id: str, task: str) -> RoutingRule | None: ...
+
+
+class DispatchPolicy(Protocol):
+    """When new work may be put in front of someone (the MAPE-K loop's dispatch windows).
+
+    Consulted once per newly enabled work item, inside the command that enables it."""
+
+    def hold_until(self, workflow_id: str, task: str, at: float) -> tuple[float, int] | None:
+        """(release time, policy version) to hold an item enabled at `at`; None: dispatch
+        now."""
+        ...
 
 
 class Clock(Protocol):

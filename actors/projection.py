@@ -46,7 +46,7 @@ def item_changes(case: Case, events: list[Any]) -> tuple[list[ItemRow], list[int
             continue
         t = tasks[it.task]
         upserts.append(ItemRow(case.case_id, iid, t.id, KIND_NAME[t.kind], t.role, it.state,
-                               it.enabled_at, it.due, it.by))
+                               it.enabled_at, it.due, it.by, it.held_until))
     return upserts, deletes
 
 

@@ -57,7 +57,7 @@ from engine.events import (
 from engine.net import AUTOMATIC
 
 from .actions import AWAIT_CALLBACK, AWAITING, ActionContext, ActionRegistry, Incident
-from .ports import Append, AppendConflict, Clock, EventStore, Notice, SlaPolicy
+from .ports import Append, AppendConflict, Clock, DispatchPolicy, EventStore, Notice, SlaPolicy
 from .projection import case_row, item_changes, phase_changes
 
 Command = Callable[[Case], list[Any]]
@@ -98,9 +98,11 @@ class Runtime:
     def __init__(self, store: EventStore, clock: Clock, actions: ActionRegistry | None = None,
                  *, snapshot_every: int = 100,
                  resident_cap: int = 250_000, idle_timeout: float | None = None,
-                 max_action_workers: int = 256, slas: SlaPolicy | None = None) -> None:
+                 max_action_workers: int = 256, slas: SlaPolicy | None = None,
+                 dispatch: DispatchPolicy | None = None) -> None:
         self.store = store
         self.slas = slas
+        self.dispatch = dispatch
         self.clock = clock
         self.actions = actions or ActionRegistry()
         self.snapshot_every = snapshot_every
@@ -194,6 +196,8 @@ class Runtime:
         now = self.clock.now()
         case, events = Case.create(net, case_id, data, now)
         events += self._hand_on(case, now)
+        if self.dispatch is not None:
+            events += self._holds(case, events, now)
         actor = _Actor(case, 0, now)
         # Until the create is durable the new case is "activating": messages for the
         # same id wait, then find it resident -- or, if a case with this id already
@@ -228,6 +232,8 @@ class Runtime:
         try:
             events = command(case)
             events += self._hand_on(case, now)
+            if self.dispatch is not None and events:
+                events += self._holds(case, events, now)
         except EngineError:
             raise  # a refusal: the engine left the case exactly as it was
         except Exception as exc:
@@ -276,6 +282,21 @@ class Runtime:
         while case.status == "completed" and case.hand_on_to in self._latest:
             events += case.hand_on(self._latest[case.hand_on_to], now)  # type: ignore[index]
         return events
+
+    def _holds(self, case: Case, events: list[Any], now: float) -> list[Any]:
+        """Hold the items this command enabled whose dispatch the policy puts off: in
+        the same command, so an item is never seen undecided."""
+        held: list[Any] = []
+        wf = case.net.workflow_id
+        for e in events:
+            if type(e) is WorkItemEnabled and e.parent < 0:
+                it = case.items.get(e.item)
+                if it is None or it.state != "enabled":
+                    continue  # gone already, or in a workflow the case has left
+                hold = self.dispatch.hold_until(wf, e.task, now)  # type: ignore[union-attr]
+                if hold is not None:
+                    held += case.hold(e.item, now, hold[0], hold[1])
+        return held
 
     async def _commit(self, actor: _Actor, events: list[Any], now: float, first_seq: int,
                       notices: list[Notice] | None = None) -> None:
@@ -486,6 +507,8 @@ class Runtime:
             delay = parse_duration(t.params["delay"])
         if delay and it.state == "enabled":
             await self._sleep(self.clock.now() + delay)
+        if it.held_until is not None and it.state == "enabled":
+            await self._sleep(it.held_until)  # a dispatch window: not before it opens
         if it.state == "enabled" and not started and t.contested:
             try:  # claim it: in a deferred choice this is the moment the choice is made
                 case = await self.tell(case_id, lambda c: c.start(item, self.clock.now(),

@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS work_items (
     enabled_at REAL NOT NULL,
     due REAL,
     assignee TEXT,
+    held_until REAL,  -- a dispatch policy holds the item out of worklists until then
     PRIMARY KEY (case_id, item)
 );
 CREATE INDEX IF NOT EXISTS work_items_due ON work_items (due) WHERE due IS NOT NULL;
@@ -196,9 +197,10 @@ _UPSERT_CASE = (
     " state = excluded.state, updated_at = excluded.updated_at,"
     " closed_at = excluded.closed_at, seq = excluded.seq")
 _UPSERT_ITEM = (
-    "INSERT INTO work_items (case_id, item, task, kind, role, state, enabled_at, due, assignee)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id, item) DO UPDATE SET"
-    " state = excluded.state, due = excluded.due, assignee = excluded.assignee")
+    "INSERT INTO work_items (case_id, item, task, kind, role, state, enabled_at, due, assignee,"
+    " held_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id, item) DO UPDATE"
+    " SET state = excluded.state, due = excluded.due, assignee = excluded.assignee,"
+    " held_until = excluded.held_until")
 _LOG_END = "SELECT last_seq FROM events WHERE case_id = ? ORDER BY first_seq DESC LIMIT 1"
 _DELETE_ITEM = "DELETE FROM work_items WHERE case_id = ? AND item = ?"
 _UPSERT_SNAPSHOT = (
@@ -287,6 +289,9 @@ class SQLiteStore:
                 " closed_at, CASE WHEN state = 'active' THEN NULL ELSE state END FROM cases"
                 " WHERE NOT EXISTS (SELECT 1 FROM phases p WHERE p.case_id = cases.case_id)")
             db.execute("PRAGMA user_version = 1")
+        # Databases from before dispatch holds: the work_items projection gains a column.
+        if not any(r[1] == "held_until" for r in db.execute("PRAGMA table_info(work_items)")):
+            db.execute("ALTER TABLE work_items ADD COLUMN held_until REAL")
         return db
 
     async def _connect(self) -> aiosqlite.Connection:
@@ -500,8 +505,8 @@ class SQLiteStore:
 
     async def open_items(self, kind: str | None = None) -> list[ItemRow]:
         assert self._reader is not None
-        sql = ("SELECT case_id, item, task, kind, role, state, enabled_at, due, assignee"
-               " FROM work_items")
+        sql = ("SELECT case_id, item, task, kind, role, state, enabled_at, due, assignee,"
+               " held_until FROM work_items")
         args: tuple[Any, ...] = ()
         if kind is not None:
             sql += " WHERE kind = ?"
@@ -593,10 +598,15 @@ class SQLiteStore:
         return [CaseRow(*r) for r in await self._all(sql, (*args, limit))]
 
     async def worklist(self, *, user: str | None = None, roles: list[str] | None = None,
-                       limit: int = 500) -> list[tuple[ItemRow, str]]:
+                       limit: int = 500, now: float | None = None,
+                       ) -> list[tuple[ItemRow, str]]:
         """Open human work items (with their case's workflow): those claimed by `user`,
-        and those not yet claimed whose role is one of `roles`."""
+        and those not yet claimed whose role is one of `roles`; at `now`, not those a
+        dispatch policy still holds."""
         where, args = ["w.kind = 'human'", "w.state != 'failed'"], []
+        if now is not None:
+            where.append("(w.held_until IS NULL OR w.held_until <= ?)")
+            args.append(now)
         ors = []
         if user is not None:
             ors.append("w.assignee = ?")
@@ -608,9 +618,10 @@ class SQLiteStore:
             where.append("(" + (" OR ".join(ors) or "0") + ")")
         rows = await self._all(
             "SELECT w.case_id, w.item, w.task, w.kind, w.role, w.state, w.enabled_at, w.due,"
-            " w.assignee, c.workflow_id FROM work_items w JOIN cases c USING (case_id)"
-            f" WHERE {' AND '.join(where)} ORDER BY w.enabled_at LIMIT ?", (*args, limit))
-        return [(ItemRow(*r[:9]), r[9]) for r in rows]
+            " w.assignee, w.held_until, c.workflow_id FROM work_items w"
+            f" JOIN cases c USING (case_id) WHERE {' AND '.join(where)}"
+            " ORDER BY w.enabled_at LIMIT ?", (*args, limit))
+        return [(ItemRow(*r[:10]), r[10]) for r in rows]
 
     async def open_counts(self, people: Sequence[str]) -> dict[str, int]:
         """Open work items assigned to each person (least-loaded assignment)."""
@@ -673,7 +684,7 @@ def _rows(appends: list[Append]) -> tuple[list[tuple[Any, ...]], ...]:
                       c.updated_at, c.closed_at, c.seq))
         for it in a.item_upserts:
             upserts.append((cid, it.item, it.task, it.kind, it.role, it.state, it.enabled_at,
-                            it.due, it.assignee))
+                            it.due, it.assignee, it.held_until))
         for item in a.item_deletes:
             deletes.append((cid, item))
         if a.snapshot is not None:

@@ -27,6 +27,8 @@ with implicit termination, when nothing can happen any more).
 
 Work item life: ENABLED -> STARTED -> completed | cancelled | failed. Completing an
 ENABLED item starts it in the same step (the tutorial completes without a start).
+A dispatch policy may hold an ENABLED item until a given time (`hold`, from the
+MAPE-K loop's dispatch windows): until then nobody may start or complete it.
 Completed and cancelled items leave the state (the log keeps them): a case holds
 only what is open, which keeps an open case small.
 
@@ -36,6 +38,7 @@ Nothing here reads a clock, draws a random number, awaits or does I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -68,6 +71,7 @@ from .events import (
     WorkItemCompleted,
     WorkItemEnabled,
     WorkItemFailed,
+    WorkItemHeld,
     WorkItemRetried,
     WorkItemStarted,
 )
@@ -186,6 +190,11 @@ class Case:
     def start(self, ref: int | str, at: float, by: str | None = None) -> list[Any]:
         return self._run(self._start, ref, at, by)
 
+    def hold(self, ref: int | str, at: float, until: float, policy: int = 0) -> list[Any]:
+        """Hold an enabled item's dispatch until `until` (a dispatch window): nobody
+        may start or complete it earlier. A hold that ends by `at` is no hold."""
+        return self._run(self._hold, ref, at, until, policy)
+
     def complete(self, ref: int | str, at: float, result: str | None = None,
                  output: dict[str, Any] | None = None, by: str | None = None) -> list[Any]:
         return self._run(self._complete, ref, at, result, output, by)
@@ -231,7 +240,7 @@ class Case:
             self.case_id, self.net.workflow_id, self.net.version, self.status, self.data,
             list(self.tokens),
             [(i.id, i.task, i.state, i.enabled_at, i.parent, i.data, i.started_at, i.by, i.due,
-              i.spawned, i.done, list(i.outputs)) for i in self.items.values()],
+              i.spawned, i.done, list(i.outputs), i.held_until) for i in self.items.values()],
             dict(self.seen) if self.seen else None, self.next_item, self.done_tasks,
             self.hand_on_to, self.created_at, self.closed_at, self.version,
             dict(self.breaches) if self.breaches else None)
@@ -246,13 +255,14 @@ class Case:
         case.tokens = list(snap.tokens)
         case.marked = _marked(case.tokens)
         for (iid, task, state, enabled_at, parent, data, started_at, by, due, spawned, done,
-             outputs) in snap.items:
+             outputs, *held) in snap.items:  # held_until: absent in older snapshots
             if parent < 0 and net.tasks[task].mi is not None:
                 it = MIWorkItem(iid, task, state, enabled_at, parent, data)
                 it.spawned, it.done, it.outputs = spawned, done, tuple(outputs)
             else:
                 it = WorkItem(iid, task, state, enabled_at, parent, data)
             it.started_at, it.by, it.due = started_at, by, due
+            it.held_until = held[0] if held else None
             case.items[iid] = it
             if state == ENABLED and parent < 0:
                 case.offered |= 1 << task
@@ -376,10 +386,24 @@ class Case:
                 return it
         raise EngineError(f"task #{ti} is marked offered but has no enabled item")
 
+    def _hold(self, ref: int | str, at: float, until: float, policy: int) -> None:
+        it = self._item(ref)
+        if it.state != ENABLED:
+            raise NotEnabled(f"work item {it.id} is {it.state}, not enabled")
+        if until > at:
+            self._emit(WorkItemHeld(it.id, at, until, policy))
+
+    @staticmethod
+    def _check_released(it: WorkItem, at: float) -> None:
+        if it.held_until is not None and at < it.held_until:
+            when = datetime.fromtimestamp(it.held_until, UTC).isoformat()
+            raise NotEnabled(f"work item {it.id} is held by the dispatch policy until {when}")
+
     def _start(self, ref: int | str, at: float, by: str | None) -> None:
         it = self._item(ref)
         if it.state != ENABLED:
             raise NotEnabled(f"work item {it.id} is {it.state}, not enabled")
+        self._check_released(it, at)
         t = self.net.tasks[it.task]
         consumed = () if it.parent >= 0 else _consumption(t, self.marked)
         self._emit(WorkItemStarted(it.id, at, consumed, by))
@@ -393,6 +417,8 @@ class Case:
         t = self.net.tasks[it.task]
         if it.state == FAILED:
             raise NotEnabled(f"work item {it.id} failed; retry it first")
+        if it.state == ENABLED:
+            self._check_released(it, at)
         if t.mi is not None and it.parent < 0:
             raise NotEnabled(f"task {t.id!r} runs as instances: complete those, or "
                              "force-complete the task")

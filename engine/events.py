@@ -34,6 +34,7 @@ __all__ = [
     "WorkItemCompleted",
     "WorkItemEnabled",
     "WorkItemFailed",
+    "WorkItemHeld",
     "WorkItemRetried",
     "WorkItemStarted",
     "decode_events",
@@ -68,6 +69,16 @@ class WorkItemEnabled(_Event):
     at: float
     parent: int = -1  # for an instance of a multiple-instance task
     data: dict[str, Any] | None = None  # per-instance data
+
+
+class WorkItemHeld(_Event):
+    """A dispatch policy holds an enabled item until `until`: nobody may take it up
+    earlier (it is not in anyone's worklist and an automatic action waits)."""
+
+    item: int
+    at: float
+    until: float
+    policy: int = 0  # the policy version that decided the hold (audit)
 
 
 class WorkItemStarted(_Event):
@@ -186,6 +197,7 @@ Event = (
     | WorkItemCancelled
     | WorkItemFailed
     | WorkItemRetried
+    | WorkItemHeld
     | TaskFired
     | TokensRemoved
     | TokensAdded

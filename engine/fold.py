@@ -30,6 +30,7 @@ from .events import (
     WorkItemCompleted,
     WorkItemEnabled,
     WorkItemFailed,
+    WorkItemHeld,
     WorkItemRetried,
     WorkItemStarted,
 )
@@ -46,8 +47,8 @@ ACTIVE, COMPLETED, CANCELLED, CASE_FAILED = "active", "completed", "cancelled", 
 class WorkItem:
     """An open work item. Immutable by convention: the fold replaces, never edits."""
 
-    __slots__ = ("by", "data", "due", "enabled_at", "id", "parent", "started_at", "state",
-                 "task")
+    __slots__ = ("by", "data", "due", "enabled_at", "held_until", "id", "parent",
+                 "started_at", "state", "task")
     spawned = done = 0  # only multiple-instance parents count instances (MIWorkItem)
     outputs: tuple[Any, ...] = ()
 
@@ -62,6 +63,7 @@ class WorkItem:
         self.started_at: float | None = None
         self.by: str | None = None
         self.due: float | None = None
+        self.held_until: float | None = None  # a dispatch policy's hold (WorkItemHeld)
 
     def _copy(self) -> WorkItem:
         c = object.__new__(type(self))
@@ -178,6 +180,13 @@ def _a_enabled(case: Case, e: WorkItemEnabled) -> None:
         case.items[e.parent] = p
     if e.item >= case.next_item:
         case.next_item = e.item + 1
+    case.version += 1
+
+
+def _a_held(case: Case, e: WorkItemHeld) -> None:
+    it = case.items[e.item]._copy()
+    it.held_until = e.until
+    case.items[e.item] = it
     case.version += 1
 
 
@@ -341,6 +350,7 @@ APPLY: dict[type, Callable[[Case, Any], None]] = {
     WorkItemCancelled: _a_cancelled,
     WorkItemFailed: _a_failed,
     WorkItemRetried: _a_retried,
+    WorkItemHeld: _a_held,
     TaskFired: _a_task_fired,
     TokensRemoved: _a_tokens_removed,
     TokensAdded: _a_tokens_added,

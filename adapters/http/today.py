@@ -27,7 +27,8 @@ async def today(request: Request) -> Response:
     if c.directory.person(user) is None:
         raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
     now = c.runtime.clock.now()
-    rows = await c.store.worklist(user=user, roles=sorted(c.directory.roles_of(user)))
+    rows = await c.store.worklist(user=user, roles=sorted(c.directory.roles_of(user)),
+                                  now=c.runtime.clock.now())
     items = []
     for r, wid in rows:
         sla = c.slas.target(wid, r.task) if c.slas is not None else None

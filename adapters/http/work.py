@@ -32,7 +32,7 @@ async def worklist(request: Request) -> Response:
         if c.directory.person(user) is None:
             raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
         roles = sorted(c.directory.roles_of(user)) if roles is None else roles
-    rows = await c.store.worklist(user=user, roles=roles)
+    rows = await c.store.worklist(user=user, roles=roles, now=c.runtime.clock.now())
     return respond(Worklist([
         WorklistItem(r.case_id, wid, r.item, r.task, r.role, r.state, r.assignee,
                      stamp(r.enabled_at), iso(r.due)) for r, wid in rows]))
