@@ -1,0 +1,256 @@
+"""Policies: what the MAPE-K loop may change in how work is dispatched and routed.
+
+Theory of operation
+-------------------
+A `PolicyVersion` is the whole policy at one moment: a list of `TaskPolicy` entries,
+one per (workflow, task) that deviates from the default (dispatch at once, route to
+anyone of the role, escalate per slos.yaml). Versions are immutable and numbered;
+applying a change makes a new version from the current one plus the change, rolling
+back makes a new version equal to an earlier one. Nothing is edited in place, so the
+history is the audit trail, and the knowledge log stores each version as it is made.
+
+`PolicyBook` is what the runtime consults, through the ports actors/ defines:
+`hold_until` (actors.ports.DispatchPolicy) and `rule` (actors.ports.RoutingPolicy).
+Both are a dict lookup for tasks without a policy, so the hot path pays nothing for
+the loop's existence.
+
+A `DispatchWindow` holds new work until a daily window opens in a time zone (2pm to
+4pm Pacific on weekdays), unless that would mean waiting longer than `max_wait_hours`:
+a hold is only worth it when the faster response in the window repays the wait, and
+the planner chose `max_wait_hours` so that it does.
+
+`Change` is the machine-readable part of a recommendation: what `apply` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+
+from actors.ports import RoutingRule
+
+WEEKDAYS = (0, 1, 2, 3, 4)
+_DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+class PolicyError(ValueError):
+    """A change that cannot be applied (unknown time zone, empty window, ...)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DispatchWindow(msgspec.Struct, frozen=True):
+    start_hour: int  # local hour the window opens, 0..23
+    hours: int  # how long it stays open
+    time_zone: str  # IANA name, e.g. America/Los_Angeles
+    weekdays: tuple[int, ...] = WEEKDAYS  # Monday = 0
+    max_wait_hours: float = 24.0  # never hold longer than this: dispatch at once instead
+
+    def check(self) -> None:
+        if not 0 <= self.start_hour <= 23:
+            raise PolicyError("start_hour must be 0..23", "change.window.start_hour")
+        if not 1 <= self.hours <= 24:
+            raise PolicyError("hours must be 1..24", "change.window.hours")
+        if not self.weekdays or any(not 0 <= d <= 6 for d in self.weekdays):
+            raise PolicyError("weekdays must be 0 (Monday) .. 6", "change.window.weekdays")
+        if not self.max_wait_hours > 0:
+            raise PolicyError("max_wait_hours must be positive",
+                              "change.window.max_wait_hours")
+        _zone(self.time_zone)
+
+    def release(self, at: float) -> float | None:
+        """When an item enabled at `at` may be dispatched: None means now (inside the
+        window, or the next opening is further than `max_wait_hours`)."""
+        tz = _zone(self.time_zone)
+        local = datetime.fromtimestamp(at, tz)
+        if local.weekday() in self.weekdays and self._inside(local.hour):
+            return None
+        for days in range(8):
+            d = (local + timedelta(days=days)).date()
+            opening = datetime(d.year, d.month, d.day, self.start_hour, tzinfo=tz)
+            if opening.weekday() in self.weekdays and opening.timestamp() > at:
+                until = opening.timestamp()
+                return until if until - at <= self.max_wait_hours * 3600.0 else None
+        return None
+
+    def _inside(self, hour: int) -> bool:
+        return (hour - self.start_hour) % 24 < self.hours
+
+    def describe(self) -> str:
+        """'2pm to 4pm PT on weekdays', in words a sales manager reads."""
+        days = ("weekdays" if tuple(sorted(self.weekdays)) == WEEKDAYS else
+                ", ".join(_DAY_NAMES[d] for d in sorted(self.weekdays)))
+        return (f"{_clock(self.start_hour)} to {_clock((self.start_hour + self.hours) % 24)} "
+                f"{zone_label(self.time_zone)} on {days}")
+
+
+class Escalation(msgspec.Struct, frozen=True):
+    after_hours: float  # alert this early (before the SLO's own alert threshold)
+    to_role: str  # whom the alert goes to
+
+
+class TaskPolicy(msgspec.Struct, frozen=True):
+    workflow_id: str
+    task: str
+    dispatch: DispatchWindow | None = None
+    prefer: tuple[str, ...] = ()
+    avoid: tuple[str, ...] = ()
+    escalation: Escalation | None = None
+
+    def is_default(self) -> bool:
+        return (self.dispatch is None and not self.prefer and not self.avoid
+                and self.escalation is None)
+
+
+class Change(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One policy change for one task. `kind` says which part of its TaskPolicy it sets;
+    a part set to nothing (window None, empty prefer/avoid) restores the default."""
+
+    kind: Literal["dispatch_window", "routing", "escalation"]
+    workflow_id: str
+    task: str
+    window: DispatchWindow | None = None
+    prefer: tuple[str, ...] = ()
+    avoid: tuple[str, ...] = ()
+    escalation: Escalation | None = None
+
+    def check(self) -> None:
+        if self.window is not None:
+            self.window.check()
+        if set(self.prefer) & set(self.avoid):
+            raise PolicyError("a person cannot be both preferred and avoided",
+                              "change.prefer")
+
+    def applied_to(self, cur: TaskPolicy) -> TaskPolicy:
+        if self.kind == "dispatch_window":
+            return msgspec.structs.replace(cur, dispatch=self.window)
+        if self.kind == "routing":
+            return msgspec.structs.replace(cur, prefer=self.prefer, avoid=self.avoid)
+        return msgspec.structs.replace(cur, escalation=self.escalation)
+
+
+class PolicyVersion(msgspec.Struct, frozen=True):
+    version: int
+    at: float
+    reason: str
+    tasks: tuple[TaskPolicy, ...] = ()
+    recommendation: str | None = None  # the recommendation that caused it, if any
+    based_on: int = 0  # the version it was made from (a rollback names its target)
+
+
+class PolicyBook:
+    """The current policy and its history; the runtime's dispatch and routing port."""
+
+    def __init__(self, history: Iterable[PolicyVersion] = ()) -> None:
+        self.history: list[PolicyVersion] = [PolicyVersion(0, 0.0, "default: no policy")]
+        self._index: dict[tuple[str, str], TaskPolicy] = {}
+        for v in history:
+            self._install(v)
+
+    @property
+    def current(self) -> PolicyVersion:
+        return self.history[-1]
+
+    def _install(self, v: PolicyVersion) -> None:
+        if v.version == 0:
+            return  # the default is always there
+        if v.version != self.current.version + 1:
+            raise ValueError(f"policy version {v.version} after {self.current.version}")
+        self.history.append(v)
+        self._index = {(t.workflow_id, t.task): t for t in v.tasks}
+
+    def version(self, n: int) -> PolicyVersion:
+        if not 0 <= n < len(self.history):
+            raise KeyError(n)
+        return self.history[n]
+
+    def task_policy(self, workflow_id: str, task: str) -> TaskPolicy:
+        return self._index.get((workflow_id, task)) or TaskPolicy(workflow_id, task)
+
+    # ------------------------------------------------------------- new versions
+    def apply(self, change: Change, at: float, reason: str,
+              recommendation: str | None = None) -> PolicyVersion:
+        change.check()
+        key = (change.workflow_id, change.task)
+        tasks = {(t.workflow_id, t.task): t for t in self.current.tasks}
+        new = change.applied_to(tasks.get(key) or TaskPolicy(*key))
+        if new.is_default():
+            tasks.pop(key, None)
+        else:
+            tasks[key] = new
+        v = PolicyVersion(self.current.version + 1, at, reason,
+                          tuple(tasks[k] for k in sorted(tasks)), recommendation,
+                          self.current.version)
+        self._install(v)
+        return v
+
+    def restore(self, version: int, at: float, reason: str,
+                recommendation: str | None = None) -> PolicyVersion:
+        """A new version with the content of an earlier one (a rollback)."""
+        old = self.version(version)
+        v = PolicyVersion(self.current.version + 1, at, reason, old.tasks, recommendation,
+                          version)
+        self._install(v)
+        return v
+
+    # ------------------------------------------------------------ runtime ports
+    def hold_until(self, workflow_id: str, task: str, at: float) -> tuple[float, int] | None:
+        p = self._index.get((workflow_id, task))
+        if p is None or p.dispatch is None:
+            return None
+        until = p.dispatch.release(at)
+        return None if until is None else (until, self.current.version)
+
+    def rule(self, workflow_id: str, task: str) -> RoutingRule | None:
+        p = self._index.get((workflow_id, task))
+        if p is None or not (p.prefer or p.avoid):
+            return None
+        return RoutingRule(prefer=p.prefer, avoid=p.avoid)
+
+
+class OneWindow:
+    """A dispatch policy of one window for one task (the twin's proposed policy)."""
+
+    def __init__(self, workflow_id: str, task: str, window: DispatchWindow) -> None:
+        self.key = (workflow_id, task)
+        self.window = window
+
+    def hold_until(self, workflow_id: str, task: str, at: float) -> tuple[float, int] | None:
+        if (workflow_id, task) != self.key:
+            return None
+        until = self.window.release(at)
+        return None if until is None else (until, 0)
+
+
+_ZONES: dict[str, ZoneInfo] = {}
+_LABELS = {"America/Los_Angeles": "PT", "America/Denver": "MT", "America/Chicago": "CT",
+           "America/New_York": "ET", "Europe/London": "UK time", "UTC": "UTC"}
+
+
+def _zone(name: str) -> ZoneInfo:
+    z = _ZONES.get(name)
+    if z is None:
+        try:
+            z = _ZONES[name] = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PolicyError(f"unknown time zone {name!r}", "change.window.time_zone"
+                              ) from None
+    return z
+
+
+def zone_label(name: str) -> str:
+    return _LABELS.get(name, name)
+
+
+def _clock(hour: int) -> str:
+    if hour == 0:
+        return "midnight"
+    if hour == 12:
+        return "noon"
+    return f"{hour % 12}{'am' if hour < 12 else 'pm'}"
