@@ -114,18 +114,31 @@ class SlaBook:
                    "task": breach.task, "target_hours": breach.target / HOUR,
                    "alert_hours": breach.alert / HOUR, "breached_at": breach.at}
         key = f"sla:{case_id}:{breach.item}:{breach.at!r}"
+        return self._fan_out(key, "sla.breached", subject, body, case_id, payload)
+
+    def policy_notices(self, rec: Any, note: str) -> list[Notice]:
+        """The MAPE-K loop rolled a policy back: the same people hear of it."""
+        subject = f"Policy rolled back: {rec.id} on {rec.task or rec.workflow_id}"
+        body = f"{rec.description} -- rolled back: {note}."
+        payload = {"recommendation": rec.id, "workflow_id": rec.workflow_id,
+                   "task": rec.task, "verification": rec.verification}
+        return self._fan_out(f"policy:{rec.id}:{rec.updated_at!r}", "policy.rolled_back",
+                             subject, body, "", payload)
+
+    def _fan_out(self, key: str, topic: str, subject: str, body: str, case_id: str,
+                 payload: dict[str, Any]) -> list[Notice]:
         n = self.slos.notifications
         people = self.recipients()
         out = []
         for ch in self.channels:
             if ch == "email":
-                out += [Notice(f"{key}:email:{p}", "email", p, "sla.breached", subject, body,
+                out += [Notice(f"{key}:email:{p}", "email", p, topic, subject, body,
                                case_id, payload) for p in people]
             else:
                 names = ", ".join((self.directory.people[p].name or p)
                                   if p in self.directory.people else p for p in people)
                 target = n.slack_channel if ch == "slack" else n.webhook_channel
-                out.append(Notice(f"{key}:{ch}", ch, target, "sla.breached", subject,
+                out.append(Notice(f"{key}:{ch}", ch, target, topic, subject,
                                   body + (f" For: {names}." if names else ""), case_id,
                                   payload))
         return out

@@ -33,6 +33,7 @@ from actors.ports import (
     AppendConflict,
     CaseRow,
     ItemRow,
+    Notice,
     SpecRow,
     StoredCase,
     TimerRow,
@@ -711,3 +712,32 @@ def _write_notices(db: sqlite3.Connection, appends: list[Append]) -> None:
             db.executemany(_INSERT_NOTICE, [
                 (n.key, n.case_id or a.case_id, n.topic, n.channel, n.target, n.subject,
                  n.body, _json(n.payload).decode(), at, at) for n in a.notices])
+
+
+# ------------------------------------------------------------ MAPE-K knowledge
+class KnowledgeStore:
+    """mapek.knowledge.KnowledgeLog on the SQLite store: the append-only `knowledge`
+    table, with notices written to the outbox in the same transaction."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    async def append_knowledge(self, records: list[Any], notices: list[Notice] | None = None,
+                               ) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT INTO knowledge (at, kind, subject, body) VALUES (?, ?, ?, ?)",
+                           [(r.at, r.kind, r.subject, r.body) for r in records])
+            for n in notices or ():
+                at = records[-1].at if records else 0.0
+                db.execute(_INSERT_NOTICE, (n.key, n.case_id, n.topic, n.channel, n.target,
+                                            n.subject, n.body, _json(n.payload).decode(),
+                                            at, at))
+
+        await self.store.write(write)
+        if notices and self.store.on_notices is not None:
+            self.store.on_notices()
+
+    async def read_knowledge(self, after: int = 0) -> list[tuple[int, float, str, str, str]]:
+        return [tuple(r) for r in await self.store.query(
+            "SELECT seq, at, kind, subject, body FROM knowledge WHERE seq > ? ORDER BY seq",
+            (after,))]

@@ -86,8 +86,8 @@ class DispatchWindow(msgspec.Struct, frozen=True):
         """'2pm to 4pm PT on weekdays', in words a sales manager reads."""
         days = ("weekdays" if tuple(sorted(self.weekdays)) == WEEKDAYS else
                 ", ".join(_DAY_NAMES[d] for d in sorted(self.weekdays)))
-        return (f"{_clock(self.start_hour)} to {_clock((self.start_hour + self.hours) % 24)} "
-                f"{zone_label(self.time_zone)} on {days}")
+        end = clock_label((self.start_hour + self.hours) % 24)
+        return f"{clock_label(self.start_hour)} to {end} {zone_label(self.time_zone)} on {days}"
 
 
 class Escalation(msgspec.Struct, frozen=True):
@@ -248,7 +248,7 @@ def zone_label(name: str) -> str:
     return _LABELS.get(name, name)
 
 
-def _clock(hour: int) -> str:
+def clock_label(hour: int) -> str:
     if hour == 0:
         return "midnight"
     if hour == 12:

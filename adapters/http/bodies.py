@@ -230,6 +230,10 @@ class Recommendation(_Out):
     estimated_improvement_hours: float | None = None
     evidence: dict[str, Any] = {}
     change: dict[str, Any] = {}
+    verification: dict[str, Any] | None = None  # realized against estimated, once measured
+    policy_version: int | None = None  # the policy version applying it made
+    created_at: str | None = None
+    updated_at: str | None = None
 
 
 class Recommendations(_Out):

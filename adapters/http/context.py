@@ -39,6 +39,7 @@ class Context:
     outbox: Any = None  # the outbox worker (adapters/outbox.py), when running
     intake: Any = None  # lead intake (adapters/intake.py)
     monitor: Monitor | None = None  # observations of work, tailed from the event log
+    mapek: Any = None  # the MAPE-K loop (mapek.loop.MapeK): recommendations, policies
 
     @property
     def mode(self) -> str:

@@ -1,5 +1,4 @@
-"""Workflow endpoints: register (versioned, idempotent), list, show, metrics,
-recommendations."""
+"""Workflow endpoints: register (versioned, idempotent), list, show, metrics."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ from engine.spec import SpecDecodeError
 from .api import Query, api
 from .bodies import (
     Metrics,
-    Recommendations,
     Registered,
     TaskCompliance,
     WorkflowDetail,
@@ -163,14 +161,3 @@ async def _task_compliance(c: Context, wid: str, since: float, now: float,
 
 def _p95(sorted_hours: list[float]) -> float:
     return sorted_hours[max(0, math.ceil(0.95 * len(sorted_hours)) - 1)]
-
-
-@api.route("GET", "/workflows/{workflow_id}/mape-k/recommendations",
-           "Recommendations of the MAPE-K loop for a workflow", Recommendations)
-async def recommendations(request: Request) -> Response:
-    c = ctx(request)
-    c.who(request)
-    wid = resolve(c, request.path_params["workflow_id"])
-    # The MAPE-K loop (mapek/) is not built yet: it has no knowledge, so it recommends
-    # nothing rather than something made up.
-    return respond(Recommendations(wid, []))
