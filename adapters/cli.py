@@ -8,6 +8,14 @@
                                         the pipeline in specs/ registered at start
     caseloop token create USER [--tokens caseloop-tokens.yaml]
                                         mint a bearer token for a person of roles.yaml
+    caseloop simulate [--deals 2000] [--days 30] [--pattern seasonal] [--seed 42]
+                      [--db caseloop.db] [--start ISO] [--specs specs] [--config FILE]
+                                        simulated people and customers work the
+                                        pipeline into the database (the digital twin)
+    caseloop import --workflow ID FILE.csv [--db caseloop.db]
+                                        import work history (CSV event log) for MAPE-K
+    caseloop export --workflow ID [--format xes|csv] [--out FILE] [--db caseloop.db]
+                                        a workflow's history as XES or CSV
 """
 
 from __future__ import annotations
@@ -182,6 +190,24 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from adapters.history_commands import import_file, run
+
+    return run(import_file, args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from adapters.history_commands import export_file, run
+
+    return run(export_file, args)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from adapters.simulation import run_cli
+
+    return run_cli(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="caseloop", description="caseloop workflow engine")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -220,6 +246,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     tc.add_argument("--tokens", default="caseloop-tokens.yaml", help="tokens file")
     tc.add_argument("--roles", default="specs/roles.yaml")
     tc.set_defaults(fn=cmd_token)
+    i = sub.add_parser("import", help="import work history from a CSV event log")
+    i.add_argument("--workflow", required=True, help="workflow id the history belongs to")
+    i.add_argument("file", help="CSV: case_id,task,event,timestamp[,resource][,attributes]")
+    i.add_argument("--db", default="caseloop.db", help="SQLite database file")
+    i.set_defaults(fn=cmd_import)
+    x = sub.add_parser("export", help="a workflow's work history as XES or CSV")
+    x.add_argument("--workflow", required=True)
+    x.add_argument("--format", choices=["xes", "csv"], default="xes")
+    x.add_argument("--out", help="file to write (default: stdout)")
+    x.add_argument("--db", default="caseloop.db", help="SQLite database file")
+    x.set_defaults(fn=cmd_export)
+    m = sub.add_parser("simulate", help="simulated people and customers work the pipeline "
+                       "into the database (virtual time; the same seed, the same history)")
+    m.add_argument("--deals", type=int, default=2000, help="deals arriving in the period")
+    m.add_argument("--days", type=float, default=30.0, help="length of the period")
+    m.add_argument("--pattern", choices=["base", "seasonal", "burst", "decline"],
+                   default="seasonal", help="arrival pattern")
+    m.add_argument("--seed", type=int, default=42)
+    m.add_argument("--db", default="caseloop.db", help="SQLite database file")
+    m.add_argument("--start", help="start of the period, ISO 8601 (default: today 00:00 "
+                   "UTC minus --days, so the history ends today)")
+    m.add_argument("--specs", default="specs", help="workflow specs and roles.yaml")
+    m.add_argument("--config", help="response models and mix (default: simulation.yaml "
+                   "in --specs)")
+    m.set_defaults(fn=cmd_simulate)
     args = ap.parse_args(argv)
     return int(args.fn(args))
 

@@ -50,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from mapek.timing import (  # noqa: E402
+from mapek.timing import (
     HOUR,
     TaskHistory,
     TimingConfig,
@@ -58,7 +58,7 @@ from mapek.timing import (  # noqa: E402
     fitted_responder,
     twin_saving,
 )
-from mapek.twin import run_task_twin  # noqa: E402
+from mapek.twin import run_task_twin
 
 TZ = "America/Los_Angeles"
 START = datetime(2026, 3, 2, tzinfo=ZoneInfo(TZ)).timestamp()  # a Monday, DST ahead

@@ -18,6 +18,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 _STATUS_TEXT = {200: "OK", 201: "Created", 400: "Malformed request", 401: "Not authenticated",
                 403: "Insufficient authority (3002)", 404: "Unknown workflow, case or task",
                 409: "Conflict with the case's state (2002, 2003, 3004)",
+                413: "Body too large", 415: "Unsupported Content-Type",
                 422: "Invalid spec or data, located (1002, 1003, 2004)",
                 503: "Store unavailable"}
 
@@ -42,6 +43,7 @@ class Endpoint:
     query: list[Query] = field(default_factory=list)
     errors: tuple[int, ...] = (400, 404)
     also: tuple[int, ...] = ()  # other success statuses (200 for an idempotent re-register)
+    media: tuple[str, ...] = ("application/json",)  # of the success response
 
 
 class Api:
@@ -79,7 +81,7 @@ class Api:
                 "operationId": e.handler.__name__,
                 "responses": {
                     str(s): {"description": _STATUS_TEXT.get(s, "OK"),
-                             "content": {"application/json": {"schema": ref[e.returns]}}}
+                             "content": {m: {"schema": ref[e.returns]} for m in e.media}}
                     for s in (e.status, *e.also)},
             }
             for s in e.errors:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import msgspec
@@ -20,23 +21,30 @@ from starlette.routing import Route
 from actors import ActionRegistry, Runtime, VirtualClock, placeholder_actions
 from actors.assignment import least_loaded
 from actors.icp import icp_action, load_profile
+from actors.ports import Notice
 from adapters.channels import Channels, load_channels
 from adapters.clock import SystemClock
+from adapters.history import absorb_imported
 from adapters.intake import start_intake
 from adapters.integrations import load_integrations, register_integrations
 from adapters.outbox import Outbox
 from adapters.people import Directory, load_directory, load_tokens
 from adapters.registry import Registry, workflow_files
 from adapters.slas import SlaBook, load_slos
-from adapters.sqlite_store import SQLiteStore
+from adapters.sqlite_store import KnowledgeStore, SQLiteStore
+from mapek.loop import LoopSettings, MapeK
 from mapek.monitor import Monitor
+from mapek.policy import PolicyBook
+from mapek.twin import run_task_twin
 
 # Imported for their @api.route declarations (hence F401).
 from . import (  # noqa: F401
     cases,
     clock,
     health,
+    history,
     outbox,
+    recommendations,
     signals,
     stats,
     today,
@@ -62,6 +70,8 @@ class Settings:
     durability: str = "normal"
     bench_route: bool = False  # mount POST /bench/bare (bench/http.py only)
     virtual_clock: float | None = None  # start time of a virtual clock (else the system's)
+    mapek: LoopSettings = field(default_factory=LoopSettings)
+    mapek_every: float = 30.0  # seconds between background MAPE-K cycles
     actions: ActionRegistry | None = None
     messages: list[str] = field(default_factory=list)  # what the start said
 
@@ -75,7 +85,8 @@ def _config(settings: Settings, attr: str, name: str) -> pathlib.Path | None:
     return None
 
 
-def _actions(s: Settings, store: SQLiteStore, directory: Directory) -> ActionRegistry:
+def pipeline_actions(s: Settings, store: SQLiteStore, directory: Directory,
+                     routing: PolicyBook | None = None) -> ActionRegistry:
     """The given registry, else the pipeline's actions: ICP scoring when a profile is
     found, least-loaded assignment over roles.yaml and the store's open work, and the
     integrations of integrations.yaml; the placeholders complete the rest at once.
@@ -88,14 +99,15 @@ def _actions(s: Settings, store: SQLiteStore, directory: Directory) -> ActionReg
         profile = load_profile(icp.read_text(encoding="utf-8"), str(icp))
         reg.register("icp_score", icp_action(profile))
         s.messages.append(f"icp_score: profile {icp}")
-    reg.register("assign_least_loaded", least_loaded(directory.people_with_role, store))
+    reg.register("assign_least_loaded", least_loaded(directory.people_with_role, store,
+                                                     routing))
     integrations = _config(s, "integrations", "integrations.yaml")
     if integrations is not None:
         s.messages += register_integrations(reg, load_integrations(integrations))
     return reg
 
 
-def _sla_book(s: Settings, directory: Directory, channels: set[str]) -> SlaBook | None:
+def sla_book(s: Settings, directory: Directory, channels: set[str]) -> SlaBook | None:
     path = _config(s, "slos", "slos.yaml")
     if path is None:
         return None
@@ -103,6 +115,20 @@ def _sla_book(s: Settings, directory: Directory, channels: set[str]) -> SlaBook 
     s.messages.append(f"SLOs: {path}; breaches notified through "
                       f"{', '.join(book.channels) or 'no configured channel'}")
     return book
+
+
+async def load_registry(s: Settings, store: SQLiteStore, rt: Runtime) -> Registry:
+    """Every stored workflow version compiled into `rt`, then the specs in `s.specs`
+    registered (a new or changed spec becomes a version; an unchanged one is a no-op)."""
+    registry = Registry(store, rt)
+    await registry.load()
+    if s.specs:
+        for f in workflow_files(s.specs):
+            reg = await registry.register(f.read_text(encoding="utf-8"), rt.clock.now())
+            if reg.created:
+                s.messages.append(f"registered {reg.net.workflow_id} "
+                                  f"v{reg.net.version} from {f}")
+    return registry
 
 
 def _channels(s: Settings) -> Channels:
@@ -114,6 +140,31 @@ def _channels(s: Settings) -> Channels:
     s.messages.append(f"outbox: channels {path}: "
                       f"{', '.join(sorted(channels.configured())) or 'none usable'}")
     return channels
+
+
+def _time_zone_of(directory: Directory) -> Callable[[str | None], str | None]:
+    def zone(person: str | None) -> str | None:
+        p = directory.people.get(person) if person else None
+        return p.time_zone if p is not None else None
+    return zone
+
+
+def _policy_notices(slas: SlaBook | None) -> Callable[[Any, str], list[Notice]] | None:
+    """A rolled-back policy is told to the people SLA breaches are told to."""
+    if slas is None:
+        return None
+    return slas.policy_notices
+
+
+async def _mapek_cycles(loop: MapeK, every: float) -> None:
+    """Verification and auto-apply need no request: a cycle now and then (off the event
+    loop's hot path: the analysis runs in a worker thread)."""
+    while True:
+        await anyio.sleep(every)
+        try:
+            await loop.cycle()
+        except Exception as exc:  # a failed analysis must not stop the server
+            print(f"mapek: cycle failed: {exc!r}", file=sys.stderr, flush=True)
 
 
 async def bare(request: Request) -> Response:
@@ -134,17 +185,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async with SQLiteStore(s.db, durability=s.durability) as store:  # type: ignore[arg-type]
             clock = (SystemClock() if s.virtual_clock is None
                      else VirtualClock(s.virtual_clock))
-            slas = _sla_book(s, directory, channels.configured())
-            rt = Runtime(store, clock, _actions(s, store, directory), slas=slas)
-            registry = Registry(store, rt)
-            await registry.load()
-            if s.specs:
-                for f in workflow_files(s.specs):
-                    reg = await registry.register(f.read_text(encoding="utf-8"),
-                                                  rt.clock.now())
-                    if reg.created:
-                        s.messages.append(f"registered {reg.net.workflow_id} "
-                                          f"v{reg.net.version} from {f}")
+            slas = sla_book(s, directory, channels.configured())
+            # The MAPE-K loop's policies, as they were: the runtime consults them for
+            # every new work item (dispatch windows) and assignment (routing).
+            policies = PolicyBook()
+            rt = Runtime(store, clock, pipeline_actions(s, store, directory, policies),
+                         slas=slas, dispatch=policies)
+            registry = await load_registry(s, store, rt)
             # The outbox worker lives inside the runtime's lifetime: cancelled first at
             # shutdown, it hands back its claims while the store is still open.
             async with rt, anyio.create_task_group() as tg:
@@ -157,8 +204,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 store.on_notices = worker.wake
                 tg.start_soon(worker.run)
                 intake = await start_intake(store, rt, _config(s, "icp", "icp.yaml"))
+                monitor = Monitor(store)
+                await absorb_imported(monitor, store)  # history imported before this start
+                loop = MapeK(monitor, KnowledgeStore(store), policies, twin=run_task_twin,
+                             now=rt.clock.now, time_zone_of=_time_zone_of(directory),
+                             notify=_policy_notices(slas), settings=s.mapek)
+                await loop.load()
+                tg.start_soon(_mapek_cycles, loop, s.mapek_every)
                 app.state.ctx = Context(store, rt, registry, directory, tokens, slas,
-                                        outbox=worker, intake=intake, monitor=Monitor(store))
+                                        outbox=worker, intake=intake, monitor=monitor,
+                                        mapek=loop)
                 s.messages.append(
                     f"caseloop: {len(rt.workflows())} workflows, store {s.db}, "
                     + ("token mode: requests need a bearer token" if tokens else
