@@ -172,12 +172,10 @@ class MapeK:
     def _time_zone(self, obs: Sequence[Observation]) -> str:
         """The zone of the people who do the task (most of them), else the default."""
         zones: dict[str, int] = defaultdict(int)
-        for o in obs:
+        for o in obs:  # work by nobody known (customers, imports) counts for the default
             tz = self.time_zone_of(o.by) if o.by else None
-            if tz:
-                zones[tz] += 1
-        return max(sorted(zones), key=zones.__getitem__) if zones else \
-            self.settings.default_time_zone
+            zones[tz or self.settings.default_time_zone] += 1
+        return max(sorted(zones), key=zones.__getitem__)
 
     async def _propose(self, findings: list[tuple[TimingFinding, dict[str, Any]]],
                        now: float) -> None:
