@@ -1,0 +1,140 @@
+"""The MAPE-K loop's execute and knowledge stages on a real SQLite store: recommendations
+come from history through the twin; apply/rollback write policy versions; after N
+items under a policy the loop verifies it or rolls it back (and notifies through the
+outbox, in the same transaction); auto-apply is off by default and honours its
+threshold; a new loop over the same store folds back the same state."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+
+import msgspec
+import numpy as np
+import pytest
+
+from actors.ports import Notice
+from adapters.sqlite_store import KnowledgeStore, SQLiteStore
+from mapek.loop import LoopSettings, MapeK, Refused
+from mapek.monitor import Monitor, Observation
+from mapek.policy import PolicyBook
+from mapek.twin import run_task_twin
+
+pytestmark = pytest.mark.anyio
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _eval():
+    spec = importlib.util.spec_from_file_location("mapek_eval", ROOT / "bench" / "mapek_eval.py")
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["mapek_eval"] = mod
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def observations(scenario: str, seed: int = 5, n: int = 1600) -> list[Observation]:
+    ev = _eval()
+    respond = ev.true_responder(ev.world(scenario), seed)
+    out = []
+    for i, t in enumerate(ev.arrivals(np.random.default_rng(seed), n, 56, ev.START)):
+        out.append(Observation(f"c{i}", "wf", "Sign", 1, t, t, t + respond(i, t),
+                               "completed", source="import"))
+    return out
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def notify(rec, note: str) -> list[Notice]:
+    return [Notice(f"policy:{rec.id}", "email", "revops@acme.com", "policy.rolled_back",
+                   f"rolled back {rec.id}", note)]
+
+
+async def loop_over(store: SQLiteStore, obs: list[Observation], clock: Clock,
+                    **settings) -> MapeK:
+    monitor = Monitor(store)
+    monitor.absorb(obs)
+    loop = MapeK(monitor, KnowledgeStore(store), PolicyBook(), twin=run_task_twin,
+                 now=clock, notify=notify, settings=LoopSettings(**settings))
+    await loop.load()
+    return loop
+
+
+async def test_a_policy_that_underdelivers_is_rolled_back_and_notified(tmp_path) -> None:
+    obs = observations("clear_effect")
+    clock = Clock(max(o.closed_at for o in obs) + 3600)
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        loop = await loop_over(store, obs, clock, verify_after=40)
+        assert await loop.cycle()
+        assert not await loop.cycle()  # nothing changed: no new analysis
+        (rec,) = loop.for_workflow("wf")
+        assert rec.status == "ready_to_apply" and rec.confidence >= 0.8
+        with pytest.raises(Refused):
+            await loop.rollback(rec.id, "ann")
+        applied = await loop.apply(rec.id, "ann")
+        assert applied.applied_version == loop.book.current.version == 1
+        # 40 new items under the policy, slower than before: no saving realized.
+        start = clock.t
+        slow = [Observation(f"n{i}", "wf", "Sign", 1, start + i * 600, start + i * 600,
+                            start + i * 600 + 60 * 3600, "completed", source="import")
+                for i in range(40)]
+        loop.monitor.absorb(slow)
+        clock.t = start + 40 * 600 + 61 * 3600
+        assert await loop.cycle()
+        done = loop.get(rec.id)
+        assert done.status == "rolled_back"
+        assert done.verification["items_after"] == 40
+        assert done.verification["realized_saving_hours"] < rec.estimated_improvement_hours
+        assert loop.book.current.version == 2 and loop.book.current.tasks == ()
+        rows = await store.query("SELECT topic, target FROM outbox")
+        assert rows == [("policy.rolled_back", "revops@acme.com")]
+        audit = await store.query("SELECT subject, body FROM knowledge WHERE kind = 'audit'")
+        actions = [msgspec.json.decode(b)["action"] for _, b in audit]
+        assert actions == ["proposed", "applied", "rolled_back"]
+
+        again = await loop_over(store, [], clock)
+        assert again.get(rec.id).status == "rolled_back"
+        assert [v.version for v in again.book.history] == [0, 1, 2]
+
+
+async def test_auto_apply_is_off_by_default_and_needs_its_confidence(tmp_path) -> None:
+    obs = observations("clear_effect", seed=6)
+    clock = Clock(max(o.closed_at for o in obs) + 3600)
+    async with SQLiteStore(str(tmp_path / "a")) as store:
+        loop = await loop_over(store, obs, clock)
+        await loop.cycle()
+        assert [r.status for r in loop.for_workflow("wf")] == ["ready_to_apply"]
+    async with SQLiteStore(str(tmp_path / "b")) as store:
+        loop = await loop_over(store, obs, clock, auto_apply=True, auto_apply_confidence=1.01)
+        await loop.cycle()
+        assert [r.status for r in loop.for_workflow("wf")] == ["ready_to_apply"]
+    async with SQLiteStore(str(tmp_path / "c")) as store:
+        loop = await loop_over(store, obs, clock, auto_apply=True)
+        await loop.cycle()
+        (rec,) = loop.for_workflow("wf")
+        assert rec.status == "applied" and rec.confidence >= 0.9
+        assert loop.book.current.recommendation == rec.id
+
+
+async def test_no_effect_no_recommendation_and_small_history_claims_nothing(tmp_path) -> None:
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        obs = observations("business_hours", seed=7)
+        loop = await loop_over(store, obs, Clock(max(o.closed_at for o in obs) + 1))
+        await loop.cycle()
+        assert [r for r in loop.for_workflow("wf") if r.confidence >= 0.8] == []
+        few = observations("clear_effect", seed=8, n=150)
+        loop2 = await loop_over(store, few, Clock(max(o.closed_at for o in few) + 1))
+        await loop2.cycle(force=True)
+        assert loop2.for_workflow("wf") == [] or all(
+            r.status == "rejected" for r in loop2.for_workflow("wf"))
