@@ -196,8 +196,9 @@ class MapeK:
             if saving <= 0:
                 continue  # the twin does not confirm the finding
             evidence = _timing_evidence(f, est)
+            days = f.window.describe().split(" on ", 1)[1]
             desc = (f"Send new {_words(f.task)} work at {clock_label(f.window.start_hour)} "
-                    f"{zone_label(f.window.time_zone)} on weekdays (holding it at most "
+                    f"{zone_label(f.window.time_zone)} on {days} (holding it at most "
                     f"{f.window.max_wait_hours:g}h) for {saving:.1f}h faster response")
             open_rec = next((r for r in same if r.status == "ready_to_apply"), None)
             if open_rec is not None:

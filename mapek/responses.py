@@ -89,12 +89,21 @@ class Delay(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     median_hours: Positive
     sigma: Sigma = 0.8
+    # Local hour the request reached the customer -> x median (customers, too, answer
+    # some hours faster: an e-signature request read before the end of their day).
+    hour_multipliers: dict[int, Positive] = {}
 
-    def sample(self, rng: random.Random) -> float:
-        return rng.lognormvariate(math.log(self.median_hours * HOUR), self.sigma)
+    def sample(self, rng: random.Random, at: float | None = None,
+               time_zone: str = "UTC") -> float:
+        median = self.median_hours
+        if self.hour_multipliers and at is not None:
+            hour = dt.datetime.fromtimestamp(at, _zone(time_zone)).hour
+            median *= self.hour_multipliers.get(hour, 1.0)
+        return rng.lognormvariate(math.log(median * HOUR), self.sigma)
 
 
 class CustomerModel(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    time_zone: str = "America/Los_Angeles"  # where customers read their mail
     e_signature: Delay = Delay(20.0, 1.0)  # standard contract, automated e-signature
     signature: Delay = Delay(40.0, 0.8)  # custom / MSA: manual signature
     declines: Share = 0.03  # of signatures: the customer declines

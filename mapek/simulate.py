@@ -248,7 +248,7 @@ class _Pipeline:
         cid, task, data = case.case_id, t.id, case.data
         if t.kind == AUTOMATIC:  # the e-signature service waits for the customer
             result = "declined" if rng_c.random() < customers.declines else "signed"
-            self.agenda.at(at + customers.e_signature.sample(rng_c),
+            self.agenda.at(at + customers.e_signature.sample(rng_c, at, customers.time_zone),
                            self._complete(cid, it.id, self.signals_by, result, None,
                                           check=False))
             return

@@ -35,6 +35,7 @@ policy, with people answering from the fitted model and the same u per item.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -208,24 +209,27 @@ def find_window(history: TaskHistory, cfg: TimingConfig = DEFAULT) -> TimingFind
         return ResponseModel(week_bin(tow_disp[mask]), resp[mask])
 
     choose_model = model_of(choose)
+    m_tow, m_u = tow_enabled[measure], u[measure]
+    m_bins, m_resp = week_bin(tow_disp[measure]), resp[measure]
+    m_model = ResponseModel(m_bins, m_resp)
     best: tuple[float, DispatchWindow] | None = None
-    for start in range(24):
-        for max_wait in cfg.max_waits:
-            w = DispatchWindow(start, cfg.window_hours, tz, WEEKDAYS, max_wait)
-            if not _window_supported(choose_model, w, cfg.min_pool // 2):
-                continue
-            s = float(np.nanmean(savings(tow_enabled[choose], u[choose], choose_model, w)))
-            if best is None or s > best[0]:
-                best = (s, w)
+    # Monday-Thursday windows too: a month of history holds few Friday afternoons,
+    # and a window is only proposed where its opening's responses were observed.
+    for start, days, max_wait in itertools.product(range(24), (WEEKDAYS, WEEKDAYS[:4]),
+                                                   cfg.max_waits):
+        w = DispatchWindow(start, cfg.window_hours, tz, days, max_wait)
+        # Support is a matter of where work was dispatched, not of how it went: asking
+        # it of the measuring half leaks nothing of that half's outcomes.
+        if not (_window_supported(choose_model, w, cfg.min_pool // 2)
+                and _window_supported(m_model, w, cfg.min_pool)):
+            continue
+        s = float(np.nanmean(savings(tow_enabled[choose], u[choose], choose_model, w)))
+        if best is None or s > best[0] + 1e-9:  # ties: the first (Monday-Friday) wins
+            best = (s, w)
     if best is None or best[0] <= 0:
         return None
     chosen_saving, window = best
 
-    m_tow, m_u = tow_enabled[measure], u[measure]
-    m_bins, m_resp = week_bin(tow_disp[measure]), resp[measure]
-    m_model = ResponseModel(m_bins, m_resp)
-    if not _window_supported(m_model, window, cfg.min_pool):
-        return None
     point = float(np.nanmean(savings(m_tow, m_u, m_model, window)))
     baseline = float(np.mean((history.completed[measure] - history.enabled[measure]) / HOUR))
     threshold = max(cfg.min_saving_hours, cfg.min_saving_share * baseline)
