@@ -60,7 +60,7 @@ class TimingConfig(msgspec.Struct, frozen=True):
     bootstrap: int = 300
     min_saving_hours: float = 0.25
     min_saving_share: float = 0.05  # of the mean response
-    report_confidence: float = 0.5  # below this a finding is not worth showing
+    report_confidence: float = 0.8  # below this nothing is shown (bench/README.md: calibration)
     seed: int = 0
 
 
