@@ -17,8 +17,15 @@ sensitive than the rate to other work on a shared machine.
 Only deal-approval-gate is registered, so the approved case ends there (no hand-on to
 contract processing). A fresh SQLite file in a temp dir per level; VirtualClock.
 
+With `--monitor` a MAPE-K Monitor tails the store in the same process while the run
+goes on (`catch_up()` every 50 ms, as a dashboard polling it would): the cost of
+observing is then inside the timed window, and the row gains `monitor_*` fields.
+`--alternate` runs each level with and without it, in turns, and prints the
+overhead (target: <= 5 % fewer completions/s).
+
     python bench/durable.py [--concurrency 1,10,100,1000] [--cases N] [--repeat 1]
                             [--durability normal|full] [--profile] [--smoke]
+                            [--monitor | --alternate]
 
 One JSON line per level on stdout; a short summary on stderr.
 """
@@ -31,6 +38,7 @@ import io
 import json
 import pathlib
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -44,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 from actors import Runtime, VirtualClock, placeholder_actions  # noqa: E402
 from adapters.sqlite_store import SQLiteStore  # noqa: E402
 from engine import compile_document  # noqa: E402
+from mapek.monitor import Monitor  # noqa: E402
 
 # The tutorial's TechCorp deal (specs/examples/techcorp-deal.json).
 DEAL = json.loads((ROOT / "specs" / "examples" / "techcorp-deal.json").read_text())
@@ -67,7 +76,8 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
-                    profile: cProfile.Profile | None = None) -> dict[str, Any]:
+                    profile: cProfile.Profile | None = None,
+                    monitor: bool = False) -> dict[str, Any]:
     path = str(pathlib.Path(tmp) / f"durable-{concurrency}-{time.monotonic_ns()}.db")
     net = load_net()
     ids = [f"deal_{i:07d}" for i in range(n_cases)]
@@ -87,16 +97,38 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
                     await rt.complete(cid, task, "approved", APPROVED, "bench")
                     acks.append(pc() - t)
 
+        watcher = Monitor(store) if monitor else None
+        catch_ups = 0
+        monitored: dict[str, Any] = {}
+
+        async def observe() -> None:
+            nonlocal catch_ups
+            assert watcher is not None
+            while True:
+                await watcher.catch_up()
+                catch_ups += 1
+                await anyio.sleep(0.05)
+
         if profile is not None:
             profile.enable()
         c0 = time.process_time()  # all threads: the loop's and SQLite's
         t0 = pc()
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(concurrency, n_cases)):
-                tg.start_soon(worker)
-        await rt.wait_idle()  # the automatic completions, committed
+        async with anyio.create_task_group() as outer:
+            if watcher is not None:
+                outer.start_soon(observe)
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(concurrency, n_cases)):
+                    tg.start_soon(worker)
+            await rt.wait_idle()  # the automatic completions, committed
+            outer.cancel_scope.cancel()
         dt = pc() - t0
         cpu = time.process_time() - c0
+        if watcher is not None:
+            lag = len(watcher.open) + len(watcher.closed)
+            await watcher.catch_up()  # outside the window: what it had not yet seen
+            monitored = {"monitor_catch_ups": catch_ups,
+                         "monitor_items_seen_in_window": lag,
+                         "monitor_items": len(watcher.open) + len(watcher.closed)}
         if profile is not None:
             profile.disable()
         done = 0
@@ -127,6 +159,7 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
         "ack_p50_ms": round(_pct(acks, 0.50) * 1e3, 2),
         "ack_p99_ms": round(_pct(acks, 0.99) * 1e3, 2),
         "python": sys.version.split()[0],
+        **monitored,
     }
 
 
@@ -149,6 +182,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", action="store_true",
                     help="cProfile the timed windows; top entries to stderr")
     ap.add_argument("--smoke", action="store_true", help="tiny run for CI: checks it works")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--monitor", action="store_true",
+                      help="a Monitor tails the store during the run (catch_up every 50 ms)")
+    mode.add_argument("--alternate", action="store_true",
+                      help="each repeat runs without, then with the monitor; prints overhead")
     a = ap.parse_args(argv)
     levels = [int(x) for x in a.concurrency.split(",") if x.strip()]
     if a.smoke:
@@ -157,10 +195,25 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="caseloop-durable-") as tmp:
         for n in levels:
             cases = a.cases or DEFAULT_CASES.get(n, 3000)
+            pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
             for _ in range(a.repeat):
-                row = anyio.run(run_level, n, cases, a.durability, tmp, prof)
-                print(json.dumps(row), flush=True)
-                print(summary(row), file=sys.stderr, flush=True)
+                rows = []
+                for watch in ((False, True) if a.alternate else (a.monitor,)):
+                    row = anyio.run(run_level, n, cases, a.durability, tmp, prof, watch)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    print(summary(row) + (" [monitor]" if watch else ""), file=sys.stderr,
+                          flush=True)
+                if a.alternate:
+                    pairs.append((rows[0], rows[1]))
+            if pairs:  # paired ratios: a pair shares the machine's mood of the moment
+                rate = statistics.median(on["completions_per_s"] / off["completions_per_s"]
+                                         for off, on in pairs)
+                cpu = statistics.median(on["cpu_us_per_completion"]
+                                        / off["cpu_us_per_completion"] for off, on in pairs)
+                print(f"durable N={n:>4}: monitor overhead {100 * (1 - rate):.1f} % "
+                      f"completions/s, {100 * (cpu - 1):.1f} % CPU per completion "
+                      f"(median of {len(pairs)} paired runs)", file=sys.stderr, flush=True)
     if prof is not None:
         s = io.StringIO()
         pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(30)

@@ -104,7 +104,9 @@ class Delay(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class CustomerModel(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     time_zone: str = "America/Los_Angeles"  # where customers read their mail
-    e_signature: Delay = Delay(20.0, 1.0)  # standard contract, automated e-signature
+    # Standard contract, automated e-signature: sent 2pm-4pm the customer's time, signed
+    # five times faster (the timing effect the MAPE-K loop is meant to find).
+    e_signature: Delay = Delay(20.0, 1.0, {14: 0.2, 15: 0.2})
     signature: Delay = Delay(40.0, 0.8)  # custom / MSA: manual signature
     declines: Share = 0.03  # of signatures: the customer declines
     amendment: Delay = Delay(36.0, 0.7)  # a round of amendments (72 h timeout)
