@@ -39,6 +39,7 @@ import numpy as np
 
 from actors.ports import Notice
 
+from .analyze import Analysis, TargetOf, analyze
 from .knowledge import Audit, KnowledgeLog, Recommendation, Record, fold, record
 from .monitor import Monitor, Observation
 from .policy import Change, PolicyBook, PolicyError, clock_label, zone_label
@@ -78,7 +79,7 @@ class MapeK:
     def __init__(self, monitor: Monitor, knowledge: KnowledgeLog, book: PolicyBook, *,
                  twin: TwinRunner, now: Callable[[], float],
                  time_zone_of: Callable[[str | None], str | None] | None = None,
-                 notify: Notify | None = None,
+                 notify: Notify | None = None, target_of: TargetOf | None = None,
                  settings: LoopSettings | None = None) -> None:
         self.monitor = monitor
         self.knowledge = knowledge
@@ -87,6 +88,8 @@ class MapeK:
         self.now = now
         self.time_zone_of = time_zone_of or (lambda person: None)
         self.notify = notify
+        self.target_of: TargetOf = target_of or (lambda workflow_id, task: None)
+        self._analyses: dict[str, tuple[tuple[int, int], Analysis]] = {}
         self.settings = settings or LoopSettings()
         self.recommendations: dict[str, Recommendation] = {}
         self._stamp: tuple[int, int] | None = None
@@ -121,6 +124,24 @@ class MapeK:
         if r is None:
             raise NotFound(rid)
         return r
+
+    async def analysis(self, workflow_id: str) -> Analysis:
+        """The Analyze stage for one workflow (SLOs, bottlenecks, dispatch and assignee
+        effects, breach risk), computed in a worker thread and kept until the log moves."""
+        await self.monitor.catch_up()
+        stamp = (self.monitor.pos, len(self.monitor.closed))
+        kept = self._analyses.get(workflow_id)
+        if kept is not None and kept[0] == stamp:
+            return kept[1]
+        obs = [o for o in self.monitor.closed[:] if o.workflow_id == workflow_id]
+        obs += [o for o in list(self.monitor.open.values()) if o.workflow_id == workflow_id]
+        attributes = dict(self.monitor.attributes)
+        zone = self.time_zone_of
+        result = await anyio.to_thread.run_sync(lambda: analyze(
+            obs, self.target_of, self.now(), lambda p: zone(p) or "UTC",
+            attributes=attributes))
+        self._analyses[workflow_id] = (stamp, result)
+        return result
 
     # --------------------------------------------------------------------- cycle
     async def cycle(self, force: bool = False) -> bool:

@@ -149,6 +149,24 @@ def _time_zone_of(directory: Directory) -> Callable[[str | None], str | None]:
     return zone
 
 
+def _role_of(rt: Runtime) -> Callable[[str, str], str | None]:
+    def role(workflow_id: str, task: str) -> str | None:
+        try:
+            net = rt.net(workflow_id)
+        except Exception:  # imported history: a workflow or task the runtime lacks
+            return None
+        i = net.task_index.get(task)
+        return None if i is None else net.tasks[i].role
+    return role
+
+
+def _target_of(slas: SlaBook | None) -> Callable[[str, str], float | None]:
+    def target(workflow_id: str, task: str) -> float | None:
+        t = slas.target(workflow_id, task) if slas is not None else None
+        return None if t is None else t.target / 3600.0
+    return target
+
+
 def _policy_notices(slas: SlaBook | None) -> Callable[[Any, str], list[Notice]] | None:
     """A rolled-back policy is told to the people SLA breaches are told to."""
     if slas is None:
@@ -204,11 +222,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 store.on_notices = worker.wake
                 tg.start_soon(worker.run)
                 intake = await start_intake(store, rt, _config(s, "icp", "icp.yaml"))
-                monitor = Monitor(store)
+                monitor = Monitor(store, role_of=_role_of(rt),
+                                  time_zone_of=lambda p: _time_zone_of(directory)(p) or "UTC")
                 await absorb_imported(monitor, store)  # history imported before this start
                 loop = MapeK(monitor, KnowledgeStore(store), policies, twin=run_task_twin,
                              now=rt.clock.now, time_zone_of=_time_zone_of(directory),
-                             notify=_policy_notices(slas), settings=s.mapek)
+                             notify=_policy_notices(slas), target_of=_target_of(slas),
+                             settings=s.mapek)
                 await loop.load()
                 tg.start_soon(_mapek_cycles, loop, s.mapek_every)
                 app.state.ctx = Context(store, rt, registry, directory, tokens, slas,

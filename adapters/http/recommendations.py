@@ -14,6 +14,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mapek.analyze import Analysis
 from mapek.knowledge import Recommendation as Rec
 from mapek.loop import NotFound, Refused
 from mapek.policy import PolicyError, PolicyVersion
@@ -168,3 +169,14 @@ async def list_policies(request: Request) -> Response:
     book = _loop(c).book
     return respond(Policies(book.current.version, version(book.current),
                             [version(v) for v in book.history]))
+
+
+@api.route("GET", "/workflows/{workflow_id}/mape-k/analysis",
+           "The Analyze stage for a workflow: SLO compliance and percentiles, bottlenecks, "
+           "dispatch-hour and assignee effects (with sample sizes, intervals, confidences), "
+           "risk of SLO breach for open work", Analysis)
+async def show_analysis(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    wid = resolve(c, request.path_params["workflow_id"])
+    return respond(await _loop(c).analysis(wid))

@@ -134,6 +134,17 @@ def test_a_timing_effect_is_recommended_applied_used_and_rolled_back(api: Api) -
     api.close()
 
 
+def test_the_analysis_shows_the_imported_task_with_sample_sizes(api: Api) -> None:
+    import_history(api, history_csv("clear_effect", n=600))
+    a = api.ok(api.get(f"/workflows/{WF}/mape-k/analysis"))
+    assert set(a) >= {"stamp", "slo", "bottlenecks", "dispatch", "assignees", "breach_risk"}
+    (legal,) = [t for t in a["slo"] if t["task"] == TASK]
+    assert (legal["closed"], legal["target_hours"]) == (600, 4.0)  # slos.yaml's target
+    c = legal["compliance"]
+    assert c["n"] == 600 and c["low"] <= c["value"] <= c["high"]
+    assert a["stamp"]["observations"] == 600
+
+
 def test_business_hours_alone_yield_no_confident_timing_recommendation(api: Api) -> None:
     import_history(api, history_csv("business_hours"))
     assert [r for r in recs(api) if r["confidence"] >= 0.8] == []
