@@ -6,8 +6,31 @@ whose property holds. Both are off for every property test (a test may still set
 own settings on top).
 """
 
+import importlib.util
+import pathlib
+import sys
+import types
+
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("caseloop", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("caseloop")
+
+
+def load_mapek_eval() -> types.ModuleType:
+    """bench/mapek_eval.py (worlds with known timing effects), loaded once: the MAPE-K
+    tests build their histories from it."""
+    if "mapek_eval" not in sys.modules:
+        path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "mapek_eval.py"
+        spec = importlib.util.spec_from_file_location("mapek_eval", path)
+        mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules["mapek_eval"] = mod
+        spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return sys.modules["mapek_eval"]
+
+
+@pytest.fixture(scope="session")
+def mapek_eval() -> types.ModuleType:
+    return load_mapek_eval()

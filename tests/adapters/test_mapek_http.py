@@ -12,9 +12,6 @@ the world's response, so the test needs no twin to build its input."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import pathlib
-import sys
 
 import httpx
 import numpy as np
@@ -22,7 +19,6 @@ import pytest
 from http_kit import Server
 from test_pipeline_http import Api, when
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 WF = "deal-approval-gate"
 TASK = "SendToLegal"
 LEGAL = "priya.patel@acme.com"
@@ -32,16 +28,7 @@ DEAL = {"deal_name": "Acme Analytics", "customer_name": "Acme", "deal_acv": 6000
         "discount_percent": 0}
 
 
-def _eval_module():
-    spec = importlib.util.spec_from_file_location("mapek_eval", ROOT / "bench" / "mapek_eval.py")
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["mapek_eval"] = mod
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
-
-
-def history_csv(scenario: str, n: int = 1600, seed: int = 3) -> str:
-    ev = _eval_module()
+def history_csv(ev, scenario: str, n: int = 1600, seed: int = 3) -> str:
     world = ev.world(scenario)
     respond = ev.true_responder(world, seed)
     rows = ["case_id,task,event,timestamp,deal_acv"]
@@ -76,8 +63,8 @@ def api(server_factory) -> Api:
     a.close()
 
 
-def test_a_timing_effect_is_recommended_applied_used_and_rolled_back(api: Api) -> None:
-    import_history(api, history_csv("clear_effect"))
+def test_a_timing_effect_is_recommended_applied_used_and_rolled_back(api: Api, mapek_eval) -> None:
+    import_history(api, history_csv(mapek_eval, "clear_effect"))
     found = [r for r in recs(api) if r["type"] == "timing_optimization"]
     assert len(found) == 1, found
     rec = found[0]
@@ -134,8 +121,8 @@ def test_a_timing_effect_is_recommended_applied_used_and_rolled_back(api: Api) -
     api.close()
 
 
-def test_the_analysis_shows_the_imported_task_with_sample_sizes(api: Api) -> None:
-    import_history(api, history_csv("clear_effect", n=600))
+def test_the_analysis_shows_the_imported_task_with_sample_sizes(api: Api, mapek_eval) -> None:
+    import_history(api, history_csv(mapek_eval, "clear_effect", n=600))
     a = api.ok(api.get(f"/workflows/{WF}/mape-k/analysis"))
     assert set(a) >= {"stamp", "slo", "bottlenecks", "dispatch", "assignees", "breach_risk"}
     (legal,) = [t for t in a["slo"] if t["task"] == TASK]
@@ -145,8 +132,9 @@ def test_the_analysis_shows_the_imported_task_with_sample_sizes(api: Api) -> Non
     assert a["stamp"]["observations"] == 600
 
 
-def test_business_hours_alone_yield_no_confident_timing_recommendation(api: Api) -> None:
-    import_history(api, history_csv("business_hours"))
+def test_business_hours_alone_yield_no_confident_timing_recommendation(
+        api: Api, mapek_eval) -> None:
+    import_history(api, history_csv(mapek_eval, "business_hours"))
     assert [r for r in recs(api) if r["confidence"] >= 0.8] == []
 
 

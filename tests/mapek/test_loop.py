@@ -6,10 +6,6 @@ threshold; a new loop over the same store folds back the same state."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-
 import msgspec
 import numpy as np
 import pytest
@@ -22,7 +18,6 @@ from mapek.policy import PolicyBook
 from mapek.twin import run_task_twin
 
 pytestmark = pytest.mark.anyio
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -30,16 +25,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _eval():
-    spec = importlib.util.spec_from_file_location("mapek_eval", ROOT / "bench" / "mapek_eval.py")
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["mapek_eval"] = mod
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
-
-
-def observations(scenario: str, seed: int = 5, n: int = 1600) -> list[Observation]:
-    ev = _eval()
+def observations(ev, scenario: str, seed: int = 5, n: int = 1600) -> list[Observation]:
     respond = ev.true_responder(ev.world(scenario), seed)
     out = []
     for i, t in enumerate(ev.arrivals(np.random.default_rng(seed), n, 56, ev.START)):
@@ -71,8 +57,9 @@ async def loop_over(store: SQLiteStore, obs: list[Observation], clock: Clock,
     return loop
 
 
-async def test_a_policy_that_underdelivers_is_rolled_back_and_notified(tmp_path) -> None:
-    obs = observations("clear_effect")
+async def test_a_policy_that_underdelivers_is_rolled_back_and_notified(
+        tmp_path, mapek_eval) -> None:
+    obs = observations(mapek_eval, "clear_effect")
     clock = Clock(max(o.closed_at for o in obs) + 3600)
     async with SQLiteStore(str(tmp_path / "db")) as store:
         loop = await loop_over(store, obs, clock, verify_after=40)
@@ -108,8 +95,8 @@ async def test_a_policy_that_underdelivers_is_rolled_back_and_notified(tmp_path)
         assert [v.version for v in again.book.history] == [0, 1, 2]
 
 
-async def test_auto_apply_is_off_by_default_and_needs_its_confidence(tmp_path) -> None:
-    obs = observations("clear_effect", seed=6)
+async def test_auto_apply_is_off_by_default_and_needs_its_confidence(tmp_path, mapek_eval) -> None:
+    obs = observations(mapek_eval, "clear_effect", seed=6)
     clock = Clock(max(o.closed_at for o in obs) + 3600)
     async with SQLiteStore(str(tmp_path / "a")) as store:
         loop = await loop_over(store, obs, clock)
@@ -127,13 +114,14 @@ async def test_auto_apply_is_off_by_default_and_needs_its_confidence(tmp_path) -
         assert loop.book.current.recommendation == rec.id
 
 
-async def test_no_effect_no_recommendation_and_small_history_claims_nothing(tmp_path) -> None:
+async def test_no_effect_no_recommendation_and_small_history_claims_nothing(
+        tmp_path, mapek_eval) -> None:
     async with SQLiteStore(str(tmp_path / "db")) as store:
-        obs = observations("business_hours", seed=7)
+        obs = observations(mapek_eval, "business_hours", seed=7)
         loop = await loop_over(store, obs, Clock(max(o.closed_at for o in obs) + 1))
         await loop.cycle()
         assert [r for r in loop.for_workflow("wf") if r.confidence >= 0.8] == []
-        few = observations("clear_effect", seed=8, n=150)
+        few = observations(mapek_eval, "clear_effect", seed=8, n=150)
         loop2 = await loop_over(store, few, Clock(max(o.closed_at for o in few) + 1))
         await loop2.cycle(force=True)
         assert loop2.for_workflow("wf") == [] or all(

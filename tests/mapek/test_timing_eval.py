@@ -6,17 +6,12 @@ team. The full evaluation (30 seeds per scenario) is recorded in bench/README.md
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
 from mapek.policy import DispatchWindow
 from mapek.timing import TaskHistory, TimingConfig, find_window, release_wait
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.anyio
 
 
@@ -25,20 +20,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _eval():
-    spec = importlib.util.spec_from_file_location("mapek_eval", ROOT / "bench" / "mapek_eval.py")
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["mapek_eval"] = mod
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
-
-
-EV = _eval()
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
-async def test_a_clear_effect_is_found_and_its_saving_estimated(seed: int) -> None:
-    run = await EV.evaluate("clear_effect", seed, 1600, 56, TimingConfig(bootstrap=150))
+async def test_a_clear_effect_is_found_and_its_saving_estimated(seed: int, mapek_eval) -> None:
+    run = await mapek_eval.evaluate("clear_effect", seed, 1600, 56, TimingConfig(bootstrap=150))
     assert run.detected and run.confidence >= 0.8, run
     assert "2pm" in run.window
     assert abs(run.error) <= 0.25, run
@@ -46,8 +32,8 @@ async def test_a_clear_effect_is_found_and_its_saving_estimated(seed: int) -> No
 
 @pytest.mark.parametrize("scenario", ["business_hours", "always_on"])
 @pytest.mark.parametrize("seed", [11, 12, 13])
-async def test_no_effect_no_confident_claim(scenario: str, seed: int) -> None:
-    run = await EV.evaluate(scenario, seed, 1600, 56, TimingConfig(bootstrap=150))
+async def test_no_effect_no_confident_claim(scenario: str, seed: int, mapek_eval) -> None:
+    run = await mapek_eval.evaluate(scenario, seed, 1600, 56, TimingConfig(bootstrap=150))
     assert not run.detected, run
 
 
