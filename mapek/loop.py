@@ -42,9 +42,8 @@ from actors.ports import Notice
 from .analyze import Analysis, TargetOf, analyze
 from .knowledge import Audit, KnowledgeLog, Recommendation, Record, fold, record
 from .monitor import Monitor, Observation
-from .policy import Change, PolicyBook, PolicyError, clock_label, zone_label
+from .policy import Change, PolicyBook, clock_label, zone_label
 from .timing import (
-    HOUR,
     TaskHistory,
     TimingConfig,
     TimingFinding,
@@ -263,10 +262,7 @@ class MapeK:
             raise Refused(f"recommendation {rid} is advice ({rec.type}); it changes no "
                           "policy")
         now = self.now()
-        try:
-            version = self.book.apply(rec.change, now, f"{rid} applied by {by}", rid)
-        except PolicyError:
-            raise
+        version = self.book.apply(rec.change, now, f"{rid} applied by {by}", rid)  # PolicyError
         done = msgspec.structs.replace(rec, status="applied", applied_version=version.version,
                                        applied_at=now, updated_at=now)
         self.recommendations[rid] = done
@@ -384,4 +380,4 @@ def _words(task: str) -> str:
     return '"' + re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", task).replace("_", " ") + '"'
 
 
-__all__ = ["HOUR", "LoopSettings", "MapeK", "NotFound", "Refused"]
+__all__ = ["LoopSettings", "MapeK", "NotFound", "Refused"]

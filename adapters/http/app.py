@@ -222,11 +222,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 store.on_notices = worker.wake
                 tg.start_soon(worker.run)
                 intake = await start_intake(store, rt, _config(s, "icp", "icp.yaml"))
+                zone_of = _time_zone_of(directory)
                 monitor = Monitor(store, role_of=_role_of(rt),
-                                  time_zone_of=lambda p: _time_zone_of(directory)(p) or "UTC")
+                                  time_zone_of=lambda p: zone_of(p) or "UTC")
                 await absorb_imported(monitor, store)  # history imported before this start
                 loop = MapeK(monitor, KnowledgeStore(store), policies, twin=run_task_twin,
-                             now=rt.clock.now, time_zone_of=_time_zone_of(directory),
+                             now=rt.clock.now, time_zone_of=zone_of,
                              notify=_policy_notices(slas), target_of=_target_of(slas),
                              settings=s.mapek)
                 await loop.load()
