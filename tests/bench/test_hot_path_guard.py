@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 import sys
-import time
 
 BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench"
 
@@ -40,7 +39,8 @@ def test_reference_record_is_usable() -> None:
 
 
 def test_hot_path_cost_relative_to_reference_within_tolerance() -> None:
-    t0 = time.perf_counter()
+    # Ratios only: a wall-time limit here failed CI on a machine busy with other jobs
+    # while the ratio itself held (what the guard is for).
     ok, details = guard.check()
     assert ok, (
         f"hot path regressed: hot/reference CPU-time ratio {details['ratio']} is "
@@ -48,4 +48,3 @@ def test_hot_path_cost_relative_to_reference_within_tolerance() -> None:
         f"{details['limit']}, 1.5x). If the slowdown is deliberate, re-record with "
         f"`python bench/guard.py --record` and say why. Details: {details}"
     )
-    assert time.perf_counter() - t0 < 10, "the guard should take well under 10 s"
