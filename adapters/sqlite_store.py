@@ -704,14 +704,17 @@ def _write_phases(db: sqlite3.Connection, appends: list[Append]) -> None:
                 db.execute(_CLOSE_PHASE, (p.at, p.outcome, a.case_id))
 
 
+def _notice_row(n: Notice, case_id: str, at: float) -> tuple[Any, ...]:
+    return (n.key, n.case_id or case_id, n.topic, n.channel, n.target, n.subject, n.body,
+            _json(n.payload).decode(), at, at)
+
+
 def _write_notices(db: sqlite3.Connection, appends: list[Append]) -> None:
     # Rare (SLA breaches, policy changes): only appends that carry notices pay.
     for a in appends:
         if a.notices:
             at = a.case.updated_at
-            db.executemany(_INSERT_NOTICE, [
-                (n.key, n.case_id or a.case_id, n.topic, n.channel, n.target, n.subject,
-                 n.body, _json(n.payload).decode(), at, at) for n in a.notices])
+            db.executemany(_INSERT_NOTICE, [_notice_row(n, a.case_id, at) for n in a.notices])
 
 
 # ------------------------------------------------------------ MAPE-K knowledge
@@ -727,11 +730,8 @@ class KnowledgeStore:
         def write(db: sqlite3.Connection) -> None:
             db.executemany("INSERT INTO knowledge (at, kind, subject, body) VALUES (?, ?, ?, ?)",
                            [(r.at, r.kind, r.subject, r.body) for r in records])
-            for n in notices or ():
-                at = records[-1].at if records else 0.0
-                db.execute(_INSERT_NOTICE, (n.key, n.case_id, n.topic, n.channel, n.target,
-                                            n.subject, n.body, _json(n.payload).decode(),
-                                            at, at))
+            at = records[-1].at if records else 0.0
+            db.executemany(_INSERT_NOTICE, [_notice_row(n, "", at) for n in notices or ()])
 
         await self.store.write(write)
         if notices and self.store.on_notices is not None:

@@ -394,7 +394,7 @@ class Case:
 
     @staticmethod
     def _check_released(it: WorkItem, at: float) -> None:
-        if it.held_until is not None and at < it.held_until:
+        if at < it.held_until:  # type: ignore[operator]
             # The engine reads no calendar: the adapter shows `held_until` as a date.
             raise NotEnabled(f"work item {it.id} is held by the dispatch policy for another "
                              f"{(it.held_until - at) / 3600:.1f} h", field="held_until")
@@ -403,7 +403,8 @@ class Case:
         it = self._item(ref)
         if it.state != ENABLED:
             raise NotEnabled(f"work item {it.id} is {it.state}, not enabled")
-        self._check_released(it, at)
+        if it.held_until is not None:  # rare: no call on the hot path otherwise
+            self._check_released(it, at)
         t = self.net.tasks[it.task]
         consumed = () if it.parent >= 0 else _consumption(t, self.marked)
         self._emit(WorkItemStarted(it.id, at, consumed, by))
@@ -417,7 +418,7 @@ class Case:
         t = self.net.tasks[it.task]
         if it.state == FAILED:
             raise NotEnabled(f"work item {it.id} failed; retry it first")
-        if it.state == ENABLED:
+        if it.held_until is not None and it.state == ENABLED:
             self._check_released(it, at)
         if t.mi is not None and it.parent < 0:
             raise NotEnabled(f"task {t.id!r} runs as instances: complete those, or "

@@ -75,22 +75,18 @@ def record(at: float, kind: str, subject: str, body: Any) -> Record:
 
 
 class Knowledge(msgspec.Struct):
-    """The fold of the log: current recommendations and the policy history."""
+    """The fold of the log: current recommendations and the policy history (audit and
+    model records are for reading the log, not for the loop's state)."""
 
     recommendations: dict[str, Recommendation]
     policies: list[PolicyVersion]
-    audit: list[tuple[float, str, Audit]]
-    last_seq: int = 0
 
 
 def fold(rows: list[tuple[int, float, str, str, str]]) -> Knowledge:
-    k = Knowledge({}, [], [])
-    for seq, at, kind, subject, body in rows:
+    k = Knowledge({}, [])
+    for _seq, _at, kind, subject, body in rows:
         if kind == "recommendation":
             k.recommendations[subject] = msgspec.json.decode(body, type=Recommendation)
         elif kind == "policy":
             k.policies.append(msgspec.json.decode(body, type=PolicyVersion))
-        elif kind == "audit":
-            k.audit.append((at, subject, msgspec.json.decode(body, type=Audit)))
-        k.last_seq = seq
     return k

@@ -214,20 +214,6 @@ class PolicyBook:
         return RoutingRule(prefer=p.prefer, avoid=p.avoid)
 
 
-class OneWindow:
-    """A dispatch policy of one window for one task (the twin's proposed policy)."""
-
-    def __init__(self, workflow_id: str, task: str, window: DispatchWindow) -> None:
-        self.key = (workflow_id, task)
-        self.window = window
-
-    def hold_until(self, workflow_id: str, task: str, at: float) -> tuple[float, int] | None:
-        if (workflow_id, task) != self.key:
-            return None
-        until = self.window.release(at)
-        return None if until is None else (until, 0)
-
-
 _ZONES: dict[str, ZoneInfo] = {}
 _LABELS = {"America/Los_Angeles": "PT", "America/Denver": "MT", "America/Chicago": "CT",
            "America/New_York": "ET", "Europe/London": "UK time", "UTC": "UTC"}

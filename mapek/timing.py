@@ -38,14 +38,13 @@ from __future__ import annotations
 import itertools
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 import numpy as np
 
-from .policy import WEEKDAYS, DispatchWindow, OneWindow
+from .monitor import utc_offset
+from .policy import WEEKDAYS, Change, DispatchWindow, PolicyBook
 
 HOUR = 3600.0
 N_BINS = 96  # 24 hours x 4 day types
@@ -124,12 +123,10 @@ class TimingFinding(msgspec.Struct):
 def local_week_hours(t: np.ndarray, time_zone: str) -> np.ndarray:
     """Hours since local Monday 00:00 (0..168) of each epoch time, DST exact: the UTC
     offset is looked up once per UTC hour (zones change offset on hour boundaries)."""
-    tz = ZoneInfo(time_zone)
     hours = np.floor(t / HOUR).astype(np.int64)
     uniq, inv = np.unique(hours, return_inverse=True)
-    off = np.fromiter(
-        (tz.utcoffset(datetime.fromtimestamp(int(h) * HOUR, UTC).replace(tzinfo=None))
-         .total_seconds() for h in uniq), float, len(uniq))
+    off = np.fromiter((utc_offset(time_zone, h * HOUR) for h in uniq.tolist()), float,
+                      len(uniq))
     local = t + off[inv]
     days = np.floor(local / 86400.0)
     weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
@@ -308,9 +305,10 @@ async def twin_saving(run_task_twin: TwinRunner, arrivals: Sequence[float],
                       ) -> TwinEstimate:
     """Run the same arrivals through the twin under the current policy (none) and the
     proposed window, with the same responder: the difference is the policy's effect."""
+    proposed = PolicyBook()
+    proposed.apply(Change("dispatch_window", "twin", "Work", window=window), 0.0, "proposed")
     cur = await run_task_twin(arrivals, respond, dispatch=None)
-    new = await run_task_twin(arrivals, respond,
-                              dispatch=OneWindow("twin", "Work", window))
+    new = await run_task_twin(arrivals, respond, dispatch=proposed)
     c = float(np.mean(np.subtract(cur.completed_at, cur.enabled_at))) / HOUR
     p = float(np.mean(np.subtract(new.completed_at, new.enabled_at))) / HOUR
     return TwinEstimate(c, p, c - p, len(arrivals))

@@ -9,7 +9,6 @@ import pathlib
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 import msgspec
@@ -18,10 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from actors import ActionRegistry, Runtime, VirtualClock, placeholder_actions
+from actors import ActionRegistry, Runtime, VirtualClock, WorkflowNotFound, placeholder_actions
 from actors.assignment import least_loaded
 from actors.icp import icp_action, load_profile
-from actors.ports import Notice
 from adapters.channels import Channels, load_channels
 from adapters.clock import SystemClock
 from adapters.history import absorb_imported
@@ -153,7 +151,7 @@ def _role_of(rt: Runtime) -> Callable[[str, str], str | None]:
     def role(workflow_id: str, task: str) -> str | None:
         try:
             net = rt.net(workflow_id)
-        except Exception:  # imported history: a workflow or task the runtime lacks
+        except WorkflowNotFound:  # imported history: a workflow the runtime lacks
             return None
         i = net.task_index.get(task)
         return None if i is None else net.tasks[i].role
@@ -165,13 +163,6 @@ def _target_of(slas: SlaBook | None) -> Callable[[str, str], float | None]:
         t = slas.target(workflow_id, task) if slas is not None else None
         return None if t is None else t.target / 3600.0
     return target
-
-
-def _policy_notices(slas: SlaBook | None) -> Callable[[Any, str], list[Notice]] | None:
-    """A rolled-back policy is told to the people SLA breaches are told to."""
-    if slas is None:
-        return None
-    return slas.policy_notices
 
 
 async def _mapek_cycles(loop: MapeK, every: float) -> None:
@@ -228,7 +219,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await absorb_imported(monitor, store)  # history imported before this start
                 loop = MapeK(monitor, KnowledgeStore(store), policies, twin=run_task_twin,
                              now=rt.clock.now, time_zone_of=zone_of,
-                             notify=_policy_notices(slas), target_of=_target_of(slas),
+                             # a rollback is told to those SLA breaches are told to
+                             notify=slas.policy_notices if slas is not None else None,
+                             target_of=_target_of(slas),
                              settings=s.mapek)
                 await loop.load()
                 tg.start_soon(_mapek_cycles, loop, s.mapek_every)

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from mapek.analyze import Analysis
 from mapek.knowledge import Recommendation as Rec
-from mapek.loop import NotFound, Refused
+from mapek.loop import Refused
 from mapek.policy import PolicyError, PolicyVersion
 
 from .api import api
@@ -98,10 +98,7 @@ def _find(c: Context, request: Request) -> tuple[Any, str]:
     wid = resolve(c, request.path_params["workflow_id"])
     rid = request.path_params["rid"]
     loop = _loop(c)
-    try:
-        rec = loop.get(rid)
-    except NotFound:
-        rec = None
+    rec = loop.recommendations.get(rid)
     if rec is None or rec.workflow_id != wid:
         raise ApiError(404, RECOMMENDATION_NOT_FOUND,
                        f"no recommendation {rid!r} for workflow {wid!r}", [("rid", "unknown")])

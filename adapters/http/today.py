@@ -28,7 +28,7 @@ async def today(request: Request) -> Response:
         raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
     now = c.runtime.clock.now()
     rows = await c.store.worklist(user=user, roles=sorted(c.directory.roles_of(user)),
-                                  now=c.runtime.clock.now())
+                                  now=now)
     items = []
     for r, wid in rows:
         sla = c.slas.target(wid, r.task) if c.slas is not None else None
