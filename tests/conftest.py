@@ -34,3 +34,24 @@ def load_mapek_eval() -> types.ModuleType:
 @pytest.fixture(scope="session")
 def mapek_eval() -> types.ModuleType:
     return load_mapek_eval()
+
+
+SIMULATED_DEALS = 1500  # enough closed e-signatures (> 200) for a timing recommendation
+
+
+@pytest.fixture(scope="session")
+def simulated_db(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A store filled by `caseloop simulate` (seasonal, 30 days to today, seed 42), made
+    once per run for the dashboard, report and metrics tests. Read it; a test that writes
+    (apply, import, serve) works on its own copy: `shutil.copy(simulated_db, tmp_path)`.
+    """
+    import anyio
+
+    from adapters.simulation import default_start, simulate_into
+
+    specs = pathlib.Path(__file__).resolve().parents[1] / "specs"
+    db = tmp_path_factory.mktemp("simulated") / "pipeline.db"
+    anyio.run(lambda: simulate_into(str(db), deals=SIMULATED_DEALS, days=30,
+                                    pattern="seasonal", seed=42, start=default_start(30),
+                                    specs=str(specs)))
+    return db
