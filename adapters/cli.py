@@ -16,6 +16,9 @@
                                         import work history (CSV event log) for MAPE-K
     caseloop export --workflow ID [--format xes|csv] [--out FILE] [--db caseloop.db]
                                         a workflow's history as XES or CSV
+    caseloop report [--db caseloop.db] [--out reports] [--specs specs] [--time-zone UTC]
+                                        one HTML page per analyzer + manifest.json;
+                                        rewrites only the pages whose data changed
 """
 
 from __future__ import annotations
@@ -208,6 +211,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from adapters.reports.generate import run_cli
+
+    return run_cli(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="caseloop", description="caseloop workflow engine")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -271,6 +280,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--config", help="response models and mix (default: simulation.yaml "
                    "in --specs)")
     m.set_defaults(fn=cmd_simulate)
+    r = sub.add_parser("report", help="HTML reports, one page per analyzer, that work "
+                       "opened from disk; only pages whose data changed are rewritten")
+    r.add_argument("--db", default="caseloop.db", help="SQLite database file")
+    r.add_argument("--out", default="reports", help="directory to write the pages into")
+    r.add_argument("--specs", default="specs", help="roles.yaml, slos.yaml, costs.yaml")
+    r.add_argument("--time-zone", default="UTC", help="the clock arrival patterns are "
+                   "read on (IANA name, e.g. America/New_York)")
+    r.set_defaults(fn=cmd_report)
     args = ap.parse_args(argv)
     return int(args.fn(args))
 
