@@ -7,6 +7,12 @@ is consulted first: `prefer` narrows the choice to the preferred people when any
 available, `avoid` removes people unless nobody else is left. Who holds a role and how
 loaded each person is come through ports, so this module knows no directory file and
 no database.
+
+The rule is asked for with this action's own task (`AssignToSDR`), yet the choice it
+makes decides who works later tasks: the SDR a lead goes to owns the deal and
+justifies its discount. So a policy measured on such a later task reaches the runtime
+here -- the policy side files it under the assignment that decides it
+(actors.ports.RoutingPolicy) -- and one lookup per assignment serves them all.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The ports the runtime consults: a store, a clock, service levels (SLOs) and the
-routing policy (which the MAPE-K loop may change).
+dispatch, routing and escalation policies (which the MAPE-K loop may change).
 
 They are Protocols defined here, next to their user, so that actors/ depends on no
 adapter: SQLite or PostgreSQL stores and the system clock implement them from above.
@@ -170,7 +170,29 @@ class RoutingRule(msgspec.Struct, frozen=True):
 
 
 class RoutingPolicy(Protocol):
-    def rule(self, workflow_id: str, task: str) -> RoutingRule | None: ...
+    def rule(self, workflow_id: str, task: str) -> RoutingRule | None:
+        """The rule an assignment task (`assign_least_loaded`) follows: its own, merged
+        with the rules of the later tasks whose performer its choice decides (the SDR a
+        lead is assigned to works the deal's SDR tasks) -- the policy knows that link,
+        the assignment does not."""
+        ...
+
+
+class EscalationRule(msgspec.Struct, frozen=True):
+    """Raise a task's SLA alert `after` seconds from enabling -- earlier than its SLO's
+    own alert threshold -- and tell the people of `to_role` (who can act on it)."""
+
+    after: float  # seconds
+    to_role: str
+    version: int  # the policy version that set it
+
+
+class EscalationPolicy(Protocol):
+    """Earlier alerts for tasks whose breaches can be seen coming (the MAPE-K loop's
+    escalations). Consulted with the SLA policy whenever a task's deadline is armed:
+    a dictionary lookup for a task without one."""
+
+    def escalation(self, workflow_id: str, task: str) -> EscalationRule | None: ...
 
 
 class DispatchPolicy(Protocol):

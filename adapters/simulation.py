@@ -14,6 +14,12 @@ mode even if the environment names a webhook (a simulation never calls a real
 system); and SLA breaches are recorded but notify nobody -- a simulated month must not
 page the CFO, nor leave the outbox full of notices for the next `serve` to deliver.
 
+The policies are the database's: the MAPE-K loop's knowledge log is folded into a
+`PolicyBook` as `serve` loads it, and the simulated runtime consults it as `serve`'s
+does -- dispatch windows for new work, routing at the lead assignment, escalations
+for SLA deadlines. A simulation after an apply runs under the applied policy, one
+after a rollback under the policy restored.
+
 People are the people of roles.yaml with their roles (and the roles they act as) and
 time zones; who may complete what is `adapters.people.authorize`, the check every
 HTTP completion passes. Callbacks from the e-signature and billing systems come from
@@ -50,9 +56,11 @@ from adapters.config import load_yaml
 from adapters.http.app import Settings, load_registry, pipeline_actions, sla_book
 from adapters.integrations import load_integrations, register_integrations
 from adapters.people import Directory, authorize, load_directory
-from adapters.sqlite_store import SQLiteStore
+from adapters.sqlite_store import KnowledgeStore, SQLiteStore
+from mapek.knowledge import fold
 from mapek.memory_store import MemoryStore
 from mapek.pipeline_mix import SimulationConfig
+from mapek.policy import PolicyBook
 from mapek.simulate import Progress, SimPerson, SimulationSummary, simulate_pipeline
 
 DAY = 86400.0
@@ -143,10 +151,15 @@ async def simulate_into(db: str, *, deals: int, days: float, pattern: str, seed:
         # simulation runs its own, on its virtual clock).
         holder = Runtime(store, VirtualClock(start))
         await load_registry(settings, store, holder)
-        slas = sla_book(settings, directory, set())  # recorded, never notified
+        policies = PolicyBook(fold(await KnowledgeStore(store).read_knowledge()).policies)
+        if messages is not None and policies.current.version:
+            messages.append(f"policy version {policies.current.version} in force: "
+                            f"{len(policies.current.tasks)} task policies")
+        slas = sla_book(settings, directory, set(), policies)  # recorded, never notified
         async with anyio.create_task_group() as tg:
             front = WriteBehind(MemoryStore(), store, tg)
-            actions = pipeline_actions(settings, front, directory)  # type: ignore[arg-type]
+            actions = pipeline_actions(settings, front, directory,  # type: ignore[arg-type]
+                                       policies)
             _local_integrations(actions, spec_dir / "integrations.yaml")
             if messages is not None:
                 messages += settings.messages
@@ -155,7 +168,7 @@ async def simulate_into(db: str, *, deals: int, days: float, pattern: str, seed:
                 pattern=pattern, seed=seed, start=start, slas=slas,
                 authorize=functools.partial(authorize, directory),
                 signals_by=senders[0] if senders else "signal:billing", case_prefix=prefix,
-                progress=progress)
+                dispatch=policies, progress=progress)
         return summary
 
 

@@ -14,6 +14,11 @@ through the `channels` named there -- only those the deployment configured
       recipients: [sales_manager, cfo]   # roles (every person holding one) or people
       channels: [slack, email]           # email: one per person; slack/webhook: one post
       slack_channel: revops-alerts
+
+Escalations (the MAPE-K loop's, through the `EscalationPolicy` port) move a task's alert
+earlier for new work items: `target` then answers the escalation's threshold, so the
+runtime raises the breach early, and `notices` sends that early alert (topic
+`sla.escalated`) to the people of the escalation's role as well as the recipients.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from typing import Any
 
 import msgspec
 
-from actors.ports import Notice, SlaTarget
+from actors.ports import EscalationPolicy, Notice, SlaTarget
 from adapters.config import load_yaml
 from adapters.people import Directory
+from mapek.escalation import SloTerms
 
 HOUR = 3600.0
 CHANNELS = ("email", "slack", "webhook")
@@ -77,10 +83,12 @@ class SlaBook:
     """slos.yaml as the runtime's SLA policy, with the people who are told."""
 
     def __init__(self, slos: SloFile, directory: Directory,
-                 configured: set[str] | frozenset[str] = frozenset()) -> None:
+                 configured: set[str] | frozenset[str] = frozenset(),
+                 escalations: EscalationPolicy | None = None) -> None:
         self.slos = slos
         self.directory = directory
         self.channels = [c for c in slos.notifications.channels if c in configured]
+        self.escalations = escalations
         self._targets: dict[tuple[str, str | None], SlaTarget | None] = {}
 
     def slo(self, workflow_id: str, task: str | None) -> Slo | None:
@@ -94,7 +102,33 @@ class SlaBook:
             s = self.slo(workflow_id, task)
             self._targets[key] = None if s is None else SlaTarget(s.target_hours * HOUR,
                                                                  s.alert * HOUR)
-        return self._targets[key]
+        t = self._targets[key]
+        if t is not None and task is not None and self.escalations is not None:
+            # Asked when an item's deadline is armed: an escalation applied since acts
+            # on new work (a dict lookup for the tasks without one).
+            rule = self.escalations.escalation(workflow_id, task)
+            if rule is not None and rule.after < t.alert:
+                return SlaTarget(t.target, rule.after)
+        return t
+
+    def terms(self, workflow_id: str, task: str) -> SloTerms | None:
+        """The SLO of a task as the MAPE-K loop plans with it (hours, share)."""
+        s = self.slo(workflow_id, task)
+        return None if s is None else SloTerms(s.target_hours, s.alert, s.compliance_target)
+
+    def escalation_role(self, role: str) -> str | None:
+        """Whom an early alert on `role`'s work should reach: the role of the people who
+        manage its holders (roles.yaml `manages`; the most common), else the least
+        senior other role that acts as it (so may do the work itself), else None."""
+        d = self.directory
+        holders = set(d.people_with_role(role))
+        bosses = [p.role for _u, p in sorted(d.people.items())
+                  if holders & set(p.manages) and p.role != role]
+        if bosses:
+            return max(sorted(set(bosses)), key=bosses.count)
+        acting = [(len(_acts_as(d, r)), r) for r in sorted(d.roles)
+                  if r != role and role in _acts_as(d, r) and d.people_with_role(r)]
+        return min(acting)[1] if acting else None
 
     def recipients(self) -> list[str]:
         out: list[str] = []
@@ -105,6 +139,10 @@ class SlaBook:
         return out
 
     def notices(self, case_id: str, workflow_id: str, breach: Any) -> list[Notice]:
+        if breach.item and self.escalations is not None:
+            s = self.slo(workflow_id, breach.task)
+            if s is not None and breach.alert < s.alert * HOUR - 1.0:
+                return self._escalated(case_id, workflow_id, breach)
         what = ("the case's time in " + workflow_id if breach.item == 0
                 else f"task {breach.task} (work item {breach.item})")
         subject = f"SLA breached: {breach.task} on {case_id}"
@@ -116,6 +154,28 @@ class SlaBook:
         key = f"sla:{case_id}:{breach.item}:{breach.at!r}"
         return self._fan_out(key, "sla.breached", subject, body, case_id, payload)
 
+    def _escalated(self, case_id: str, workflow_id: str, breach: Any) -> list[Notice]:
+        """An alert raised early by an escalation: the role that can act hears it first,
+        and the usual recipients with it (they would have heard at the SLO's threshold,
+        which this item no longer reaches with an alert of its own)."""
+        assert self.escalations is not None
+        rule = self.escalations.escalation(workflow_id, breach.task)  # rolled back: None
+        people = [] if rule is None else self.directory.people_with_role(rule.to_role)
+        people += [p for p in self.recipients() if p not in people]
+        subject = f"At risk: {breach.task} on {case_id} is still open"
+        body = (f"task {breach.task} (work item {breach.item}) of case {case_id} is still "
+                f"open after {breach.alert / HOUR:g} h; its target is "
+                f"{breach.target / HOUR:g} h."
+                + ("" if rule is None else f" Escalated to {rule.to_role} "
+                   f"(policy version {rule.version})."))
+        payload = {"case_id": case_id, "workflow_id": workflow_id, "item": breach.item,
+                   "task": breach.task, "target_hours": breach.target / HOUR,
+                   "alert_hours": breach.alert / HOUR, "breached_at": breach.at,
+                   "escalated_to": None if rule is None else rule.to_role,
+                   "policy_version": None if rule is None else rule.version}
+        key = f"esc:{case_id}:{breach.item}:{breach.at!r}"
+        return self._fan_out(key, "sla.escalated", subject, body, case_id, payload, people)
+
     def policy_notices(self, rec: Any, note: str) -> list[Notice]:
         """The MAPE-K loop rolled a policy back: the same people hear of it."""
         subject = f"Policy rolled back: {rec.id} on {rec.task or rec.workflow_id}"
@@ -126,9 +186,9 @@ class SlaBook:
                              subject, body, "", payload)
 
     def _fan_out(self, key: str, topic: str, subject: str, body: str, case_id: str,
-                 payload: dict[str, Any]) -> list[Notice]:
+                 payload: dict[str, Any], people: list[str] | None = None) -> list[Notice]:
         n = self.slos.notifications
-        people = self.recipients()
+        people = self.recipients() if people is None else people
         out = []
         for ch in self.channels:
             if ch == "email":
@@ -142,3 +202,14 @@ class SlaBook:
                                   body + (f" For: {names}." if names else ""), case_id,
                                   payload))
         return out
+
+
+def _acts_as(directory: Directory, role: str) -> set[str]:
+    """`role` and every role it acts as, transitively."""
+    out, todo = set(), [role]
+    while todo:
+        r = todo.pop()
+        if r not in out:
+            out.add(r)
+            todo += directory.roles[r].acts_as if r in directory.roles else []
+    return out

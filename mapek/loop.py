@@ -7,20 +7,27 @@ position is the data stamp): it takes a copy of the observations, and in a worke
 thread -- never on the event loop that serves requests and commands -- builds each
 task's history, looks for a dispatch window that beats dispatching at once
 (mapek.timing), and estimates each finding's saving in the twin (the real engine and
-runtime on a virtual clock, in that thread's own event loop). Findings become
-recommendations with stable ids: a finding for a task that already has an open
-recommendation of the same type updates it rather than adding another; one whose
-change was rolled back or rejected is not proposed again; a `ready_to_apply`
-recommendation the history no longer supports is rejected by the loop.
+runtime on a virtual clock, in that thread's own event loop). The same thread asks
+mapek.plan for routing (a slow person, routed around at the assignment that decides
+who does the task), escalation (an earlier alert to a role that can act) and
+capacity (a saturated role: advice, no change). Proposals become recommendations
+with stable ids, one per (type, workflow, subject): a proposal for a subject that
+already has an open recommendation of the same type updates it rather than adding
+another; one whose change was rolled back or rejected is not proposed again; a
+`ready_to_apply` recommendation the history no longer supports is rejected by the loop.
 
 `apply` writes a new policy version (mapek.policy.PolicyBook, which the runtime
 consults for new work items) and marks the recommendation applied; `rollback` makes a
 new version equal to the one before it. After `verify_after` items of the task have
-completed under the policy, the loop compares the realized saving (mean time before
-vs after, on the same task) with the estimate: within `verify_tolerance` it is
-verified, worse it is rolled back and the change's owners are notified. Auto-apply
-is off unless configured; when on, it applies only reversible recommendations at or
-above `auto_apply_confidence`.
+completed under the policy, the loop compares the realized effect with the estimate:
+within `verify_tolerance` it is verified, worse it is rolled back and the change's
+owners are notified. A dispatch window is judged by the mean time before vs after on
+the same task; a routing change by the mean before vs the items the people kept did
+after (the avoided still finish work assigned before the change); an escalation,
+which claims no hours, by the task's breach share before vs after -- it must not get
+worse beyond the tolerance. Advice (capacity, routing nothing can act on) is never
+applied, so never verified. Auto-apply is off unless configured; when on, it applies
+only reversible recommendations at or above `auto_apply_confidence`.
 
 Every state change is a knowledge record (mapek.knowledge) written before it takes
 effect in memory, so a restart folds the log back into the same state.
@@ -35,23 +42,32 @@ from typing import Any
 
 import anyio
 import msgspec
-import numpy as np
 
 from actors.ports import Notice
 
 from .analyze import Analysis, TargetOf, analyze
+from .escalation import SloTerms
 from .knowledge import Audit, KnowledgeLog, Recommendation, Record, fold, record
 from .monitor import Monitor, Observation
-from .policy import Change, PolicyBook, clock_label, zone_label
+from .plan import (
+    AssignedAt,
+    EscalateTo,
+    PlanConfig,
+    Proposal,
+    SloOf,
+    plan_effects,
+    timing_proposal,
+)
+from .policy import PolicyBook
 from .timing import (
     TaskHistory,
     TimingConfig,
-    TimingFinding,
     TwinRunner,
     find_window,
     fitted_responder,
     twin_saving,
 )
+from .verify import judge
 
 
 class LoopSettings(msgspec.Struct, frozen=True):
@@ -61,6 +77,7 @@ class LoopSettings(msgspec.Struct, frozen=True):
     verify_after: int = 30  # items of the task completed under the policy
     verify_tolerance: float = 0.5  # the realized saving may fall short by this share
     timing: TimingConfig = TimingConfig()
+    plan: PlanConfig = PlanConfig()  # routing, escalation, capacity
 
 
 class NotFound(KeyError):
@@ -68,7 +85,12 @@ class NotFound(KeyError):
 
 
 class Refused(ValueError):
-    """An action the recommendation's status does not allow (e.g. apply twice)."""
+    """An action the recommendation does not allow: its status (apply twice), or it is
+    advice with no change to apply (`field` "change")."""
+
+    def __init__(self, message: str, field: str = "status") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 Notify = Callable[[Recommendation, str], list[Notice]]
@@ -79,7 +101,9 @@ class MapeK:
                  twin: TwinRunner, now: Callable[[], float],
                  time_zone_of: Callable[[str | None], str | None] | None = None,
                  notify: Notify | None = None, target_of: TargetOf | None = None,
-                 settings: LoopSettings | None = None) -> None:
+                 settings: LoopSettings | None = None, slo_of: SloOf | None = None,
+                 escalate_to: EscalateTo | None = None,
+                 assigned_at: AssignedAt | None = None) -> None:
         self.monitor = monitor
         self.knowledge = knowledge
         self.book = book
@@ -88,6 +112,11 @@ class MapeK:
         self.time_zone_of = time_zone_of or (lambda person: None)
         self.notify = notify
         self.target_of: TargetOf = target_of or (lambda workflow_id, task: None)
+        # The SLO's terms for escalations; without them, the target alone (alerted at
+        # the target, 95 % compliance).
+        self.slo_of: SloOf = slo_of or self._terms_of_target
+        self.escalate_to = escalate_to  # role -> role that hears early alerts
+        self.assigned_at = assigned_at  # (workflow, task) -> the assignment deciding it
         self._analyses: dict[str, tuple[tuple[int, int], Analysis]] = {}
         self.settings = settings or LoopSettings()
         self.recommendations: dict[str, Recommendation] = {}
@@ -153,19 +182,35 @@ class MapeK:
             closed = self.monitor.closed[:]  # copies: the monitor moves on meanwhile
             still_open = list(self.monitor.open.values())
             now = self.now()
-            findings = await anyio.to_thread.run_sync(
+            proposals = await anyio.to_thread.run_sync(
                 self._analyze_and_plan, closed, still_open, now)
-            await self._propose(findings, now)
-            await self._verify(closed, now)
+            await self._propose(proposals, now)
+            await self._verify(closed, still_open, now)
             if self.settings.auto_apply:
                 await self._auto_apply()
             self._stamp = stamp
             self.cycles += 1
             return True
 
+    def _terms_of_target(self, workflow_id: str, task: str) -> SloTerms | None:
+        target = self.target_of(workflow_id, task)
+        return None if target is None else SloTerms(target, target)
+
     def _analyze_and_plan(self, closed: list[Observation], still_open: list[Observation],
-                          now: float) -> list[tuple[TimingFinding, dict[str, Any]]]:
-        """Worker thread: findings with their twin estimates."""
+                          now: float) -> list[Proposal]:
+        """Worker thread: timing findings with their twin estimates, then the routing,
+        escalation and capacity planners over the same history."""
+        out = self._timing(closed, still_open, now)
+        zone = self.time_zone_of
+        out += plan_effects([*closed, *still_open], now,
+                            zone_of=lambda p: zone(p) or self.settings.default_time_zone,
+                            slo_of=self.slo_of, escalate_to=self.escalate_to,
+                            assigned_at=self.assigned_at, role_of=self.monitor.role_of,
+                            cfg=self.settings.plan)
+        return out
+
+    def _timing(self, closed: list[Observation], still_open: list[Observation],
+                now: float) -> list[Proposal]:
         groups: dict[tuple[str, str], list[Observation]] = defaultdict(list)
         for o in closed:
             if o.outcome == "completed":
@@ -186,7 +231,9 @@ class MapeK:
                 continue
             est = anyio.run(twin_saving, self.twin, list(history.enabled),
                             fitted_responder(history, cfg.seed), finding.window)
-            out.append((finding, msgspec.to_builtins(est)))
+            p = timing_proposal(finding, msgspec.to_builtins(est))
+            if p is not None:
+                out.append(p)
         return out
 
     def _time_zone(self, obs: Sequence[Observation]) -> str:
@@ -197,49 +244,38 @@ class MapeK:
             zones[tz or self.settings.default_time_zone] += 1
         return max(sorted(zones), key=zones.__getitem__)
 
-    async def _propose(self, findings: list[tuple[TimingFinding, dict[str, Any]]],
-                       now: float) -> None:
+    async def _propose(self, proposals: list[Proposal], now: float) -> None:
         records: list[Record] = []
-        seen: set[tuple[str, str]] = set()
-        for f, est in findings:
-            key = (f.workflow_id, f.task)
+        seen: set[tuple[str, str, str]] = set()
+        for p in proposals:
+            key = (p.type, p.workflow_id, p.subject)
             seen.add(key)
-            change = Change("dispatch_window", f.workflow_id, f.task, window=f.window)
-            same = [r for r in self.recommendations.values()
-                    if r.type == "timing_optimization" and (r.workflow_id, r.task) == key]
+            same = [r for r in self.recommendations.values() if _key(r) == key]
             if any(r.status in ("applied", "verified") for r in same):
-                continue  # a window is in place; judge it by its verification first
-            if any(r.change == change and r.status in ("rolled_back", "rejected")
+                continue  # a policy is in place; judge it by its verification first
+            if any(r.change == p.change and r.status in ("rolled_back", "rejected")
                    for r in same):
                 continue  # tried (or refused) already: do not propose it again
-            saving = float(est["saving_hours"])
-            if saving <= 0:
-                continue  # the twin does not confirm the finding
-            evidence = _timing_evidence(f, est)
-            days = f.window.describe().split(" on ", 1)[1]
-            desc = (f"Send new {_words(f.task)} work at {clock_label(f.window.start_hour)} "
-                    f"{zone_label(f.window.time_zone)} on {days} (holding it at most "
-                    f"{f.window.max_wait_hours:g}h) for {saving:.1f}h faster response")
             open_rec = next((r for r in same if r.status == "ready_to_apply"), None)
             if open_rec is not None:
                 rec = msgspec.structs.replace(
-                    open_rec, description=desc, confidence=round(f.confidence, 3),
-                    estimated_improvement=f"{saving:.1f} hours saved per deal",
-                    estimated_improvement_hours=round(saving, 2), evidence=evidence,
-                    change=change, updated_at=now)
+                    open_rec, task=p.task, description=p.description,
+                    confidence=p.confidence, estimated_improvement=p.estimated_improvement,
+                    estimated_improvement_hours=p.estimated_improvement_hours,
+                    evidence=p.evidence, change=p.change, updated_at=now)
             else:
                 rec = Recommendation(
-                    self._next_id(), f.workflow_id, "timing_optimization", f.task, desc,
-                    round(f.confidence, 3), f"{saving:.1f} hours saved per deal",
-                    round(saving, 2), "ready_to_apply", evidence, change, now, now)
+                    self._next_id(), p.workflow_id, p.type, p.task, p.description,
+                    p.confidence, p.estimated_improvement, p.estimated_improvement_hours,
+                    "ready_to_apply", p.evidence, p.change, now, now)
             self.recommendations[rec.id] = rec
             records.append(record(now, "recommendation", rec.id, rec))
-            records.append(record(now, "model", f"{f.workflow_id}/{f.task}", f))
+            if p.model is not None:
+                records.append(record(now, "model", f"{p.workflow_id}/{p.subject}", p.model))
             records.append(record(now, "audit", rec.id, Audit(
                 "updated" if open_rec is not None else "proposed", "mapek")))
         for r in list(self.recommendations.values()):
-            if (r.type == "timing_optimization" and r.status == "ready_to_apply"
-                    and (r.workflow_id, r.task) not in seen):
+            if r.status == "ready_to_apply" and _key(r) not in seen:
                 rec = msgspec.structs.replace(r, status="rejected", updated_at=now)
                 self.recommendations[r.id] = rec
                 records.append(record(now, "recommendation", r.id, rec))
@@ -260,7 +296,7 @@ class MapeK:
                           "one can be applied")
         if rec.change is None:
             raise Refused(f"recommendation {rid} is advice ({rec.type}); it changes no "
-                          "policy")
+                          "policy, so there is nothing to apply", "change")
         now = self.now()
         version = self.book.apply(rec.change, now, f"{rid} applied by {by}", rid)  # PolicyError
         done = msgspec.structs.replace(rec, status="applied", applied_version=version.version,
@@ -317,67 +353,30 @@ class MapeK:
                 await self._apply(rec.id, "mapek (auto-apply)")
 
     # -------------------------------------------------------------------- verify
-    async def _verify(self, closed: list[Observation], now: float) -> None:
+    async def _verify(self, closed: list[Observation], still_open: list[Observation],
+                      now: float) -> None:
         s = self.settings
         for rec in list(self.recommendations.values()):
             if rec.status != "applied" or rec.applied_at is None or rec.task is None:
                 continue
-            mine = [o for o in closed if o.outcome == "completed"
-                    and (o.workflow_id, o.task) == (rec.workflow_id, rec.task)]
-            after = [o.hours(now) for o in mine if o.enabled_at >= rec.applied_at]
-            if len(after) < s.verify_after:
-                continue
-            before = sorted((o for o in mine if o.closed_at is not None
-                             and o.closed_at <= rec.applied_at), key=lambda o: o.enabled_at)
-            before_h = [o.hours(now) for o in before[-max(len(after), s.verify_after):]]
-            if len(before_h) < s.verify_after:
-                continue
-            realized = float(np.mean(before_h) - np.mean(after))
-            estimate = rec.estimated_improvement_hours or 0.0
-            verdict = {"items_before": len(before_h), "items_after": len(after),
-                       "mean_hours_before": round(float(np.mean(before_h)), 3),
-                       "mean_hours_after": round(float(np.mean(after)), 3),
-                       "realized_saving_hours": round(realized, 3),
-                       "estimated_saving_hours": estimate,
-                       "tolerance": s.verify_tolerance, "measured_at": now}
-            if realized >= estimate * (1.0 - s.verify_tolerance):
-                done = msgspec.structs.replace(rec, status="verified", verification=verdict,
+            v = judge(rec, closed, still_open, now, s.verify_after, s.verify_tolerance)
+            if v is None:
+                continue  # not enough work under the policy yet
+            if v.passed:
+                done = msgspec.structs.replace(rec, status="verified", verification=v.details,
                                                updated_at=now)
                 self.recommendations[rec.id] = done
                 await self._write([record(now, "recommendation", rec.id, done),
                                    record(now, "audit", rec.id, Audit(
-                                       "verified", "mapek",
-                                       f"realized {realized:.2f}h vs estimated "
-                                       f"{estimate:.2f}h"))])
+                                       "verified", "mapek", v.summary))])
             else:
-                await self._rollback(rec.id, "mapek",
-                                     f"realized {realized:.2f}h saved against an estimate "
-                                     f"of {estimate:.2f}h (tolerance "
-                                     f"{s.verify_tolerance:.0%})", verdict)
+                await self._rollback(rec.id, "mapek", v.summary, v.details)
 
 
-def _timing_evidence(f: TimingFinding, est: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "method": "split-half counterfactual: one half of the cases chose the window, the "
-                  "other measured it (bootstrap); saving estimated in the twin with common "
-                  "random numbers",
-        "sample_size": f.n, "choosing_half": f.n_choose, "measuring_half": f.n_measure,
-        "baseline_hours": round(f.baseline_hours, 3),
-        "saving_hours_measured": round(f.saving_hours, 3),
-        "saving_interval_90": [round(f.interval[0], 3), round(f.interval[1], 3)],
-        "confidence": round(f.confidence, 3),
-        "confidence_means": f"P(saving > {f.threshold_hours:.2f}h) over the bootstrap",
-        "held_share": round(f.held_share, 3),
-        "window_median_response_hours": round(f.window_median_hours, 3),
-        "elsewhere_median_response_hours": round(f.elsewhere_median_hours, 3),
-        "twin": {k: round(v, 3) if isinstance(v, float) else v for k, v in est.items()},
-        "time_zone": f.window.time_zone,
-    }
-
-
-def _words(task: str) -> str:
-    """'SendForSignature' -> '"Send For Signature"': the task as people read it."""
-    return '"' + re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", task).replace("_", " ") + '"'
+def _key(r: Recommendation) -> tuple[str, str, str]:
+    """What a recommendation is about: one open one per (type, workflow, subject)."""
+    subject = r.task if r.task is not None else f"role:{r.evidence.get('role')}"
+    return (r.type, r.workflow_id, subject)
 
 
 __all__ = ["LoopSettings", "MapeK", "NotFound", "Refused"]

@@ -10,9 +10,23 @@ back makes a new version equal to an earlier one. Nothing is edited in place, so
 history is the audit trail, and the knowledge log stores each version as it is made.
 
 `PolicyBook` is what the runtime consults, through the ports actors/ defines:
-`hold_until` (actors.ports.DispatchPolicy) and `rule` (actors.ports.RoutingPolicy).
-Both are a dict lookup for tasks without a policy, so the hot path pays nothing for
-the loop's existence.
+`hold_until` (actors.ports.DispatchPolicy), `rule` (actors.ports.RoutingPolicy) and
+`escalation` (actors.ports.EscalationPolicy, read by the SLA policy when it arms a
+task's deadline). Each is a dict lookup for tasks without a policy, so the hot path
+pays nothing for the loop's existence.
+
+Routing acts where a person is chosen. A human task is offered to its role; the only
+choice of a person the runtime makes is an assignment task (`assign_least_loaded`),
+and its choice decides who works *later* tasks: the SDR a lead is assigned to owns
+the deal and works its SDR tasks. So a routing policy for a measured task names the
+assignment that decides its performer (`assigned_at`, "workflow/Task"), and the book
+indexes every routing policy under the assignment it acts through: `rule` asked by
+that assignment returns the merged rule (avoided by any policy: avoided). A policy
+without `assigned_at` acts on the task itself (an assignment task's own rule).
+
+An `Escalation` moves a task's alert earlier for new work items: the SLA breach is
+raised `after_hours` from enabling (its `alert` says so) and the people of `to_role`
+hear of it with the usual recipients.
 
 A `DispatchWindow` holds new work until a daily window opens in a time zone (2pm to
 4pm Pacific on weekdays), unless that would mean waiting longer than `max_wait_hours`:
@@ -24,6 +38,7 @@ the planner chose `max_wait_hours` so that it does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Literal
@@ -31,7 +46,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from actors.ports import RoutingRule
+from actors.ports import EscalationRule, RoutingRule
 
 WEEKDAYS = (0, 1, 2, 3, 4)
 _DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -94,6 +109,14 @@ class Escalation(msgspec.Struct, frozen=True):
     after_hours: float  # alert this early (before the SLO's own alert threshold)
     to_role: str  # whom the alert goes to
 
+    def check(self) -> None:
+        if not (self.after_hours > 0 and math.isfinite(self.after_hours)):
+            raise PolicyError("after_hours must be a positive number of hours",
+                              "change.escalation.after_hours")
+        if not self.to_role:
+            raise PolicyError("to_role names the role that hears the alert",
+                              "change.escalation.to_role")
+
 
 class TaskPolicy(msgspec.Struct, frozen=True):
     workflow_id: str
@@ -102,6 +125,7 @@ class TaskPolicy(msgspec.Struct, frozen=True):
     prefer: tuple[str, ...] = ()
     avoid: tuple[str, ...] = ()
     escalation: Escalation | None = None
+    assigned_at: str | None = None  # "workflow/Task": the assignment prefer/avoid act at
 
     def is_default(self) -> bool:
         return (self.dispatch is None and not self.prefer and not self.avoid
@@ -119,6 +143,7 @@ class Change(msgspec.Struct, frozen=True, omit_defaults=True):
     prefer: tuple[str, ...] = ()
     avoid: tuple[str, ...] = ()
     escalation: Escalation | None = None
+    assigned_at: str | None = None  # routing: "workflow/Task" of the deciding assignment
 
     def check(self) -> None:
         if self.window is not None:
@@ -126,12 +151,19 @@ class Change(msgspec.Struct, frozen=True, omit_defaults=True):
         if set(self.prefer) & set(self.avoid):
             raise PolicyError("a person cannot be both preferred and avoided",
                               "change.prefer")
+        if self.assigned_at is not None and _point(self.assigned_at) is None:
+            raise PolicyError("assigned_at names an assignment task as 'workflow/Task'",
+                              "change.assigned_at")
+        if self.escalation is not None:
+            self.escalation.check()
 
     def applied_to(self, cur: TaskPolicy) -> TaskPolicy:
         if self.kind == "dispatch_window":
             return msgspec.structs.replace(cur, dispatch=self.window)
         if self.kind == "routing":
-            return msgspec.structs.replace(cur, prefer=self.prefer, avoid=self.avoid)
+            routed = bool(self.prefer or self.avoid)
+            return msgspec.structs.replace(cur, prefer=self.prefer, avoid=self.avoid,
+                                           assigned_at=self.assigned_at if routed else None)
         return msgspec.structs.replace(cur, escalation=self.escalation)
 
 
@@ -145,11 +177,14 @@ class PolicyVersion(msgspec.Struct, frozen=True):
 
 
 class PolicyBook:
-    """The current policy and its history; the runtime's dispatch and routing port."""
+    """The current policy and its history; the runtime's dispatch, routing and escalation
+    port."""
 
     def __init__(self, history: Iterable[PolicyVersion] = ()) -> None:
         self.history: list[PolicyVersion] = [PolicyVersion(0, 0.0, "default: no policy")]
         self._index: dict[tuple[str, str], TaskPolicy] = {}
+        self._rules: dict[tuple[str, str], RoutingRule] = {}  # by assignment point
+        self._escalations: dict[tuple[str, str], EscalationRule] = {}
         for v in history:
             self._install(v)
 
@@ -164,6 +199,11 @@ class PolicyBook:
             raise ValueError(f"policy version {v.version} after {self.current.version}")
         self.history.append(v)
         self._index = {(t.workflow_id, t.task): t for t in v.tasks}
+        self._rules = _rules_by_assignment(v.tasks)
+        self._escalations = {
+            (t.workflow_id, t.task): EscalationRule(t.escalation.after_hours * 3600.0,
+                                                    t.escalation.to_role, v.version)
+            for t in v.tasks if t.escalation is not None}
 
     def version(self, n: int) -> PolicyVersion:
         if not 0 <= n < len(self.history):
@@ -208,10 +248,31 @@ class PolicyBook:
         return None if until is None else (until, self.current.version)
 
     def rule(self, workflow_id: str, task: str) -> RoutingRule | None:
-        p = self._index.get((workflow_id, task))
-        if p is None or not (p.prefer or p.avoid):
-            return None
-        return RoutingRule(prefer=p.prefer, avoid=p.avoid)
+        return self._rules.get((workflow_id, task))
+
+    def escalation(self, workflow_id: str, task: str) -> EscalationRule | None:
+        return self._escalations.get((workflow_id, task))
+
+
+def _point(name: str) -> tuple[str, str] | None:
+    """'workflow/Task' -> (workflow, Task); None if it is not of that shape."""
+    wf, sep, task = name.partition("/")
+    return (wf, task) if sep and wf and task and "/" not in task else None
+
+
+def _rules_by_assignment(tasks: Iterable[TaskPolicy]) -> dict[tuple[str, str], RoutingRule]:
+    """Every routing policy under the assignment it acts through, merged: a person any
+    policy avoids is avoided, and is preferred by none."""
+    prefer: dict[tuple[str, str], set[str]] = {}
+    avoid: dict[tuple[str, str], set[str]] = {}
+    for t in tasks:
+        if not (t.prefer or t.avoid):
+            continue
+        at = (_point(t.assigned_at) if t.assigned_at else None) or (t.workflow_id, t.task)
+        prefer.setdefault(at, set()).update(t.prefer)
+        avoid.setdefault(at, set()).update(t.avoid)
+    return {at: RoutingRule(prefer=tuple(sorted(prefer[at] - avoid[at])),
+                            avoid=tuple(sorted(avoid[at]))) for at in prefer}
 
 
 _ZONES: dict[str, ZoneInfo] = {}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import anyio
 import msgspec
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -33,14 +34,18 @@ from adapters.sqlite_store import KnowledgeStore, SQLiteStore
 from mapek.loop import LoopSettings, MapeK
 from mapek.monitor import Monitor
 from mapek.policy import PolicyBook
+from mapek.routing import AssignmentMap
 from mapek.twin import run_task_twin
 
 # Imported for their @api.route declarations (hence F401).
 from . import (  # noqa: F401
     cases,
     clock,
+    dashboard,
     health,
     history,
+    insights,
+    live,
     outbox,
     recommendations,
     signals,
@@ -53,6 +58,7 @@ from .api import api
 from .codec import respond
 from .context import Context
 from .errors import HANDLERS
+from .metrics import Metrics
 
 
 @dataclass
@@ -105,11 +111,12 @@ def pipeline_actions(s: Settings, store: SQLiteStore, directory: Directory,
     return reg
 
 
-def sla_book(s: Settings, directory: Directory, channels: set[str]) -> SlaBook | None:
+def sla_book(s: Settings, directory: Directory, channels: set[str],
+             escalations: PolicyBook | None = None) -> SlaBook | None:
     path = _config(s, "slos", "slos.yaml")
     if path is None:
         return None
-    book = SlaBook(load_slos(path), directory, channels)
+    book = SlaBook(load_slos(path), directory, channels, escalations)
     s.messages.append(f"SLOs: {path}; breaches notified through "
                       f"{', '.join(book.channels) or 'no configured channel'}")
     return book
@@ -194,10 +201,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async with SQLiteStore(s.db, durability=s.durability) as store:  # type: ignore[arg-type]
             clock = (SystemClock() if s.virtual_clock is None
                      else VirtualClock(s.virtual_clock))
-            slas = sla_book(s, directory, channels.configured())
             # The MAPE-K loop's policies, as they were: the runtime consults them for
-            # every new work item (dispatch windows) and assignment (routing).
+            # every new work item (dispatch windows), assignment (routing) and SLA
+            # deadline (escalations, through the SLA book).
             policies = PolicyBook()
+            slas = sla_book(s, directory, channels.configured(), policies)
             rt = Runtime(store, clock, pipeline_actions(s, store, directory, policies),
                          slas=slas, dispatch=policies)
             registry = await load_registry(s, store, rt)
@@ -222,7 +230,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                              # a rollback is told to those SLA breaches are told to
                              notify=slas.policy_notices if slas is not None else None,
                              target_of=_target_of(slas),
-                             settings=s.mapek)
+                             settings=s.mapek,
+                             slo_of=slas.terms if slas is not None else None,
+                             escalate_to=slas.escalation_role if slas is not None else None,
+                             assigned_at=AssignmentMap(rt.workflows))
                 await loop.load()
                 tg.start_soon(_mapek_cycles, loop, s.mapek_every)
                 app.state.ctx = Context(store, rt, registry, directory, tokens, slas,
@@ -241,6 +252,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     store.on_notices = None
                     tg.cancel_scope.cancel()
 
+    # Its own registry per app: tests build many apps in one process.
+    metrics = Metrics()
     routes = [
         Route("/health", health.health),
         Route("/healthz", health.health),
@@ -248,9 +261,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/openapi.json", health.openapi),
         Route("/docs", health.docs),
         Route("/docs/{name}", health.docs_asset),
+        Route("/metrics", metrics.scrape),
         *api.routes(),
+        *dashboard.routes(),  # "/" and /static/...: after the API, shadowing nothing
     ]
     if s.bench_route:
         routes.append(Route("/bench/bare", bare, methods=["POST"]))
     return Starlette(routes=routes, exception_handlers=HANDLERS,  # type: ignore[arg-type]
-                     lifespan=lifespan)
+                     middleware=[Middleware(metrics.timer)], lifespan=lifespan)

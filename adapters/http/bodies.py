@@ -321,3 +321,48 @@ class TaskCompliance(_Out):
     open: int
     open_past_target: int
     breaches: int
+
+
+# ---------------------------------------------------------------- the dashboard
+class StageCount(_Out):
+    """Open work of one task, over the cases whose current workflow it belongs to."""
+
+    workflow_id: str
+    task: str
+    kind: str  # human | automatic | composite
+    items: int  # open work items of the task
+    cases: int  # cases waiting on it
+
+
+class Stages(_Out):
+    stages: list[StageCount]  # by workflow, then most items first
+
+
+class PersonView(_Out):
+    person: str
+    name: str | None
+    role: str
+    team: str | None
+    time_zone: str
+    permissions: list[str]  # of their role and the roles it acts as
+
+
+class People(_Out):
+    mode: str  # open | token
+    you: str  # the person this request acts as ("operator": open mode, nobody named)
+    people: list[PersonView]
+
+
+class RecommendationStatus(_Out):
+    id: str
+    workflow_id: str
+    status: str
+
+
+class LiveEvent(_Out):
+    """The JSON `data` of one server-sent event; its `event:` field repeats `kind`."""
+
+    kind: str  # hello | log (the event log grew) | recommendations (a status changed)
+    pos: int  # the event log's append position (also the SSE `id`)
+    at: str
+    recommendations: list[RecommendationStatus] = []  # hello: all; else those changed

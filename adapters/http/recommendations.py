@@ -43,6 +43,7 @@ class TaskPolicyOut(_Out):
     prefer: list[str]
     avoid: list[str]
     escalation: dict[str, Any] | None
+    assigned_at: str | None = None  # routing: the assignment that prefer/avoid act at
 
 
 class PolicyVersionOut(_Out):
@@ -72,7 +73,8 @@ def version(v: PolicyVersion) -> PolicyVersionOut:
     return PolicyVersionOut(
         v.version, stamp(v.at), v.reason, v.based_on, v.recommendation,
         [TaskPolicyOut(t.workflow_id, t.task, msgspec.to_builtins(t.dispatch),
-                       list(t.prefer), list(t.avoid), msgspec.to_builtins(t.escalation))
+                       list(t.prefer), list(t.avoid), msgspec.to_builtins(t.escalation),
+                       t.assigned_at)
          for t in v.tasks])
 
 
@@ -128,7 +130,8 @@ async def _act(request: Request, action: str) -> Response:
         else:
             rec = await loop.reject(rid, user, body.note)
     except Refused as exc:
-        raise ApiError(409, 2003, str(exc), [("status", loop.get(rid).status)]) from None
+        reason = "none: advice" if exc.field == "change" else loop.get(rid).status
+        raise ApiError(409, 2003, str(exc), [(exc.field, reason)]) from None
     except PolicyError as exc:
         raise ApiError(422, 2004, str(exc), [(exc.field, str(exc))]) from None
     return respond(recommendation(rec))
@@ -158,7 +161,8 @@ async def reject_recommendation(request: Request) -> Response:
     return await _act(request, "reject")
 
 
-@api.route("GET", "/policies", "The current dispatch and routing policy and its history",
+@api.route("GET", "/policies",
+           "The current dispatch, routing and escalation policy and its history",
            Policies, errors=(400,))
 async def list_policies(request: Request) -> Response:
     c = ctx(request)

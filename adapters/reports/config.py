@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from adapters.people import Directory, load_directory
 from adapters.reports.costs import cost_model
 from adapters.slas import SloFile, load_slos
-from mapek.insights import CostModel
+from mapek.economics import CostModel
 
 ABSENT = "absent"
 

@@ -12,7 +12,7 @@ import pathlib
 
 from adapters.config import load_yaml
 from adapters.people import Directory
-from mapek.insights import CostModel
+from mapek.economics import CostModel
 
 
 def load_costs(path: str | pathlib.Path, directory: Directory | None = None) -> CostModel:

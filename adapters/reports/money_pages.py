@@ -1,5 +1,5 @@
 """The pages about money: conversion and bookings by segment; process cost and deal
-profitability. Each is a function (history, config) -> Page over mapek.insights."""
+profitability. Each is a function (history, config) -> Page over mapek.economics."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from adapters.reports.page import (
     percent,
     text,
 )
-from mapek.insights import (
+from mapek.economics import (
     PIPELINE,
     SegmentConversion,
     SegmentProfit,

@@ -30,6 +30,7 @@ ASSETS = {
 # What decides how a page looks besides its data: a change to any of these regenerates
 # every page.
 _RENDERER_SOURCES = (HERE, HERE.parent.parent / "mapek" / "insights.py",
+                     HERE.parent.parent / "mapek" / "economics.py",
                      HERE.parent.parent / "mapek" / "analyze.py")
 
 

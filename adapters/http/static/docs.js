@@ -20,6 +20,12 @@ function schemaBlock(doc, schema) {
   return el("pre", {}, name + JSON.stringify(s, null, 2));
 }
 
+// Operations answer JSON, CSV, XES or an event stream: show the first media type's schema.
+function firstSchema(content) {
+  const first = Object.values(content)[0];
+  return first && first.schema ? first.schema : {};
+}
+
 async function main() {
   const doc = await (await fetch("/openapi.json")).json();
   const ops = document.getElementById("ops");
@@ -39,11 +45,11 @@ async function main() {
       }
       if (op.requestBody) {
         body.append(el("h4", {}, "Request body"),
-          schemaBlock(doc, op.requestBody.content["application/json"].schema));
+          schemaBlock(doc, firstSchema(op.requestBody.content)));
       }
       for (const [status, r] of Object.entries(op.responses)) {
         body.append(el("h4", {}, `${status} ${r.description}`));
-        if (r.content) body.append(schemaBlock(doc, r.content["application/json"].schema));
+        if (r.content) body.append(schemaBlock(doc, firstSchema(r.content)));
       }
       ops.append(el("details", { class: "op" },
         el("summary", {}, el("span", { class: "method " + method }, method.toUpperCase()),
