@@ -24,9 +24,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
@@ -156,3 +158,16 @@ def make_tokens(workdir: pathlib.Path, *users: str) -> tuple[pathlib.Path, dict[
         assert done.returncode == 0, done.stderr
         out[user] = done.stdout.strip().splitlines()[0]
     return path, out
+
+
+def poll(fetch: Callable[[], Any], until: Callable[[Any], bool], timeout: float = 10.0) -> Any:
+    """fetch() until until(result): what a server does after answering (automatic work,
+    the outbox) is awaited by looking, not by sleeping a guessed time."""
+    deadline = time.monotonic() + timeout
+    last = fetch()
+    while not until(last):
+        if time.monotonic() > deadline:
+            pytest.fail(f"not reached within {timeout:g} s; last: {last}")
+        time.sleep(0.05)
+        last = fetch()
+    return last

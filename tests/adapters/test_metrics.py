@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import pathlib
 import shutil
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 import yaml
-from http_kit import Server, free_port, make_tokens
+from http_kit import Server, free_port, make_tokens, poll
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from test_pipeline_http import SDR, START, TECHCORP_LEAD, Api
@@ -61,17 +59,6 @@ class Scrape:
 
 def lead(i: int) -> dict[str, Any]:
     return {**TECHCORP_LEAD, "contact_email": f"buyer{i}@techcorp.com"}
-
-
-def poll(fetch: Callable[[], Any], until: Callable[[Any], bool], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = fetch()
-    while not until(last):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not reached within {timeout:g} s; last: {last}")
-        time.sleep(0.05)
-        last = fetch()
-    return last
 
 
 def history_counts(api: Api, case_ids: list[str]) -> tuple[dict[tuple[str, str], int],

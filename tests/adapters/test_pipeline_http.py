@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from http_kit import SPECS, Server
+from http_kit import SPECS, Server, poll
 
 from engine import parse_duration
 
@@ -186,17 +186,6 @@ def tasks_of(events: list[dict[str, Any]], kind: str) -> list[str]:
 
 def offered(items: list[dict[str, Any]], case_id: str) -> list[str]:
     return [i["task"] for i in items if i["case_id"] == case_id]
-
-
-def poll(fetch: Callable[[], Any], until: Callable[[Any], bool], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = fetch()
-    while not until(last):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not reached within {timeout:g} s; last: {last}")
-        time.sleep(0.05)
-        last = fetch()
-    return last
 
 
 @pytest.fixture

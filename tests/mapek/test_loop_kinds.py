@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from test_loop import Clock, notify
 
 from actors.actions import ActionContext
 from actors.assignment import least_loaded
-from actors.ports import Notice
 from adapters.sqlite_store import KnowledgeStore, SQLiteStore
 from mapek.escalation import SloTerms
 from mapek.loop import LoopSettings, MapeK, Refused
@@ -29,19 +29,6 @@ HOUR = 3600.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def notify(rec, note: str) -> list[Notice]:
-    return [Notice(f"policy:{rec.id}", "email", "revops@acme.com", "policy.rolled_back",
-                   f"rolled back {rec.id}", note)]
 
 
 async def loop_over(ev, store: SQLiteStore, obs: list[Observation], clock: Clock,
