@@ -21,11 +21,12 @@ With `--monitor` a MAPE-K Monitor tails the store in the same process while the 
 goes on (`catch_up()` every 50 ms, as a dashboard polling it would): the cost of
 observing is then inside the timed window, and the row gains `monitor_*` fields.
 `--alternate` runs each level with and without it, in turns, and prints the
-overhead (target: <= 5 % fewer completions/s).
+overhead (target: <= 5 % fewer completions/s) as the median of the pairs, with their
+quartiles and range: on a shared machine one pair alone can be off by a quarter.
 
     python bench/durable.py [--concurrency 1,10,100,1000] [--cases N] [--repeat 1]
                             [--durability normal|full] [--profile] [--smoke]
-                            [--monitor | --alternate]
+                            [--monitor | --alternate] [--monitor-every 0.05]
 
 One JSON line per level on stdout; a short summary on stderr.
 """
@@ -77,7 +78,7 @@ def _pct(xs: list[float], q: float) -> float:
 
 async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
                     profile: cProfile.Profile | None = None,
-                    monitor: bool = False) -> dict[str, Any]:
+                    monitor: bool = False, every: float = 0.05) -> dict[str, Any]:
     path = str(pathlib.Path(tmp) / f"durable-{concurrency}-{time.monotonic_ns()}.db")
     net = load_net()
     ids = [f"deal_{i:07d}" for i in range(n_cases)]
@@ -107,7 +108,7 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
             while True:
                 await watcher.catch_up()
                 catch_ups += 1
-                await anyio.sleep(0.05)
+                await anyio.sleep(every)
 
         if profile is not None:
             profile.enable()
@@ -163,6 +164,15 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
     }
 
 
+def _spread(pcts: list[float]) -> str:
+    """Median, and the middle half and the range of the pairs: on a shared machine a
+    single pair can be off by a quarter either way, so the median alone says little."""
+    q = (statistics.quantiles(pcts, n=4, method="inclusive") if len(pcts) > 1
+         else [pcts[0]] * 3)
+    return (f"{statistics.median(pcts):.1f} % (quartiles {q[0]:.1f}..{q[2]:.1f}, "
+            f"range {min(pcts):.1f}..{max(pcts):.1f})")
+
+
 def summary(row: dict[str, Any]) -> str:
     return (f"durable[{row['durability']}] N={row['concurrency']:>4}: "
             f"{row['completions_per_s']:>6} completions/s, {row['creates_per_s']:>5} creates/s, "
@@ -187,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
                       help="a Monitor tails the store during the run (catch_up every 50 ms)")
     mode.add_argument("--alternate", action="store_true",
                       help="each repeat runs without, then with the monitor; prints overhead")
+    ap.add_argument("--monitor-every", type=float, default=0.05, metavar="SECONDS",
+                    help="the monitor's catch-up period (under valgrind, ~40x slower: 2 keeps "
+                         "as many appends per catch-up as 0.05 natively)")
     a = ap.parse_args(argv)
     levels = [int(x) for x in a.concurrency.split(",") if x.strip()]
     if a.smoke:
@@ -199,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(a.repeat):
                 rows = []
                 for watch in ((False, True) if a.alternate else (a.monitor,)):
-                    row = anyio.run(run_level, n, cases, a.durability, tmp, prof, watch)
+                    row = anyio.run(run_level, n, cases, a.durability, tmp, prof, watch,
+                                    a.monitor_every)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     print(summary(row) + (" [monitor]" if watch else ""), file=sys.stderr,
@@ -207,13 +221,13 @@ def main(argv: list[str] | None = None) -> None:
                 if a.alternate:
                     pairs.append((rows[0], rows[1]))
             if pairs:  # paired ratios: a pair shares the machine's mood of the moment
-                rate = statistics.median(on["completions_per_s"] / off["completions_per_s"]
-                                         for off, on in pairs)
-                cpu = statistics.median(on["cpu_us_per_completion"]
-                                        / off["cpu_us_per_completion"] for off, on in pairs)
-                print(f"durable N={n:>4}: monitor overhead {100 * (1 - rate):.1f} % "
-                      f"completions/s, {100 * (cpu - 1):.1f} % CPU per completion "
-                      f"(median of {len(pairs)} paired runs)", file=sys.stderr, flush=True)
+                rate = [100 * (1 - on["completions_per_s"] / off["completions_per_s"])
+                        for off, on in pairs]
+                cpu = [100 * (on["cpu_us_per_completion"] / off["cpu_us_per_completion"]
+                              - 1) for off, on in pairs]
+                print(f"durable N={n:>4}: monitor overhead {_spread(rate)} completions/s, "
+                      f"{_spread(cpu)} CPU per completion ({len(pairs)} paired runs)",
+                      file=sys.stderr, flush=True)
     if prof is not None:
         s = io.StringIO()
         pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(30)
