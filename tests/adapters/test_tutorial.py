@@ -19,12 +19,10 @@ import json
 import shlex
 import shutil
 import subprocess
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from http_kit import ROOT, Server
+from http_kit import ROOT, Server, poll
 
 pytestmark = pytest.mark.skipif(
     shutil.which("curl") is None,
@@ -193,18 +191,6 @@ def ok(srv: Server, command: str, status: int = 200) -> Any:
     got, body = curl(srv, command)
     assert got == status, f"HTTP {got} (expected {status}): {body}"
     return body
-
-
-def poll(fetch: Callable[[], Any], until: Callable[[Any], bool], timeout: float = 10.0,
-         ) -> Any:
-    deadline = time.monotonic() + timeout
-    last = fetch()
-    while not until(last):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not reached within {timeout:g} s; last answer: {last}")
-        time.sleep(0.1)
-        last = fetch()
-    return last
 
 
 def is_iso(value: str) -> bool:
