@@ -1,11 +1,19 @@
 """The embedded event store: SQLite through aiosqlite, WAL mode, group commit.
 
-One writer task owns every write. Appends from all actors queue up while a
-transaction is being written; the writer then takes everything queued, writes it in
-ONE transaction (events, projections, snapshots), commits, and wakes every waiter of
-that batch. Under load a commit carries many completions, which is what makes
-ack-after-commit cheap. Readers use a second connection (WAL lets them run beside
-the writer).
+One writer task owns every write. Appends from all actors queue up in a round while
+the previous one is being written; the writer then takes the round, writes it in ONE
+transaction (events, projections, snapshots), commits, and wakes every waiter of that
+round. Under load a commit carries many completions, which is what makes
+ack-after-commit cheap. A round closes at ROUND_CAP appends, so that under load one
+round fills while the one before it is written. Readers use a second connection (WAL
+lets them run beside the writer).
+
+Where a round is written: a small one (INLINE_MAX) on the event loop itself, because
+a hop into a thread and back costs more than writing it; a larger one in the writer's
+thread, so the loop goes on computing the next round meanwhile. On the loop the
+connection never waits: another process's write lock sends the round to the thread,
+and the WAL is checkpointed beside the writer, on a connection and thread of its own
+(a checkpoint fsyncs), never inside a COMMIT.
 
 Optimistic concurrency: (case_id, seq) is unique, so an append whose first event
 number is already taken fails with AppendConflict. If a batch hits a conflict, it is
@@ -14,12 +22,14 @@ conflicting appends fail.
 
 Durability: "normal" (synchronous=NORMAL in WAL) survives a killed process -- the
 default; "full" (synchronous=FULL) also survives power loss, at the cost of an fsync
-per commit.
+per commit (so a "full" round is never written on the event loop).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -40,6 +50,7 @@ from actors.ports import (
 )
 from engine.events import Event
 
+log = logging.getLogger(__name__)
 Durability = Literal["normal", "full"]
 T = TypeVar("T")
 
@@ -234,6 +245,19 @@ _ints = msgspec.json.Decoder(list[int]).decode
 _strs = msgspec.json.Decoder(list[str]).decode
 
 
+# A round closes at this many appends, and the next one starts filling while the writer
+# thread commits it. Without a cap, every client of a round wakes together, queues its
+# next command into one new round and waits together: the event loop idles while the
+# thread writes, and the thread idles while the loop computes.
+ROUND_CAP = 64
+# Rounds of at most this many appends are written on the event loop (see _inline).
+INLINE_MAX = 8
+# A checkpoint about every this many WAL pages: SQLite's own interval.
+CHECKPOINT_PAGES = 1000
+BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's write lock
+RESTART_WAIT_MS = 100  # how long a RESTART checkpoint waits for readers (_checkpoint)
+
+
 def _array_header(n: int) -> bytes:
     """msgpack's header of an array of n items (array 32: any batch size)."""
     return b"\xdd" + n.to_bytes(4, "big")
@@ -256,10 +280,15 @@ class SQLiteStore:
         self.durability = durability
         self._reader: aiosqlite.Connection | None = None
         self._wdb: sqlite3.Connection | None = None
-        self._round = _Round()
+        self._round = _Round()  # the open round: appends join it
+        self._closed: deque[_Round] = deque()  # full rounds, waiting for the writer
         self._wake = anyio.Event()
         self._tg: Any = None
         self._log_ends: dict[str, int] = {}  # case -> last seq (writer thread only)
+        self._on_loop = False  # the writer's connection is set up for use on the loop
+        self._cdb: sqlite3.Connection | None = None  # checkpoints (see _checkpoint)
+        self._checkpointing = False
+        self._wal_pages = 0  # about how many pages were added since the last one
         self._next_purge = 0.0  # when expired idempotency keys are deleted next
         self.failed: BaseException | None = None  # the writer died: nothing more is durable
         self.commits = 0  # transactions written
@@ -289,12 +318,15 @@ class SQLiteStore:
             await self._reader.close()
         if self._wdb is not None:
             self._wdb.close()
+        if self._cdb is not None:
+            self._cdb.close()
 
     def _open_writer(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.durability.upper()}")
-        db.execute("PRAGMA busy_timeout=10000")
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint
         db.executescript(SCHEMA)
         # Databases from before the phases projection: one phase per case, from the
         # cases row (a deal handed on earlier shows under its current workflow only).
@@ -330,18 +362,29 @@ class SQLiteStore:
             raise StoreUnavailable(f"the store cannot write: {self.failed!r}")
         rnd = self._round  # queued synchronously: commit order == call order
         rnd.appends.append(batch)
+        if len(rnd.appends) >= ROUND_CAP:
+            self._closed.append(rnd)
+            self._round = _Round()
         self._wake.set()
         await rnd.done.wait()
         err = rnd.errors.get(id(batch))
         if err is not None:
             raise err
 
+    def _next_round(self) -> _Round | None:
+        if self._closed:
+            return self._closed.popleft()
+        if self._round.appends:
+            rnd, self._round = self._round, _Round()
+            return rnd
+        return None
+
     async def _writer(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            rnd, self._round = self._round, _Round()
-            if not rnd.appends:
+            rnd = self._next_round()
+            if rnd is None:
+                await self._wake.wait()
+                self._wake = anyio.Event()
                 continue
             try:
                 with anyio.CancelScope(shield=True):
@@ -349,7 +392,7 @@ class SQLiteStore:
             except (sqlite3.Error, OSError) as exc:  # the database failed: all hear it
                 self.failed = exc
                 err = StoreUnavailable(f"the store cannot write: {exc!r}")
-                for r in (rnd, self._round):  # this round and whatever queued behind it
+                for r in (rnd, *self._closed, self._round):  # and all queued behind it
                     for a in r.appends:
                         r.errors.setdefault(id(a), err)
                     r.done.set()
@@ -360,12 +403,21 @@ class SQLiteStore:
                     rnd.errors.setdefault(id(a), exc)
             finally:
                 rnd.done.set()
+            # Roughly the pages a commit adds to the WAL: a few of its own, and about
+            # one per append (log, cases and work item B-trees share pages in a round).
+            self._wal_pages += 4 + len(rnd.appends)
+            if self._wal_pages >= CHECKPOINT_PAGES and not self._checkpointing:
+                self._wal_pages = 0
+                self._checkpointing = True
+                self._tg.start_soon(self._checkpoint)
 
     async def _write_round(self, rnd: _Round) -> None:
-        # The whole round is one call into the writer's thread: a transaction of a
-        # hundred appends costs one thread hop, not one per statement.
-        conflicts = await anyio.to_thread.run_sync(self._write_sync, rnd.appends,
-                                                   limiter=self._limiter)
+        conflicts = self._write_inline(rnd.appends) if self._inline(rnd) else None
+        if conflicts is None:
+            # One call into the writer's thread: a transaction of a hundred appends
+            # costs one thread hop, not one per statement, and the event loop goes on
+            # with the next round's commands while the thread writes.
+            conflicts = await self._in_thread(self._write_sync, rnd.appends)
         for i in conflicts:
             a = rnd.appends[i]
             rnd.errors[id(a)] = AppendConflict(a.case_id, a.first_seq)
@@ -373,6 +425,78 @@ class SQLiteStore:
         self.appends_committed += len(rnd.appends)
         if self.on_notices is not None and any(a.notices for a in rnd.appends):
             self.on_notices()
+
+    def _inline(self, rnd: _Round) -> bool:
+        # A hop into the thread and back costs 120-240 us on this kind of machine
+        # (bench/README: "Inline commits"), more than writing a few appends: a small
+        # round is written on the event loop. Only when a COMMIT is a write() into the
+        # WAL and no fsync: with durability "full" every commit waits for the disk.
+        return (self.durability == "normal" and len(rnd.appends) <= INLINE_MAX
+                and not self._closed)
+
+    def _write_inline(self, appends: list[Append]) -> list[int] | None:
+        """Write on the event loop if the connection is free and no other process
+        holds the write lock; -> None to go through the thread instead."""
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:  # a rare write (outbox, signals) is using it
+            return None
+        try:
+            if not self._on_loop:
+                self._configure(on_loop=True)
+            conflicts = self._write_sync(appends)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            return None  # another process writes: wait for it in the thread
+        finally:
+            self._limiter.release()
+        return conflicts
+
+    def _configure(self, *, on_loop: bool) -> None:
+        # On the event loop the connection must never wait for another process's
+        # write lock: SQLITE_BUSY at once, and the round goes to the thread, which
+        # waits as long as SQLite is told to.
+        assert self._wdb is not None
+        self._wdb.execute(f"PRAGMA busy_timeout={0 if on_loop else BUSY_TIMEOUT_MS}")
+        self._on_loop = on_loop
+
+    async def _checkpoint(self) -> None:
+        # The WAL is copied back into the database on a connection of its own, in a
+        # thread of its own, beside the writer: a checkpoint fsyncs (10-20 ms here),
+        # and inside a COMMIT (SQLite's automatic checkpoint, off on the writer's
+        # connection) it would hold up every round behind it -- or the event loop,
+        # for a round written inline.
+        try:
+            await anyio.to_thread.run_sync(self._checkpoint_sync)
+        except sqlite3.Error as exc:  # the next commit will tell if the disk is gone
+            log.warning("WAL checkpoint failed: %r", exc)
+        finally:
+            self._checkpointing = False
+
+    def _checkpoint_sync(self) -> None:
+        db = self._cdb
+        if db is None:
+            db = self._cdb = sqlite3.connect(self.path, isolation_level=None,
+                                             check_same_thread=False)
+            db.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+        # PASSIVE waits for nobody. But SQLite starts the WAL over only when a write
+        # begins with every frame copied back, which under steady writes never
+        # happens: the frames written during a checkpoint are always left. So once
+        # the WAL has grown to a few intervals, RESTART: it holds new writes off
+        # while it copies what is left (little: PASSIVE just ran) and waits a moment
+        # for readers to move on; the next write starts the WAL over.
+        _busy, frames, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames > 4 * CHECKPOINT_PAGES:
+            db.execute("PRAGMA wal_checkpoint(RESTART)")
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` with the writer's connection, in the writer's thread."""
+        def run() -> T:
+            if self._on_loop:
+                self._configure(on_loop=False)
+            return fn(*args)
+        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
 
     def _write_sync(self, appends: list[Append]) -> list[int]:
         db = self._wdb
@@ -571,7 +695,7 @@ class SQLiteStore:
                 " registered_at) VALUES (?, ?, ?, ?, ?)",
                 (row.workflow_id, row.version, row.digest, row.document, row.registered_at))
 
-        await anyio.to_thread.run_sync(save, limiter=self._limiter)
+        await self._in_thread(save)
 
     async def specs(self) -> list[SpecRow]:
         assert self._reader is not None
@@ -609,7 +733,7 @@ class SQLiteStore:
 
         if self.failed is not None:
             raise StoreUnavailable(f"the store cannot write: {self.failed!r}")
-        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+        return await self._in_thread(run)
 
     async def list_cases(self, *, workflow: str | None = None, state: str | None = None,
                          created_after: float | None = None,
@@ -706,7 +830,7 @@ class SQLiteStore:
                 " response = excluded.response, expires_at = excluded.expires_at",
                 (key, request_hash, status, body, expires_at))
 
-        await anyio.to_thread.run_sync(save, limiter=self._limiter)
+        await self._in_thread(save)
 
     async def count_events(self) -> int:
         assert self._reader is not None
