@@ -251,7 +251,7 @@ _strs = msgspec.json.Decoder(list[str]).decode
 # thread writes, and the thread idles while the loop computes.
 ROUND_CAP = 64
 # Rounds of at most this many appends are written on the event loop (see _inline).
-INLINE_MAX = 8
+INLINE_MAX = 16
 # A checkpoint about every this many WAL pages: SQLite's own interval.
 CHECKPOINT_PAGES = 1000
 BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's write lock
