@@ -293,6 +293,7 @@ class SQLiteStore:
         self.failed: BaseException | None = None  # the writer died: nothing more is durable
         self.commits = 0  # transactions written
         self.appends_committed = 0  # appends they carried (mean batch = this / commits)
+        self.commits_inline = 0  # of the commits, those written on the event loop
         # Called after a COMMIT that wrote notices (the outbox worker's wake): deliver now,
         # not at the next poll. Runs on the event loop; must not raise.
         self.on_notices: Callable[[], None] | None = None
@@ -418,6 +419,8 @@ class SQLiteStore:
             # costs one thread hop, not one per statement, and the event loop goes on
             # with the next round's commands while the thread writes.
             conflicts = await self._in_thread(self._write_sync, rnd.appends)
+        else:
+            self.commits_inline += 1
         for i in conflicts:
             a = rnd.appends[i]
             rnd.errors[id(a)] = AppendConflict(a.case_id, a.first_seq)

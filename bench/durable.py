@@ -9,7 +9,8 @@ automatic completion is durable too (`rt.wait_idle()`).
 
 Counted: every completion (4 human + 1 automatic per case) and every create. The
 timed window contains both, so completions/s is over a mixed create+complete load.
-`mean_batch` is appends per COMMIT (store.appends_committed / store.commits); per case
+`mean_batch` is appends per COMMIT (store.appends_committed / store.commits);
+`commits_inline` counts the commits of small rounds written on the event loop; per case
 there are 6 appends (create, 4 approvals, the action's completion), 7 when the runtime
 claims the automatic item before running its action. `cpu_us_per_completion` is the
 process CPU time (event loop + SQLite writer thread) per completion: the cost, less
@@ -139,6 +140,7 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
         assert done == n_cases, f"only {done} of {n_cases} cases completed"
         assert not rt.incidents, rt.incidents[:3]
         commits, appends = store.commits, store.appends_committed
+        inline = store.commits_inline
     human, automatic = len(APPROVALS) * n_cases, n_cases
     return {
         "bench": "durable",
@@ -153,6 +155,7 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
         "creates_per_s": round(n_cases / dt),
         "appends_per_s": round(appends / dt),
         "commits": commits,
+        "commits_inline": inline,
         "appends_committed": appends,
         "mean_batch": round(appends / commits, 1),
         "cpu_s": round(cpu, 3),
