@@ -5,8 +5,10 @@ Theory of operation
 A case is a token game on a compiled `Net` plus the work items people and actions
 act on, plus the case data. Its state is:
 
-* the marking: a token count per condition (`tokens`) and, mirrored, the set of
-  conditions holding any token as one int bitset (`marked`);
+* the marking: the set of conditions holding any token as one int bitset (`marked`)
+  and, only once some condition holds more than one, the count per condition
+  (`counts`; None while `marked` says it all, as in a safe net it always does;
+  `tokens` gives the counts as a list either way);
 * the open work items: ENABLED (offered, nothing consumed yet), STARTED (its input
   tokens consumed, the work under way) or FAILED (stuck on an incident);
 * the data (a dict, replaced, never mutated, so a snapshot is a reference);
@@ -83,12 +85,15 @@ from .fold import (
     STARTED,
     MIWorkItem,
     WorkItem,
+    WorkItemEx,
+    _counts,
     _marked,
 )
 from .guards import Guard, GuardError, MissingField
 from .net import AND, CANCEL_REMAINING, EMPTY, IMPLICIT, OR, PARTIAL, XOR, Net, Task
 from .net import consumption as _consumption
 from .net import is_enabled as _is_enabled
+from .net import present as _present
 
 __all__ = ["ENABLED", "FAILED", "STARTED", "Case", "CaseSnapshot", "WorkItem", "replay"]
 
@@ -126,6 +131,7 @@ class Case:
         "breaches",
         "case_id",
         "closed_at",
+        "counts",
         "created_at",
         "data",
         "done_tasks",
@@ -137,7 +143,6 @@ class Case:
         "offered",
         "seen",
         "status",
-        "tokens",
         "version",
     )
 
@@ -146,7 +151,8 @@ class Case:
         self.case_id = ""
         self.status = ACTIVE
         self.data: dict[str, Any] = {}
-        self.tokens: list[int] = [0] * len(net.cond_ids)
+        # Token counts, only while some condition holds two or more (see `tokens`).
+        self.counts: tuple[int, ...] | None = None
         self.marked = 0
         self.items: dict[int, WorkItem] = {}
         self.offered = 0  # bitset of tasks that have an ENABLED (non-instance) item
@@ -237,7 +243,7 @@ class Case:
         """The whole state as plain data, so a long log need not be replayed."""
         return CaseSnapshot(
             self.case_id, self.net.workflow_id, self.net.version, self.status, self.data,
-            list(self.tokens),
+            self.tokens,
             [(i.id, i.task, i.state, i.enabled_at, i.parent, i.data, i.started_at, i.by, i.due,
               i.spawned, i.done, list(i.outputs), i.held_until) for i in self.items.values()],
             dict(self.seen) if self.seen else None, self.next_item, self.done_tasks,
@@ -251,17 +257,20 @@ class Case:
                               f"cannot be restored on {net.workflow_id} v{net.version}")
         case = cls(net)
         case.case_id, case.status, case.data = snap.case_id, snap.status, snap.data
-        case.tokens = list(snap.tokens)
-        case.marked = _marked(case.tokens)
+        case.marked = _marked(snap.tokens)
+        case.counts = tuple(snap.tokens) if max(snap.tokens, default=0) > 1 else None
         for (iid, task, state, enabled_at, parent, data, started_at, by, due, spawned, done,
              outputs, *held) in snap.items:  # held_until: absent in older snapshots
-            if parent < 0 and net.tasks[task].mi is not None:
-                it = MIWorkItem(iid, task, state, enabled_at, parent, data)
-                it.spawned, it.done, it.outputs = spawned, done, tuple(outputs)
+            held_until = held[0] if held else None
+            mi = parent < 0 and net.tasks[task].mi is not None
+            if mi or (data, started_at, by, due, held_until) != (None,) * 5:
+                it = (MIWorkItem if mi else WorkItemEx)(iid, task, state, enabled_at, parent,
+                                                        data)
+                it.started_at, it.by, it.due, it.held_until = started_at, by, due, held_until
+                if mi:
+                    it.spawned, it.done, it.outputs = spawned, done, tuple(outputs)
             else:
-                it = WorkItem(iid, task, state, enabled_at, parent, data)
-            it.started_at, it.by, it.due = started_at, by, due
-            it.held_until = held[0] if held else None
+                it = WorkItem(iid, task, state, enabled_at, parent)
             case.items[iid] = it
             if state == ENABLED and parent < 0:
                 case.offered |= 1 << task
@@ -278,6 +287,11 @@ class Case:
     @property
     def state(self) -> str:
         return self.status
+
+    @property
+    def tokens(self) -> list[int]:
+        """The token count per condition (a new list: the state is `marked`/`counts`)."""
+        return _counts(self)
 
     def enabled_tasks(self) -> list[str]:
         tasks, seen, out = self.net.tasks, set(), []
@@ -306,7 +320,7 @@ class Case:
     def _run(self, fn: Callable[..., None], *args: Any) -> list[Any]:
         if self.status != ACTIVE and getattr(fn, "__func__", None) is not Case._hand_on:
             raise CaseClosed(f"case {self.case_id!r} is {self.status}")
-        snap = (self.tokens[:], self.marked, dict(self.items), self.offered,
+        snap = (self.counts, self.marked, self.items.copy(), self.offered,
                 dict(self.seen) if self.seen else None, self.data, self.next_item,
                 self.done_tasks, self.status, self.hand_on_to, self.net, self.version,
                 self.closed_at, self.breaches)
@@ -315,7 +329,7 @@ class Case:
         try:
             fn(*args)
         except BaseException:
-            (self.tokens, self.marked, self.items, self.offered, self.seen, self.data,
+            (self.counts, self.marked, self.items, self.offered, self.seen, self.data,
              self.next_item, self.done_tasks, self.status, self.hand_on_to, self.net,
              self.version, self.closed_at, self.breaches) = snap
             self._dirty = self._dirty_busy = 0
@@ -358,11 +372,12 @@ class Case:
         if ti is None:
             raise UnknownTask(f"workflow {self.net.workflow_id!r} has no task {ref!r}",
                               field="task")
-        found = []
+        for it in self.items.values():
+            if it.task == ti and it.state == ENABLED and it.parent < 0:
+                return it  # the offered item of the task: the usual case
+        found = []  # (only now: no list to build on the usual path)
         for it in self.items.values():
             if it.task == ti:
-                if it.state == ENABLED and it.parent < 0:
-                    return it  # the offered item of the task: the usual case
                 found.append(it)
         if len(found) == 1:
             return found[0]
@@ -403,7 +418,8 @@ class Case:
         it = self._item(ref)
         if it.state != ENABLED:
             raise NotEnabled(f"work item {it.id} is {it.state}, not enabled")
-        if it.held_until is not None:  # rare: no call on the hot path otherwise
+        # Only a WorkItemEx can be held (a plain item reads the class default, slowly).
+        if type(it) is not WorkItem and it.held_until is not None:
             self._check_released(it, at)
         t = self.net.tasks[it.task]
         consumed = () if it.parent >= 0 else _consumption(t, self.marked)
@@ -418,7 +434,8 @@ class Case:
         t = self.net.tasks[it.task]
         if it.state == FAILED:
             raise NotEnabled(f"work item {it.id} failed; retry it first")
-        if it.held_until is not None and it.state == ENABLED:
+        # A plain WorkItem is never held (see _start).
+        if type(it) is not WorkItem and it.held_until is not None and it.state == ENABLED:
             self._check_released(it, at)
         if t.mi is not None and it.parent < 0:
             raise NotEnabled(f"task {t.id!r} runs as instances: complete those, or "
@@ -442,7 +459,9 @@ class Case:
         consumed = _consumption(t, self.marked) if it.state == ENABLED else ()
         # Split guards see the case data as it will be after this completion: the
         # output shadows the data (the same view as merging, without building it).
-        produced = self._route(t, {**merged, "result": result} if merged else {"result": result})
+        # An AND split has no guards to show it to.
+        produced = t.postset if t.split == AND else self._route(
+            t, {**merged, "result": result} if merged else {"result": result})
         if t.cancel_mask or t.cancel_tasks:
             self._cancel_region(t, at, consumed, keep=it.id)
         self._emit(WorkItemCompleted(it.id, at, result, merged or None, consumed, produced, by))
@@ -470,7 +489,10 @@ class Case:
     def _map_output(self, t: Task, result: str | None, output: dict[str, Any]) -> dict[str, Any]:
         """The task's output mapping (callers skip the call when it has none)."""
         local = {**output, "result": result}
-        return {f: self._eval(g, self.data, local) for f, g in t.outputs}
+        data, out = self.data, {}
+        for f, g in t.outputs:
+            out[f] = self._eval(g, data, local)
+        return out
 
     def _route(self, t: Task, local: dict[str, Any] | None) -> tuple[int, ...]:
         s = t.split
@@ -509,28 +531,25 @@ class Case:
         """
         why = f"cancelled by {t.id}"
         takes: dict[int, tuple[int, ...]] = {}
+        tokens = self.tokens  # a copy, to lend tokens away on while choosing what to take
         for c in consumed:
-            self.tokens[c] -= 1  # lend t's own inputs away while choosing what to take
-        try:
-            marked = _marked(self.tokens)
-            for it in self.items.values():
-                if it.state == ENABLED and it.parent < 0 and it.task in t.cancel_tasks:
-                    take = _consumption(self.net.tasks[it.task], marked)
-                    for c in take:
-                        self.tokens[c] -= 1
-                    marked = _marked(self.tokens)
-                    takes[it.id] = take
-        finally:
-            for take in (consumed, *takes.values()):
+            tokens[c] -= 1  # t's own inputs are not there to take
+        marked = _marked(tokens)
+        for it in self.items.values():
+            if it.state == ENABLED and it.parent < 0 and it.task in t.cancel_tasks:
+                take = _consumption(self.net.tasks[it.task], marked)
                 for c in take:
-                    self.tokens[c] += 1
+                    tokens[c] -= 1
+                marked = _marked(tokens)
+                takes[it.id] = take
         for it in list(self.items.values()):
             if it.id != keep and it.id in self.items and (it.task in t.cancel_tasks or (
                     it.parent >= 0 and self.items.get(it.parent, it).task in t.cancel_tasks)):
                 self._emit(WorkItemCancelled(it.id, at, why, takes.get(it.id, ())))
         removed = []
+        tokens = self.tokens  # as the cancellations above left them
         for c in t.cancel_conds:
-            n = self.tokens[c] - consumed.count(c)
+            n = tokens[c] - consumed.count(c)
             removed.extend([c] * n)
         if removed:
             self._emit(TokensRemoved(tuple(removed), at, why))
@@ -649,12 +668,13 @@ class Case:
         self._emit(CaseCancelled(at, reason))
 
     def _remove_all_tokens(self, at: float, reason: str, keep: int = -1) -> None:
-        if keep >= 0 and self.marked == 1 << keep and self.tokens[keep] == 1:
+        if keep >= 0 and self.marked == 1 << keep and self.counts is None:
             return  # the usual end: one token on the end condition and nothing else
-        removed = tuple(c for c, n in enumerate(self.tokens)
-                        for _ in range(n - (c == keep)))
+        removed: list[int] = []  # (no generator: `keep` would be a cell on every call)
+        for c, n in enumerate(self.tokens):
+            removed.extend([c] * (n - (c == keep)))
         if removed:
-            self._emit(TokensRemoved(removed, at, reason))
+            self._emit(TokensRemoved(tuple(removed), at, reason))
 
     def _fire_timer(self, iid: int, at: float) -> None:
         it = self.items.get(iid)
@@ -709,9 +729,18 @@ class Case:
 
     def _orphans(self) -> bool:
         """Instances still running after their task moved on (WCP-12) hold the case open."""
-        return any(i.parent >= 0 and i.parent not in self.items for i in self.items.values())
+        items = self.items
+        for i in items.values():  # noqa: SIM110 (a generator would cost a cell per call)
+            if i.parent >= 0 and i.parent not in items:
+                return True
+        return False
 
     def _busy(self) -> int:
+        """The tasks with a running (started or failed, not instance) item, as a bitset."""
+        if len(self.items) == self.offered.bit_count():
+            # Each offered task has exactly one enabled item, so when they are all the
+            # items there are, nothing runs: the usual answer without a look at them.
+            return 0
         b = 0
         for it in self.items.values():
             if it.state != ENABLED and it.parent < 0:
@@ -720,8 +749,7 @@ class Case:
 
     def _settle(self, at: float) -> None:
         net = self.net
-        tasks = net.tasks
-        cond_watchers, busy_watchers = net.cond_watchers, net.busy_watchers
+        revisit = net.revisit_memo
         steps = 0
         while self.status == ACTIVE:
             dirty, dbusy = self._dirty, self._dirty_busy
@@ -734,33 +762,28 @@ class Case:
                 return
             # Which tasks could have changed: those watching a touched condition or a
             # task whose running items changed (OR-joins). Visited in index order.
-            if dirty < 0 or dbusy < 0:
-                todo = net.all_tasks
-            else:
-                todo = 0
-                while dirty:
-                    low = dirty & -dirty
-                    todo |= cond_watchers[low.bit_length() - 1]
-                    dirty ^= low
-                while dbusy:
-                    low = dbusy & -dbusy
-                    todo |= busy_watchers[low.bit_length() - 1]
-                    dbusy ^= low
+            todo = None if dbusy else revisit.get(dirty)  # the memo of net.revisit
+            if todo is None:
+                todo = net.revisit(dirty, dbusy)
             busy = -1
-            while todo:
-                low = todo & -todo
-                todo ^= low
-                t = tasks[low.bit_length() - 1]
+            for t in todo:
                 join = t.join
-                if self.seen and join == PARTIAL and t.idx in self.seen:
+                if join == PARTIAL and self.seen and t.idx in self.seen:
                     late = self.marked & t.preset_mask & ~self.seen[t.idx]
                     if late:
-                        self._emit(TokensRemoved(tuple(c for c in t.preset if late >> c & 1),
-                                                 at, "arrived after the join fired", t.id))
-                if join == OR and busy < 0:
-                    busy = self._busy()
-                en = _is_enabled(t, self.marked, busy, self._seen(t) if join == PARTIAL else 0)
+                        self._emit(TokensRemoved(_present(t.preset, late), at,
+                                                 "arrived after the join fired", t.id))
                 has = self.offered >> t.idx & 1
+                if not has and not self.marked & t.preset_mask:
+                    # No input holds a token: no join rule enables it (every task has
+                    # an input), and it has no offer to withdraw.
+                    continue
+                if join == OR and busy < 0:
+                    # _busy's shortcut, without the call: nothing runs when the items
+                    # are just the offers (one per offered task).
+                    busy = (0 if len(self.items) == self.offered.bit_count()
+                            else self._busy())
+                en = _is_enabled(t, self.marked, busy, self._seen(t) if join == PARTIAL else 0)
                 if en and not has:
                     if t.kind == EMPTY:
                         steps += 1

@@ -45,29 +45,37 @@ ACTIVE, COMPLETED, CANCELLED, CASE_FAILED = "active", "completed", "cancelled", 
 
 
 class WorkItem:
-    """An open work item. Immutable by convention: the fold replaces, never edits."""
+    """An open work item. Immutable by convention: the fold replaces, never edits.
 
-    __slots__ = ("by", "data", "due", "enabled_at", "held_until", "id", "parent",
-                 "started_at", "state", "task")
+    Most open items are offers nobody has taken up yet, so this class has slots for the
+    five fields every item has. The fields few items ever set (when and by whom it was
+    started, a timer, a hold, per-instance data) read as None from the class here and
+    have slots in `WorkItemEx`, which an item becomes when the fold sets one (`_copy`):
+    an offered item is 40 bytes smaller, and offered items are most of an open case.
+    """
+
+    __slots__ = ("enabled_at", "id", "parent", "state", "task")
+    data: dict[str, Any] | None = None
+    started_at: float | None = None
+    by: str | None = None
+    due: float | None = None
+    held_until: float | None = None  # a dispatch policy's hold (WorkItemHeld)
     spawned = done = 0  # only multiple-instance parents count instances (MIWorkItem)
     outputs: tuple[Any, ...] = ()
 
-    def __init__(self, id: int, task: int, state: str, enabled_at: float, parent: int = -1,
-                 data: dict[str, Any] | None = None) -> None:
+    def __init__(self, id: int, task: int, state: str, enabled_at: float,
+                 parent: int = -1) -> None:
         self.id = id
         self.task = task
         self.state = state
         self.enabled_at = enabled_at
         self.parent = parent
-        self.data = data
-        self.started_at: float | None = None
-        self.by: str | None = None
-        self.due: float | None = None
-        self.held_until: float | None = None  # a dispatch policy's hold (WorkItemHeld)
 
     def _copy(self) -> WorkItem:
-        c = object.__new__(type(self))
-        for s in _SLOTS[type(self)]:
+        """A copy to edit: a `WorkItemEx` (or MIWorkItem), so every field can be set."""
+        cls = _EDITABLE.get(type(self), type(self))
+        c = object.__new__(cls)
+        for s in _SLOTS[cls]:
             setattr(c, s, getattr(self, s))
         return c
 
@@ -75,7 +83,22 @@ class WorkItem:
         return f"<WorkItem {self.id} task#{self.task} {self.state}>"
 
 
-class MIWorkItem(WorkItem):
+class WorkItemEx(WorkItem):
+    """A work item with every field: one that was started, timed, held or carries data."""
+
+    __slots__ = ("by", "data", "due", "held_until", "started_at")
+
+    def __init__(self, id: int, task: int, state: str, enabled_at: float, parent: int = -1,
+                 data: dict[str, Any] | None = None) -> None:
+        super().__init__(id, task, state, enabled_at, parent)
+        self.data = data
+        self.started_at: float | None = None
+        self.by: str | None = None
+        self.due: float | None = None
+        self.held_until: float | None = None
+
+
+class MIWorkItem(WorkItemEx):
     """The parent item of a multiple-instance task: counts its instances."""
 
     __slots__ = ("done", "outputs", "spawned")
@@ -87,10 +110,22 @@ class MIWorkItem(WorkItem):
         self.outputs = ()
 
 
-_SLOTS = {WorkItem: WorkItem.__slots__, MIWorkItem: WorkItem.__slots__ + MIWorkItem.__slots__}
+_SLOTS = {WorkItem: WorkItem.__slots__, WorkItemEx: WorkItem.__slots__ + WorkItemEx.__slots__,
+          MIWorkItem: WorkItem.__slots__ + WorkItemEx.__slots__ + MIWorkItem.__slots__}
+_EDITABLE = {WorkItem: WorkItemEx}
 
 
-def _marked(tokens: list[int]) -> int:
+def new_item(id: int, task: int, state: str, enabled_at: float, parent: int = -1,
+             data: dict[str, Any] | None = None, mi: bool = False) -> WorkItem:
+    """The smallest item that holds these fields (`mi`: a multiple-instance parent)."""
+    if mi:
+        return MIWorkItem(id, task, state, enabled_at, parent, data)
+    if data is None:
+        return WorkItem(id, task, state, enabled_at, parent)
+    return WorkItemEx(id, task, state, enabled_at, parent, data)
+
+
+def _marked(tokens: Iterable[int]) -> int:
     m = 0
     for c, n in enumerate(tokens):
         if n:
@@ -98,28 +133,72 @@ def _marked(tokens: list[int]) -> int:
     return m
 
 
+def _counts(case: Case) -> list[int]:
+    """The token count per condition, from `counts` or, while that is None, `marked`."""
+    if case.counts is not None:
+        return list(case.counts)
+    return _unpack(case.marked, len(case.net.cond_ids))
+
+
+def _unpack(marked: int, n: int) -> list[int]:
+    out = [0] * n
+    while marked:
+        low = marked & -marked
+        out[low.bit_length() - 1] = 1
+        marked ^= low
+    return out
+
+
 def _consume(case: Case, conds: Iterable[int]) -> None:
-    tokens = case.tokens
     marked, dirty = case.marked, case._dirty
-    for c in conds:
-        n = tokens[c] - 1
-        if n < 0:
-            raise EngineError(f"event takes a token from empty condition "
-                              f"{case.net.cond_ids[c]!r}: the log does not fit this net")
-        tokens[c] = n
-        if not n:
-            marked &= ~(1 << c)
-        dirty |= 1 << c
+    if case.counts is None:  # at most one token each: the marking is the bitset
+        for c in conds:
+            bit = 1 << c
+            if not marked & bit:
+                raise _empty(case, c)
+            marked ^= bit
+            dirty |= bit
+    else:
+        counts = list(case.counts)
+        for c in conds:
+            n = counts[c] - 1
+            if n < 0:
+                raise _empty(case, c)
+            counts[c] = n
+            if not n:
+                marked &= ~(1 << c)
+            dirty |= 1 << c
+        # Back to None once no condition holds two, as a case restored from a
+        # snapshot starts: a restored case is the same state as the live one.
+        case.counts = tuple(counts) if max(counts) > 1 else None
     case.marked, case._dirty = marked, dirty
 
 
-def _produce(case: Case, conds: Iterable[int]) -> None:
-    tokens = case.tokens
+def _empty(case: Case, c: int) -> EngineError:
+    return EngineError(f"event takes a token from empty condition "
+                       f"{case.net.cond_ids[c]!r}: the log does not fit this net")
+
+
+def _produce(case: Case, conds: tuple[int, ...]) -> None:
+    old = marked = case.marked
+    if case.counts is None:  # at most one token each so far
+        for c in conds:
+            bit = 1 << c
+            if marked & bit:
+                break  # a second token on one condition: count them (below)
+            marked |= bit
+        else:
+            case.marked = marked
+            case._dirty |= marked ^ old
+            return
+    counts = (_unpack(old, len(case.net.cond_ids)) if case.counts is None
+              else list(case.counts))
     bits = 0
     for c in conds:
-        tokens[c] += 1
+        counts[c] += 1
         bits |= 1 << c
-    case.marked |= bits
+    case.counts = tuple(counts)
+    case.marked = old | bits
     case._dirty |= bits
 
 
@@ -152,7 +231,7 @@ def _a_created(case: Case, e: CaseCreated) -> None:
 
 def _a_handed_on(case: Case, e: CaseHandedOn) -> None:
     net = case.net
-    case.tokens = [0] * len(net.cond_ids)
+    case.counts = None
     case.marked = 0
     case.items = {}
     case.offered = 0
@@ -170,8 +249,8 @@ def _a_handed_on(case: Case, e: CaseHandedOn) -> None:
 
 def _a_enabled(case: Case, e: WorkItemEnabled) -> None:
     ti = case.net.task_index[e.task]
-    kind = MIWorkItem if e.parent < 0 and case.net.tasks[ti].mi is not None else WorkItem
-    case.items[e.item] = kind(e.item, ti, ENABLED, e.at, e.parent, e.data)
+    case.items[e.item] = new_item(e.item, ti, ENABLED, e.at, e.parent, e.data,
+                                  e.parent < 0 and case.net.tasks[ti].mi is not None)
     if e.parent < 0:
         case.offered |= 1 << ti
     else:
@@ -208,26 +287,31 @@ def _a_started(case: Case, e: WorkItemStarted) -> None:
 def _a_completed(case: Case, e: WorkItemCompleted) -> None:
     it = case.items.pop(e.item)
     ti = it.task
-    if it.state == ENABLED and it.parent < 0:
+    top = it.parent < 0
+    if top and it.state == ENABLED:
+        # Completed straight from the offer: no running item ended, so the OR-joins
+        # watching ti's running items need no second look (the tokens it took and
+        # gave have the settle look at what they touch).
         case.offered &= ~(1 << ti)
+    else:
+        case._dirty_busy |= 1 << ti
     if e.consumed:
         _consume(case, e.consumed)
         if case.net.tasks[ti].join == PARTIAL:
             _fired(case, case.net.tasks[ti], e.consumed)
-    if it.parent >= 0:
+    if top:
+        if e.output:
+            case.data = {**case.data, **e.output}
+        case.done_tasks |= 1 << ti
+    else:
         p = case.items.get(it.parent)
         if p is not None:
             p = p._copy()
             p.done += 1
             p.outputs = (*p.outputs, e.output)
             case.items[p.id] = p
-    else:
-        if e.output:
-            case.data = {**case.data, **e.output}
-        case.done_tasks |= 1 << ti
     if e.produced:
         _produce(case, e.produced)
-    case._dirty_busy |= 1 << ti
     case.version += 1
 
 

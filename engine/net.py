@@ -22,6 +22,8 @@ from typing import Any
 from .guards import Guard
 from .spec import TaskSpec, WorkflowSpec
 
+_REVISIT_CACHE = 4096  # patterns memoised per net (beyond: computed every time)
+
 # Task kinds, joins and splits as small ints (compared on the hot path).
 HUMAN, AUTOMATIC, EMPTY, COMPOSITE = 0, 1, 2, 3
 AND, XOR, OR, PARTIAL = 0, 1, 2, 3
@@ -159,6 +161,7 @@ class Net:
         "handovers",
         "has_triggers",
         "persistent_mask",
+        "revisit_memo",
         "spec",
         "start",
         "task_index",
@@ -204,9 +207,36 @@ class Net:
         self.cond_watchers = tuple(cw)
         self.busy_watchers = tuple(bw)
         self.all_tasks = (1 << len(tasks)) - 1
+        # Touched conditions (or, when running items changed too, the pair) ->
+        # `revisit`'s answer. A cache, not state: the same for every case of the net,
+        # and a net sees few patterns (a completion touches its task's inputs and
+        # outputs). Keyed by the int alone in the usual case: cheaper to look up.
+        self.revisit_memo: dict[int | tuple[int, int], tuple[Task, ...]] = {}
 
     def __repr__(self) -> str:
         return f"<Net {self.workflow_id} v{self.version}: {len(self.tasks)} tasks>"
+
+    def revisit(self, dirty: int, busy: int) -> tuple[Task, ...]:
+        """The tasks whose enabling may change when the conditions in `dirty` gained or
+        lost tokens and the tasks in `busy` started or ended running items (bitsets; -1:
+        everything), in index order. Memoised: settling asks this on every step."""
+        key = (dirty, busy) if busy else dirty
+        todo = self.revisit_memo.get(key)
+        if todo is None:
+            if dirty < 0 or busy < 0:
+                mask = self.all_tasks
+            else:
+                mask = 0
+                for c, w in enumerate(self.cond_watchers):
+                    if dirty >> c & 1:
+                        mask |= w
+                for u, w in enumerate(self.busy_watchers):
+                    if busy >> u & 1:
+                        mask |= w
+            todo = tuple(t for t in self.tasks if mask >> t.idx & 1)
+            if len(self.revisit_memo) < _REVISIT_CACHE:
+                self.revisit_memo[key] = todo
+        return todo
 
 
 def is_enabled(t: Task, marked: int, busy: int, seen: int) -> bool:
@@ -282,4 +312,17 @@ def consumption(t: Task, marked: int) -> tuple[int, ...]:
             if marked >> c & 1:
                 return (c,)
         return ()
-    return tuple(c for c in t.preset if marked >> c & 1)
+    return present(t.preset, marked)
+
+
+def present(conds: tuple[int, ...], mask: int) -> tuple[int, ...]:
+    """The conditions of `conds` that are in the bitset `mask`, in order.
+
+    A loop, not a generator expression: one would make `mask` a closure cell, which
+    the hot callers would pay for on every call, whichever branch they take.
+    """
+    out = []
+    for c in conds:
+        if mask >> c & 1:
+            out.append(c)
+    return tuple(out)
