@@ -4,9 +4,9 @@ One writer task owns every write. Appends from all actors queue up in a round wh
 the previous one is being written; the writer then takes the round, writes it in ONE
 transaction (events, projections, snapshots), commits, and wakes every waiter of that
 round. Under load a commit carries many completions, which is what makes
-ack-after-commit cheap. A round closes at ROUND_CAP appends, so that under load one
-round fills while the one before it is written. Readers use a second connection (WAL
-lets them run beside the writer).
+ack-after-commit cheap. A round closes at half the appends waiting, so that under
+load one round fills while the one before it is written. Readers use a second
+connection (WAL lets them run beside the writer).
 
 Where a round is written: a small one (INLINE_MAX) on the event loop itself, because
 a hop into a thread and back costs more than writing it; a larger one in the writer's
@@ -245,11 +245,13 @@ _ints = msgspec.json.Decoder(list[int]).decode
 _strs = msgspec.json.Decoder(list[str]).decode
 
 
-# A round closes at this many appends, and the next one starts filling while the writer
-# thread commits it. Without a cap, every client of a round wakes together, queues its
-# next command into one new round and waits together: the event loop idles while the
-# thread writes, and the thread idles while the loop computes.
-ROUND_CAP = 64
+# A round closes once it holds half the appends waiting for an answer (at least
+# ROUND_MIN), and the next one fills while the writer's thread commits it. Without a
+# cap every client of a round wakes together, queues its next command into one new
+# round and waits together: the event loop idles while the thread writes, and the
+# thread idles while the loop computes. Half: two rounds take turns, each as large
+# as it can be (bench/README, "Rounds and inline commits").
+ROUND_MIN = 32
 # Rounds of at most this many appends are written on the event loop (see _inline).
 INLINE_MAX = 16
 # A checkpoint about every this many WAL pages: SQLite's own interval.
@@ -282,6 +284,7 @@ class SQLiteStore:
         self._wdb: sqlite3.Connection | None = None
         self._round = _Round()  # the open round: appends join it
         self._closed: deque[_Round] = deque()  # full rounds, waiting for the writer
+        self._waiting = 0  # appends not yet answered (in rounds queued or being written)
         self._wake = anyio.Event()
         self._tg: Any = None
         self._log_ends: dict[str, int] = {}  # case -> last seq (writer thread only)
@@ -363,7 +366,8 @@ class SQLiteStore:
             raise StoreUnavailable(f"the store cannot write: {self.failed!r}")
         rnd = self._round  # queued synchronously: commit order == call order
         rnd.appends.append(batch)
-        if len(rnd.appends) >= ROUND_CAP:
+        self._waiting += 1
+        if len(rnd.appends) >= max(ROUND_MIN, self._waiting >> 1):
             self._closed.append(rnd)
             self._round = _Round()
         self._wake.set()
@@ -403,6 +407,7 @@ class SQLiteStore:
                 for a in rnd.appends:
                     rnd.errors.setdefault(id(a), exc)
             finally:
+                self._waiting -= len(rnd.appends)
                 rnd.done.set()
             # Roughly the pages a commit adds to the WAL: a few of its own, and about
             # one per append (log, cases and work item B-trees share pages in a round).

@@ -144,23 +144,23 @@ async def test_the_wal_stays_bounded_under_steady_writes(db: str, concurrent: in
 
 @pytest.mark.parametrize(("durability", "concurrent", "inline"), [
     ("normal", 1, True),  # a round of one: on the loop
-    ("normal", 3 * 64, False),  # three full rounds (ROUND_CAP): in the thread
+    ("normal", 192, False),  # rounds of ROUND_MIN (32) and more: in the thread
     ("full", 1, False),  # an fsync per COMMIT: never on the loop
 ])
 async def test_where_a_round_is_written(db: str, durability: str, concurrent: int,
                                         inline: bool) -> None:
-    async with SQLiteStore(db, durability=durability) as store:  # type: ignore[arg-type]
-        async with Runtime(store, VirtualClock(0.0)) as rt:
-            rt.add_net(LOOP)
-            async with anyio.create_task_group() as tg:
-                for i in range(concurrent):
-                    tg.start_soon(rt.create, "loop", f"c{i}", {})
-            before = store.commits, store.commits_inline
-            async with anyio.create_task_group() as tg:
-                for i in range(concurrent):
-                    tg.start_soon(rt.complete, f"c{i}", "Step", "again")
-            commits = store.commits - before[0]
-            on_loop = store.commits_inline - before[1]
-            assert commits >= 1 and on_loop == (commits if inline else 0), (commits, on_loop)
-            for i in (0, concurrent - 1):
-                assert replay(await store.events(f"c{i}"), LOOP).version == 4
+    async with (SQLiteStore(db, durability=durability) as store,  # type: ignore[arg-type]
+                Runtime(store, VirtualClock(0.0)) as rt):
+        rt.add_net(LOOP)
+        async with anyio.create_task_group() as tg:
+            for i in range(concurrent):
+                tg.start_soon(rt.create, "loop", f"c{i}", {})
+        before = store.commits, store.commits_inline
+        async with anyio.create_task_group() as tg:
+            for i in range(concurrent):
+                tg.start_soon(rt.complete, f"c{i}", "Step", "again")
+        commits = store.commits - before[0]
+        on_loop = store.commits_inline - before[1]
+        assert commits >= 1 and on_loop == (commits if inline else 0), (commits, on_loop)
+        for i in (0, concurrent - 1):
+            assert replay(await store.events(f"c{i}"), LOOP).version == 4
