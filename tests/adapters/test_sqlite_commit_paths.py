@@ -144,7 +144,7 @@ async def test_the_wal_stays_bounded_under_steady_writes(db: str, concurrent: in
 
 @pytest.mark.parametrize(("durability", "concurrent", "inline"), [
     ("normal", 1, True),  # a round of one: on the loop
-    ("normal", 192, False),  # rounds of ROUND_MIN (32) and more: in the thread
+    ("normal", 192, False),  # a round of 192: in the thread
     ("full", 1, False),  # an fsync per COMMIT: never on the loop
 ])
 async def test_where_a_round_is_written(db: str, durability: str, concurrent: int,
