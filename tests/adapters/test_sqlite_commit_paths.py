@@ -15,21 +15,14 @@ import time
 
 import anyio
 import pytest
+from test_sqlite_store import LOOP
 
 from actors import Runtime, VirtualClock
 from adapters import sqlite_store
 from adapters.sqlite_store import SQLiteStore
-from engine import compile_document, replay
+from engine import replay
 
 pytestmark = pytest.mark.anyio
-
-LOOP = compile_document({
-    "id": "loop", "name": "Loop", "version": 1,
-    "tasks": [{"id": "Step", "split": "xor"}],
-    "flows": [{"from": "start", "to": "Step"},
-              {"from": "Step", "to": "Step", "when": "result == 'again'"},
-              {"from": "Step", "to": "end"}],
-})
 
 # Another process takes the write lock and keeps it until it reads a line.
 HOLDER = """
@@ -41,11 +34,6 @@ sys.stdin.readline()
 db.execute("COMMIT")
 print("released", flush=True)
 """
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
