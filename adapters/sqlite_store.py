@@ -9,7 +9,7 @@ the writer).
 
 Where a round is written: a small one (INLINE_MAX) on the event loop itself, because
 a hop into a thread and back costs more than writing it; a larger one in the writer's
-thread, so the loop goes on computing the next round meanwhile. On the loop the
+thread, so that the loop is free for other work meanwhile. On the loop the
 connection never waits: another process's write lock sends the round to the thread,
 and the WAL is checkpointed beside the writer, on a connection and thread of its own
 (a checkpoint fsyncs), never inside a COMMIT.
@@ -407,8 +407,8 @@ class SQLiteStore:
         conflicts = self._write_inline(rnd.appends) if self._inline(rnd) else None
         if conflicts is None:
             # One call into the writer's thread: a transaction of a hundred appends
-            # costs one thread hop, not one per statement, and the event loop goes on
-            # with the next round's commands while the thread writes.
+            # costs one thread hop, not one per statement, and the event loop is free
+            # for other work (requests, timers, reads) while the thread writes.
             conflicts = await self._in_thread(self._write_sync, rnd.appends)
         else:
             self.commits_inline += 1
