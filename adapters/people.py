@@ -55,9 +55,11 @@ class Directory(msgspec.Struct, forbid_unknown_fields=True):
         if user == OPERATOR:
             return set(self.roles)
         p = self.people.get(user)
-        if p is None:
-            return set()
-        out, todo = set(), [p.role]
+        return set() if p is None else self.acts_as(p.role)
+
+    def acts_as(self, role: str) -> set[str]:
+        """`role` and every role it acts as, transitively."""
+        out, todo = set(), [role]
         while todo:
             r = todo.pop()
             if r not in out:

@@ -126,8 +126,8 @@ class SlaBook:
                   if holders & set(p.manages) and p.role != role]
         if bosses:
             return max(sorted(set(bosses)), key=bosses.count)
-        acting = [(len(_acts_as(d, r)), r) for r in sorted(d.roles)
-                  if r != role and role in _acts_as(d, r) and d.people_with_role(r)]
+        acting = [(len(d.acts_as(r)), r) for r in sorted(d.roles)
+                  if r != role and role in d.acts_as(r) and d.people_with_role(r)]
         return min(acting)[1] if acting else None
 
     def recipients(self) -> list[str]:
@@ -202,14 +202,3 @@ class SlaBook:
                                   body + (f" For: {names}." if names else ""), case_id,
                                   payload))
         return out
-
-
-def _acts_as(directory: Directory, role: str) -> set[str]:
-    """`role` and every role it acts as, transitively."""
-    out, todo = set(), [role]
-    while todo:
-        r = todo.pop()
-        if r not in out:
-            out.add(r)
-            todo += directory.roles[r].acts_as if r in directory.roles else []
-    return out

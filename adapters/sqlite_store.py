@@ -832,6 +832,12 @@ class SQLiteStore:
             row = await cur.fetchone()
             return int(row[0]) if row else 0
 
+    async def log_position(self) -> int:
+        """The last append's position in the log (0: empty): one index probe, for
+        pollers that only ask whether the log moved (the live stream, kept insights)."""
+        rows = await self._all("SELECT coalesce(max(pos), 0) FROM events")
+        return int(rows[0][0])
+
 
 def _rows(appends: list[Append]) -> tuple[list[tuple[Any, ...]], ...]:
     events, cases, upserts, deletes, snaps = [], [], [], [], []

@@ -56,6 +56,7 @@ from .plan import (
     Proposal,
     SloOf,
     plan_effects,
+    subject,
     timing_proposal,
 )
 from .policy import PolicyBook
@@ -375,8 +376,7 @@ class MapeK:
 
 def _key(r: Recommendation) -> tuple[str, str, str]:
     """What a recommendation is about: one open one per (type, workflow, subject)."""
-    subject = r.task if r.task is not None else f"role:{r.evidence.get('role')}"
-    return (r.type, r.workflow_id, subject)
+    return (r.type, r.workflow_id, subject(r.task, r.evidence.get("role")))
 
 
 __all__ = ["LoopSettings", "MapeK", "NotFound", "Refused"]

@@ -72,6 +72,12 @@ class Proposal(msgspec.Struct):
     model: Any = None  # the finding, kept in the knowledge log
 
 
+def subject(task: str | None, role: str | None) -> str:
+    """What a proposal is about within its type and workflow: its task, or -- advice on
+    a role (capacity) -- "role:<role>". One open recommendation per subject."""
+    return task if task is not None else f"role:{role}"
+
+
 def plan_effects(observations: Iterable[Observation], now: float, *,
                  zone_of: TimeZoneOf | None = None, slo_of: SloOf | None = None,
                  escalate_to: EscalateTo | None = None,
@@ -267,7 +273,7 @@ def capacity_proposals(f: CapacityFinding) -> list[Proposal]:
             "advice": "no policy adds a person: hire, or let a role that acts as this one "
                       "take part of the work",
         }
-        out.append(Proposal("capacity", w.workflow_id, None, f"role:{f.role}", None, desc,
+        out.append(Proposal("capacity", w.workflow_id, None, subject(None, f.role), None, desc,
                             round(f.confidence, 3),
                             f"{s.value:.1f} hours saved per item with one more person",
                             round(s.value, 2), evidence, f))
@@ -326,4 +332,4 @@ def _and(items: Sequence[str]) -> str:
 
 __all__ = ["AssignedAt", "EscalateTo", "PlanConfig", "Proposal", "SloOf",
            "capacity_proposals", "escalation_proposal", "plan_effects",
-           "routing_proposal", "timing_proposal", "words"]
+           "routing_proposal", "subject", "timing_proposal", "words"]

@@ -78,13 +78,6 @@ class ApproverReport(_Out):
     approvers: list[ApproverStats]
 
 
-async def log_position(store: Any) -> int:
-    """The event log's last append position: one index probe (the live stream's tick
-    and the cache key here)."""
-    rows = await store.query("SELECT coalesce(max(pos), 0) FROM events")
-    return int(rows[0][0]) if rows else 0
-
-
 class _Kept:
     """Results by question, each with the stamp it was computed at; one computation
     per question at a time (a burst of refreshes waits for it rather than repeating).
@@ -123,7 +116,7 @@ def _kept(request: Request) -> _Kept:
 
 
 async def _stamp(c: Context) -> tuple[int, int]:
-    return await log_position(c.store), int(time.time() // AGE_SECONDS)
+    return await c.store.log_position(), int(time.time() // AGE_SECONDS)
 
 
 def _workflow(c: Context, request: Request) -> str | None:

@@ -46,7 +46,6 @@ from .api import api
 from .bodies import LiveEvent, RecommendationStatus
 from .codec import stamp
 from .context import Context, ctx
-from .insights import log_position
 
 TICK = 1.0  # seconds between looks at the log; also the shutdown's latency
 KEEP_ALIVE = 15.0
@@ -111,7 +110,7 @@ async def _events(c: Context, request: Request, follow: bool, pos: int,
     while not _Shutdown.closing and anyio.current_time() - began < MAX_AGE:
         await anyio.sleep(TICK)
         try:
-            now_pos = await log_position(c.store)
+            now_pos = await c.store.log_position()
         except Exception:  # the store is closing or gone: the client will reconnect
             return
         if now_pos != pos:
@@ -140,7 +139,7 @@ async def event_stream(request: Request) -> Response:
     follow = "text/event-stream" in request.headers.get("accept", "")
     # Read before the answer starts: a store that cannot answer gets the API's 503,
     # not a stream cut after its headers.
-    pos = await log_position(c.store)
+    pos = await c.store.log_position()
     if follow:
         _on_shutdown_signals()
     return StreamingResponse(_events(c, request, follow, pos), media_type="text/event-stream",

@@ -68,6 +68,7 @@ from mapek.knowledge import Status
 
 from .api import api
 from .context import Context, ctx
+from .stats import case_counts
 
 CASE_STATES = ("active", "completed", "cancelled", "failed")
 REC_STATUSES: tuple[str, ...] = get_args(Status)
@@ -79,9 +80,6 @@ _API = api.prefix + "/"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0)
 
-# The same count as /api/v1/stats (adapters/http/stats.py), so the two never disagree.
-_CASES = ("SELECT workflow_id, coalesce(outcome, 'active'), count(*) FROM phases"
-          " GROUP BY workflow_id, coalesce(outcome, 'active')")
 _BACKLOG = (f"SELECT state, count(*) FROM outbox WHERE state IN"
             f" ({', '.join('?' * len(BACKLOG_STATES))}) GROUP BY state")
 
@@ -182,9 +180,7 @@ class State(Collector):
         return self.families
 
     async def gather(self, c: Context) -> list[Metric]:
-        cases: dict[str, dict[str, int]] = {n.workflow_id: {} for n in c.runtime.workflows()}
-        for wid, state, n in await c.store.query(_CASES):
-            cases.setdefault(wid, {})[state] = n
+        cases = await case_counts(c)  # as /api/v1/stats counts them: never disagreeing
         backlog = dict(await c.store.query(_BACKLOG, BACKLOG_STATES))
         recs: Counter[tuple[str, str, str]] = Counter(
             (r.workflow_id, r.type, r.status)

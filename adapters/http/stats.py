@@ -15,7 +15,7 @@ from starlette.responses import Response
 from .api import api
 from .bodies import Conversion, Stats, WorkflowCounts
 from .codec import respond
-from .context import ctx
+from .context import Context, ctx
 
 LEADS, DEALS, REVENUE = "lead-qualification", "deal-approval-gate", "revenue-recognition"
 
@@ -24,17 +24,25 @@ def _percent(part: int, whole: int) -> float | None:
     return round(100.0 * part / whole, 1) if whole else None
 
 
-@api.route("GET", "/stats", "Cases by workflow and state; lead -> deal -> booked", Stats,
-           errors=())
-async def stats(request: Request) -> Response:
-    c = ctx(request)
-    c.who(request)
+async def case_counts(c: Context) -> dict[str, dict[str, int]]:
+    """Cases by workflow and state (active, completed, ...), every registered workflow
+    present: the phases projection, so a deal counts in each workflow it passed through
+    (also `GET /metrics`' caseloop_cases)."""
     rows = await c.store.query(
         "SELECT workflow_id, coalesce(outcome, 'active'), count(*) FROM phases"
         " GROUP BY workflow_id, coalesce(outcome, 'active')")
     counts: dict[str, dict[str, int]] = {n.workflow_id: {} for n in c.runtime.workflows()}
     for wid, state, n in rows:
         counts.setdefault(wid, {})[state] = n
+    return counts
+
+
+@api.route("GET", "/stats", "Cases by workflow and state; lead -> deal -> booked", Stats,
+           errors=())
+async def stats(request: Request) -> Response:
+    c = ctx(request)
+    c.who(request)
+    counts = await case_counts(c)
     per = [WorkflowCounts(wid, s.get("active", 0), s.get("completed", 0),
                           s.get("cancelled", 0), s.get("failed", 0))
            for wid, s in sorted(counts.items())]

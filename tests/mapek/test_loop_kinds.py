@@ -16,6 +16,7 @@ from actors.actions import ActionContext
 from actors.assignment import least_loaded
 from adapters.sqlite_store import KnowledgeStore, SQLiteStore
 from mapek.escalation import SloTerms
+from mapek.knowledge import Recommendation
 from mapek.loop import LoopSettings, MapeK, Refused
 from mapek.monitor import Monitor, Observation
 from mapek.policy import PolicyBook
@@ -56,6 +57,15 @@ def later(template: list[Observation], start: float, hours: list[float],
             for i, (h, b) in enumerate(zip(hours, by, strict=True))]
 
 
+async def judged(loop: MapeK, clock: Clock, rec: Recommendation, new: list[Observation],
+                 wait: float = HOUR) -> tuple[bool, Recommendation]:
+    """The loop, `wait` after the last of `new` closed: (whether a cycle ran, `rec` then)."""
+    loop.monitor.absorb(new)
+    clock.t = max(o.closed_at for o in new) + wait
+    ran = await loop.cycle()
+    return ran, loop.get(rec.id)
+
+
 async def test_routing_is_proposed_applied_at_the_assignment_and_verified(
         tmp_path, mapek_eval) -> None:
     obs, _ = mapek_eval.slow_person_world(4)
@@ -84,10 +94,8 @@ async def test_routing_is_proposed_applied_at_the_assignment_and_verified(
         kept = [p for p in mapek_eval.SDRS if p != mapek_eval.SLOW]
         new = later(obs, clock.t, [2.5] * 40 + [30.0] * 10,
                     [kept[i % 2] for i in range(40)] + [mapek_eval.SLOW] * 10, "n")
-        loop.monitor.absorb(new)
-        clock.t = max(o.closed_at for o in new) + HOUR
-        assert await loop.cycle()
-        done = loop.get(rec.id)
+        ran, done = await judged(loop, clock, rec, new)
+        assert ran
         assert done.status == "verified", done.verification
         v = done.verification
         assert v["items_after"] == 40 and v["avoided_share_after"] == pytest.approx(0.2)
@@ -110,10 +118,7 @@ async def test_routing_whose_others_slow_down_is_rolled_back_and_notified(
         await loop.apply(rec.id, "olivia")
         kept = [p for p in mapek_eval.SDRS if p != mapek_eval.SLOW]
         new = later(obs, clock.t, [40.0] * 30, [kept[i % 2] for i in range(30)], "n")
-        loop.monitor.absorb(new)
-        clock.t = max(o.closed_at for o in new) + HOUR
-        await loop.cycle()
-        done = loop.get(rec.id)
+        _, done = await judged(loop, clock, rec, new)
         assert done.status == "rolled_back"
         assert done.verification["realized_saving_hours"] < 0
         assert loop.book.rule("lead-qualification", "AssignToSDR") is None
@@ -137,10 +142,7 @@ async def test_escalation_is_applied_as_the_sla_port_and_judged_by_breaches(
                                               "director")
         # 40 mature items since, one in ten over the 4h target (a fifth before).
         new = later(obs, clock.t, ([1.0] * 9 + [6.0]) * 4, ["m"] * 40, "n")
-        loop.monitor.absorb(new)
-        clock.t = max(o.closed_at for o in new) + 5 * HOUR
-        await loop.cycle()
-        done = loop.get(rec.id)
+        _, done = await judged(loop, clock, rec, new, 5 * HOUR)
         assert done.status == "verified", done.verification
         v = done.verification
         assert v["breach_share_after"] == pytest.approx(0.1)
@@ -157,14 +159,11 @@ async def test_an_escalation_after_which_breaches_rise_is_rolled_back(
         (rec,) = loop.for_workflow("deal-approval-gate")
         await loop.apply(rec.id, "olivia")
         new = later(obs, clock.t, [1.0, 6.0] * 20, ["m"] * 40, "n")  # half breach now
-        loop.monitor.absorb(new)
         # Items still open past their target are breaches too.
         young = later(obs, max(o.enabled_at for o in new) + 600, [99.0] * 5, ["m"] * 5, "y")
         loop.monitor.absorb([msgspec.structs.replace(o, closed_at=None, outcome=None)
                              for o in young])
-        clock.t = max(o.closed_at for o in new) + 5 * HOUR
-        await loop.cycle()
-        done = loop.get(rec.id)
+        _, done = await judged(loop, clock, rec, new, 5 * HOUR)
         assert done.status == "rolled_back"
         assert done.verification["breach_share_after"] > 0.4
         assert loop.book.escalation("deal-approval-gate", "SendToSalesManager") is None

@@ -4,6 +4,7 @@ and the runtime ports' answers."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mapek.policy import Change, DispatchWindow, PolicyBook, PolicyError
+from mapek.policy import Change, DispatchWindow, Escalation, PolicyBook, PolicyError
 
 PT = ZoneInfo("America/Los_Angeles")
 W = DispatchWindow(14, 2, "America/Los_Angeles", max_wait_hours=24)
@@ -73,6 +74,14 @@ def test_versions_are_made_not_edited_and_restore_brings_back_the_old_content() 
     (Change("dispatch_window", "wf", "T", window=DispatchWindow(9, 2, "Mars/Olympus")),
      "change.window.time_zone"),
     (Change("routing", "wf", "T", prefer=("a",), avoid=("a",)), "change.prefer"),
+    (Change("routing", "wf", "T", avoid=("a",), assigned_at="AssignToSDR"),
+     "change.assigned_at"),
+    (Change("escalation", "wf", "T", escalation=Escalation(0.0, "director")),
+     "change.escalation.after_hours"),
+    (Change("escalation", "wf", "T", escalation=Escalation(math.inf, "director")),
+     "change.escalation.after_hours"),
+    (Change("escalation", "wf", "T", escalation=Escalation(2.0, "")),
+     "change.escalation.to_role"),
 ])
 def test_a_bad_change_is_refused_with_its_field(change: Change, field: str) -> None:
     book = PolicyBook()
