@@ -19,6 +19,12 @@ number is already taken fails with AppendConflict. If a batch hits a conflict, i
 rolled back and re-written append by append (each in a savepoint) so that only the
 conflicting appends fail.
 
+Live tail: a reader that follows the log as it grows (the MAPE-K Monitor) can take
+the appends from the writer as they commit (`follow()`), as the engine's own objects
+with their log positions, instead of reading back and decoding what was just written.
+It is a hint, never the truth: a follower that finds a gap (a round it was not handed,
+an overflow of its bounded queue, another process's appends) reads the log.
+
 Durability: "normal" (synchronous=NORMAL in WAL) survives a killed process -- the
 default; "full" (synchronous=FULL) also survives power loss, at the cost of an fsync
 per commit (so a "full" round is never written on the event loop).
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -256,6 +264,38 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
+class Following:
+    """Rounds of committed appends handed on to one follower, in commit order: (the log
+    position of the round's first append, the appends). At most `limit` appends are
+    held; beyond it the oldest rounds are dropped, and the follower, finding the gap,
+    reads the log. The store holds a `Following` weakly: one that is gone is no longer
+    fed. Whole rounds, not appends: handing on costs the writer one entry per round."""
+
+    __slots__ = ("__weakref__", "held", "limit", "rounds")
+
+    def __init__(self, limit: int) -> None:
+        self.rounds: deque[tuple[int, list[Append]]] = deque()
+        self.held = 0
+        self.limit = limit
+
+    def __bool__(self) -> bool:
+        return bool(self.rounds)
+
+    def put(self, first: int, appends: list[Append]) -> None:
+        self.rounds.append((first, appends))
+        self.held += len(appends)
+        while self.held > self.limit:
+            self.held -= len(self.rounds.popleft()[1])
+
+    def peek(self) -> tuple[int, list[Append]]:
+        return self.rounds[0]
+
+    def pop(self) -> tuple[int, list[Append]]:
+        first, appends = self.rounds.popleft()
+        self.held -= len(appends)
+        return first, appends
+
+
 class _Round:
     """The appends committed together, and the one event their senders wait on."""
 
@@ -289,6 +329,7 @@ class SQLiteStore:
         # Called after a COMMIT that wrote notices (the outbox worker's wake): deliver now,
         # not at the next poll. Runs on the event loop; must not raise.
         self.on_notices: Callable[[], None] | None = None
+        self._followers: list[weakref.ref[Following]] = []
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> SQLiteStore:
@@ -361,6 +402,13 @@ class SQLiteStore:
         if err is not None:
             raise err
 
+    def follow(self, limit: int = 20_000) -> Following:
+        """Hand every append from now on, once committed, to a new `Following` (see
+        the module's docstring). The store holds it weakly: drop it to stop."""
+        following = Following(limit)
+        self._followers.append(weakref.ref(following))
+        return following
+
     def _next_round(self) -> _Round | None:
         # What queued while the last round was written, taken at once. (Splitting a
         # round so that one fills while the other is written measured worse: 13 %
@@ -404,21 +452,42 @@ class SQLiteStore:
                 self._tg.start_soon(self._checkpoint)
 
     async def _write_round(self, rnd: _Round) -> None:
-        conflicts = self._write_inline(rnd.appends) if self._inline(rnd) else None
-        if conflicts is None:
+        written = self._write_inline(rnd.appends) if self._inline(rnd) else None
+        if written is None:
             # One call into the writer's thread: a transaction of a hundred appends
             # costs one thread hop, not one per statement, and the event loop is free
             # for other work (requests, timers, reads) while the thread writes.
-            conflicts = await self._in_thread(self._write_sync, rnd.appends)
+            written = await self._in_thread(self._write_sync, rnd.appends)
         else:
             self.commits_inline += 1
+        conflicts, last_pos = written
         for i in conflicts:
             a = rnd.appends[i]
             rnd.errors[id(a)] = AppendConflict(a.case_id, a.first_seq)
+        if last_pos is not None and self._followers:
+            self._hand_on(rnd.appends, conflicts, last_pos)
         self.commits += 1
         self.appends_committed += len(rnd.appends)
         if self.on_notices is not None and any(a.notices for a in rnd.appends):
             self.on_notices()
+
+    def _hand_on(self, appends: list[Append], refused: list[int], last_pos: int) -> None:
+        # The accepted appends were inserted in one statement, in round order, in a
+        # transaction that held the write lock: their positions run without a gap up
+        # to the last one inserted.
+        if refused:
+            skip = set(refused)
+            appends = [a for i, a in enumerate(appends) if i not in skip]
+        first = last_pos - len(appends) + 1
+        gone = False
+        for ref in self._followers:
+            following = ref()
+            if following is None:
+                gone = True
+            else:
+                following.put(first, appends)
+        if gone:
+            self._followers = [r for r in self._followers if r() is not None]
 
     def _inline(self, rnd: _Round) -> bool:
         # A hop into the thread and back costs 120-240 us on this kind of machine
@@ -427,9 +496,10 @@ class SQLiteStore:
         # WAL and no fsync: with durability "full" every commit waits for the disk.
         return self.durability == "normal" and len(rnd.appends) <= INLINE_MAX
 
-    def _write_inline(self, appends: list[Append]) -> list[int] | None:
+    def _write_inline(self, appends: list[Append]) -> tuple[list[int], int | None] | None:
         """Write on the event loop if the connection is free and no other process
-        holds the write lock; -> None to go through the thread instead."""
+        holds the write lock (-> what `_write_sync` returns); -> None to go through
+        the thread instead."""
         try:
             self._limiter.acquire_nowait()
         except anyio.WouldBlock:  # a rare write (outbox, signals) is using it
@@ -437,14 +507,14 @@ class SQLiteStore:
         try:
             if not self._on_loop:
                 self._configure(on_loop=True)
-            conflicts = self._write_sync(appends)
+            written = self._write_sync(appends)
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
                 raise
             return None  # another process writes: wait for it in the thread
         finally:
             self._limiter.release()
-        return conflicts
+        return written
 
     def _configure(self, *, on_loop: bool) -> None:
         # On the event loop the connection must never wait for another process's
@@ -491,7 +561,10 @@ class SQLiteStore:
             return fn(*args)
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)
 
-    def _write_sync(self, appends: list[Append]) -> list[int]:
+    def _write_sync(self, appends: list[Append]) -> tuple[list[int], int | None]:
+        """-> the appends refused (indexes), and the log position of the last one
+        written when all the others were written together (None if they were not:
+        see `_hand_on`)."""
         db = self._wdb
         assert db is not None
         # Optimistic concurrency: an append must continue its case's log exactly where
@@ -500,8 +573,11 @@ class SQLiteStore:
         refused = self._refused(db, appends)
         ok_idx = [i for i in range(len(appends)) if i not in refused]
         ok = [appends[i] for i in ok_idx]
-        if ok and self._write_ok(db, ok):
+        last_pos = self._write_ok(db, ok) if ok else None
+        if last_pos == 0:  # a uniqueness conflict stopped the round
             refused |= {ok_idx[j] for j in self._write_one_by_one(db, ok)}
+        if last_pos is not None and last_pos <= 0:
+            last_pos = None
         ends = self._log_ends
         if len(ends) > 200_000:
             ends.clear()  # a cache, not a second copy of the cases table
@@ -510,7 +586,7 @@ class SQLiteStore:
                 ends.pop(a.case_id, None)  # someone else writes this case: ask the log
             else:
                 ends[a.case_id] = a.first_seq + len(a.events) - 1
-        return sorted(refused)
+        return sorted(refused), last_pos
 
     def _refused(self, db: sqlite3.Connection, appends: list[Append]) -> set[int]:
         # Where each case's log ends: remembered from this writer's own commits, read
@@ -533,12 +609,16 @@ class SQLiteStore:
                 seqs[a.case_id] = end + len(a.events)
         return refused
 
-    def _write_ok(self, db: sqlite3.Connection, appends: list[Append]) -> bool:
-        """Write the round in one transaction. -> True if a uniqueness conflict stopped it."""
+    def _write_ok(self, db: sqlite3.Connection, appends: list[Append]) -> int:
+        """Write the round in one transaction. -> the position of its last append in
+        the log (-1: nobody follows, not asked); 0 if a uniqueness conflict stopped it."""
         events, cases, upserts, deletes, snaps = _rows(appends)
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(_INSERT_EVENT, events)
+            # Asked only for someone to hand the round on to (a statement more per round).
+            last_pos = (db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                        if self._followers else -1)
             db.executemany(_UPSERT_CASE, cases)
             if upserts:
                 db.executemany(_UPSERT_ITEM, upserts)
@@ -549,10 +629,10 @@ class SQLiteStore:
             _write_phases(db, appends)
             _write_notices(db, appends)
             db.execute("COMMIT")
-            return False
+            return int(last_pos)
         except sqlite3.IntegrityError:
             db.execute("ROLLBACK")
-            return True
+            return 0
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")

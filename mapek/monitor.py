@@ -10,14 +10,24 @@ as right-censored observations (closed_at None), never dropped: a slow approval 
 has not finished yet is exactly the one that matters. SLA breaches and their
 resolutions are observations too.
 
-Nothing here runs on the command path: reading is on the store's reading connection,
-on demand (`catch_up()` before answering a question), so a burst of completions costs
-the monitor nothing until someone asks. A restart rebuilds everything from the log.
-What is read is decoded slim (`mapek.sightings`): only the fields the fold keeps, the
-rest of each event skipped unbuilt. A store that can hand its appends over still
-encoded (`read_encoded`: the SQLite store) passes them a few hundred at a time, as one
-value SQLite builds off the event loop's thread; a log that holds decoded events (the
-in-memory one) passes those, re-encoded on the way, so both fold the same sightings.
+Nothing here runs on the command path: the fold runs on demand (`catch_up()` before
+answering a question), so a burst of completions costs the monitor nothing until
+someone asks. A restart rebuilds everything from the log.
+
+Where the appends come from. A store that can hand its appends on as they commit
+(`follow()`: the SQLite store) gives the monitor the engine's own event objects with
+their positions, in a bounded queue; they are folded as they are, with nothing read
+back or decoded -- on bench/durable.py reading and decoding cost more than the fold
+itself. That queue is a hint, not the truth: wherever its positions do not continue
+the monitor's (it overflowed, a round was written piecewise, another process wrote),
+and after draining it, the monitor reads the log. What is read is decoded slim
+(`mapek.sightings`): only the fields the fold keeps, the rest of each event skipped
+unbuilt. A store that can hand its appends over still encoded (`read_encoded`: the
+SQLite store) passes them a few hundred at a time, as one value SQLite builds off the
+event loop's thread; a log that holds decoded events (the in-memory one) passes those,
+re-encoded on the way, so both fold the same sightings. Both kinds of event carry the
+fields the fold reads under the same names; only a data map differs (a dict from the
+engine, a `Kept` read slim), and only the attributes kept of it are remembered.
 
 Each observation knows the role its task is offered to (`role_of`) and when a
 dispatch policy released it (`WorkItemHeld`: `dispatched_at` is then the release, not
@@ -38,6 +48,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
@@ -47,6 +58,18 @@ import numpy as np
 from msgspec import UNSET
 from msgspec.structs import astuple
 
+from engine.events import (
+    CaseCreated,
+    CaseHandedOn,
+    SlaBreached,
+    SlaResolved,
+    TaskFired,
+    WorkItemCancelled,
+    WorkItemCompleted,
+    WorkItemEnabled,
+    WorkItemHeld,
+    WorkItemStarted,
+)
 from mapek.sightings import (
     ATTRIBUTES,
     NOTHING_KEPT,
@@ -83,6 +106,38 @@ class EncodedLog(EventLog, Protocol):
 
     async def read_encoded(self, after_pos: int = 0, limit: int = 10_000,
                            ) -> tuple[list[int], list[str], bytes]: ...
+
+
+class Appended(Protocol):
+    case_id: str
+    events: list[Any]
+
+
+class Following(Protocol):
+    """Rounds of appends handed on as they commit, in commit order: (the log position
+    of the round's first append, the appends); bounded, the oldest rounds dropped."""
+
+    def __bool__(self) -> bool: ...
+    def peek(self) -> tuple[int, Sequence[Appended]]: ...
+    def pop(self) -> tuple[int, Sequence[Appended]]: ...
+
+
+class FollowedLog(EventLog, Protocol):
+    """A log that also hands its appends on as they commit, for as long as the
+    follower holds what `follow()` returned."""
+
+    def follow(self, limit: int) -> Following: ...
+
+
+# The types the fold tells apart, in the order `_fold` unpacks them: read slim from a
+# log, or the engine's own (handed on live by the store).
+_READ_KINDS = (Completed, Enabled, Created, HandedOn, Fired, Started, Held, Cancelled,
+               Breached, Resolved)
+_LIVE_KINDS = (WorkItemCompleted, WorkItemEnabled, CaseCreated, CaseHandedOn, TaskFired,
+               WorkItemStarted, WorkItemHeld, WorkItemCancelled, SlaBreached, SlaResolved)
+_KEPT = frozenset(ATTRIBUTES)
+_CASE_ID = attrgetter("case_id")
+_EVENTS = attrgetter("events")
 
 
 class Observation(msgspec.Struct, gc=False):
@@ -201,7 +256,7 @@ class Percentiles(msgspec.Struct, frozen=True):
 class Monitor:
     def __init__(self, log: EventLog, batch: int = 256, *,
                  role_of: RoleOf | None = None,
-                 time_zone_of: TimeZoneOf | None = None) -> None:
+                 time_zone_of: TimeZoneOf | None = None, live_limit: int = 20_000) -> None:
         self.log = log
         self.role_of = role_of
         self.time_zone_of: TimeZoneOf = time_zone_of or (lambda _person: "UTC")
@@ -224,33 +279,78 @@ class Monitor:
         self._workflow: dict[str, str] = {}
         self._lock = anyio.Lock()
         self._absorbed = 0
+        # Appends folded as handed on by the store, and as read back from the log.
+        self.appends_handed_on = 0
+        self.appends_read = 0
+        # At most `live_limit` appends wait to be folded (the store drops older ones,
+        # which are then read back): about two seconds of a busy server's commits.
+        follow = getattr(log, "follow", None)
+        self._live: Following | None = follow(live_limit) if follow is not None else None
 
     async def catch_up(self) -> None:
         """Fold every append committed since the last call."""
         async with self._lock:
-            read_encoded = getattr(self.log, "read_encoded", None)
+            live = self._live
             while True:
-                if read_encoded is not None:
-                    positions, case_ids, events = await read_encoded(self.pos, self.batch)
-                    n = len(positions)
-                    self._fold(zip(positions, case_ids, decode_appends(events), strict=True))
-                else:
-                    rows = await self.log.read_events(self.pos, self.batch)
-                    n = len(rows)
-                    self._fold((p, c, sightings_of(evs)) for p, c, _first, evs in rows)
-                if n < self.batch:
+                if live:
+                    self._fold_live(live)
+                    if live:  # a gap before what was handed on: the log has it
+                        gap = live.peek()[0] - self.pos - 1
+                        if not await self._read_log(min(gap, self.batch)):
+                            self._fold_live(live, across_gap=True)  # it does not
+                        continue
+                # What nobody handed on (another process's appends, a round written
+                # piecewise) is in the log; one read, usually empty, finds it.
+                if await self._read_log(self.batch) < self.batch:
                     return
+
+    async def _read_log(self, limit: int) -> int:
+        """Fold the next `limit` appends read from the log. -> how many there were."""
+        read_encoded = getattr(self.log, "read_encoded", None)
+        if read_encoded is not None:
+            positions, case_ids, events = await read_encoded(self.pos, limit)
+            self._fold(zip(positions, case_ids, decode_appends(events), strict=True))
+            self.appends_read += len(positions)
+            return len(positions)
+        rows = await self.log.read_events(self.pos, limit)
+        self._fold((p, c, sightings_of(evs)) for p, c, _first, evs in rows)
+        self.appends_read += len(rows)
+        return len(rows)
+
+    def _fold_live(self, live: Following, *, across_gap: bool = False) -> None:
+        """Fold the rounds handed on that continue the log from `pos` (the first may
+        jump a gap `across_gap`); what was already read from the log is skipped."""
+        while live:
+            first, appends = live.peek()
+            skip = self.pos + 1 - first
+            if skip < 0:  # a gap: the log has what is missing
+                if not across_gap:
+                    return
+                skip = 0
+            live.pop()
+            across_gap = False
+            if skip < len(appends):
+                chunk = appends[skip:] if skip else appends
+                self.appends_handed_on += len(chunk)
+                self._fold(zip(range(first + skip, first + len(appends)),
+                               map(_CASE_ID, chunk), map(_EVENTS, chunk), strict=True),
+                           _LIVE_KINDS)
 
     def observe(self, case_id: str, events: Iterable[Any]) -> None:
         """Fold one case's events (the engine's own types) into the observations; the
         position in the log stays where it is."""
         self._fold(((self.pos, case_id, sightings_of(events)),))
 
-    def _fold(self, appends: Iterable[tuple[int, str, list[Any]]]) -> None:
+    def _fold(self, appends: Iterable[tuple[int, str, list[Any]]],
+              kinds: tuple[type, ...] = _READ_KINDS) -> None:
         # Paid per event on every tail: the most frequent kinds are tested first and
         # names are bound locally. The position moves once an append is folded, so a
         # fold that fails part way resumes at the append it failed on.
         open_, closed, role_of, workflow = self.open, self.closed, self.role_of, self._workflow
+        # The kinds by the sightings' names (shadowing them: the live kinds are others).
+        (Completed, Enabled, Created, HandedOn, Fired,
+         Started, Held, Cancelled, Breached, Resolved) = kinds
+        live = kinds is _LIVE_KINDS  # data maps are dicts, not `Kept`
         done = self.pos
         try:
             for pos, case_id, events in appends:
@@ -265,7 +365,8 @@ class Monitor:
                             o.by = e.by or o.by
                             closed.append(o)
                         out = e.output  # most carry no attribute: no call for those
-                        if out is not None and out != NOTHING_KEPT:
+                        if out is not None and (not _KEPT.isdisjoint(out) if live
+                                                else out != NOTHING_KEPT):
                             self._remember(case_id, out)
                     elif t is Enabled:
                         if e.parent < 0:
@@ -277,7 +378,8 @@ class Monitor:
                     elif t is Created or t is HandedOn:
                         workflow[case_id] = e.workflow_id
                         data = e.data if t is Created else e.defaults
-                        if data is not None and data != NOTHING_KEPT:
+                        if data is not None and (not _KEPT.isdisjoint(data) if live
+                                                 else data != NOTHING_KEPT):
                             self._remember(case_id, data)
                     elif t is Fired:
                         self.fired[(workflow.get(case_id, ""), e.task)] += 1
@@ -354,8 +456,12 @@ class Monitor:
                 else:
                     tally.cancelled += 1
 
-    def _remember(self, case_id: str, data: Kept) -> None:
-        kept = {k: v for k, v in zip(ATTRIBUTES, astuple(data), strict=True) if v is not UNSET}
+    def _remember(self, case_id: str, data: Kept | dict[str, Any]) -> None:
+        if isinstance(data, dict):
+            kept = {k: data[k] for k in ATTRIBUTES if k in data}
+        else:
+            kept = {k: v for k, v in zip(ATTRIBUTES, astuple(data), strict=True)
+                    if v is not UNSET}
         self.attributes.setdefault(case_id, {}).update(kept)
 
     # ------------------------------------------------------------------ queries

@@ -172,6 +172,21 @@ def _target_of(slas: SlaBook | None) -> Callable[[str, str], float | None]:
     return target
 
 
+# How often the Monitor folds what the store handed on since: often enough that the
+# store's queue of committed appends for it (20 000) never overflows into reading them
+# back from the log, and the metrics it counts stay current.
+FOLLOW_EVERY = 1.0
+
+
+async def _follow(monitor: Monitor) -> None:
+    while True:
+        await anyio.sleep(FOLLOW_EVERY)
+        try:
+            await monitor.catch_up()
+        except Exception as exc:  # the next one reads the log from where this stopped
+            print(f"monitor: catch-up failed: {exc!r}", file=sys.stderr, flush=True)
+
+
 async def _mapek_cycles(loop: MapeK, every: float) -> None:
     """Verification and auto-apply need no request: a cycle now and then (off the event
     loop's hot path: the analysis runs in a worker thread)."""
@@ -225,6 +240,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 monitor = Monitor(store, role_of=_role_of(rt),
                                   time_zone_of=lambda p: zone_of(p) or "UTC")
                 await absorb_imported(monitor, store)  # history imported before this start
+                tg.start_soon(_follow, monitor)
                 loop = MapeK(monitor, KnowledgeStore(store), policies, twin=run_task_twin,
                              now=rt.clock.now, time_zone_of=zone_of,
                              # a rollback is told to those SLA breaches are told to
