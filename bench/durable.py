@@ -18,9 +18,11 @@ sensitive than the rate to other work on a shared machine.
 Only deal-approval-gate is registered, so the approved case ends there (no hand-on to
 contract processing). A fresh SQLite file in a temp dir per level; VirtualClock.
 
-With `--monitor` a MAPE-K Monitor tails the store in the same process while the run
-goes on (`catch_up()` every 50 ms, as a dashboard polling it would): the cost of
-observing is then inside the timed window, and the row gains `monitor_*` fields.
+With `--monitor` a MAPE-K Monitor follows the store in the same process while the run
+goes on (`catch_up()` every 50 ms, as a dashboard polling it would, folding what the
+store handed on as its rounds committed): the cost of observing is then inside the
+timed window, and the row gains `monitor_*` fields (`monitor_appends_read`: appends
+it had to read back from the log instead).
 `--alternate` runs each level with and without it, in turns, and prints the
 overhead (target: <= 5 % fewer completions/s) as the median of the pairs, with their
 quartiles and range: on a shared machine one pair alone can be off by a quarter.
@@ -130,7 +132,10 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
             await watcher.catch_up()  # outside the window: what it had not yet seen
             monitored = {"monitor_catch_ups": catch_ups,
                          "monitor_items_seen_in_window": lag,
-                         "monitor_items": len(watcher.open) + len(watcher.closed)}
+                         "monitor_items": len(watcher.open) + len(watcher.closed),
+                         # folded as the store handed them on / read back from the log
+                         "monitor_appends_handed_on": watcher.appends_handed_on,
+                         "monitor_appends_read": watcher.appends_read}
         if profile is not None:
             profile.disable()
         done = 0

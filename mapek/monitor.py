@@ -48,7 +48,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from operator import attrgetter
+from operator import itemgetter
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
@@ -108,18 +108,14 @@ class EncodedLog(EventLog, Protocol):
                            ) -> tuple[list[int], list[str], bytes]: ...
 
 
-class Appended(Protocol):
-    case_id: str
-    events: list[Any]
-
-
 class Following(Protocol):
     """Rounds of appends handed on as they commit, in commit order: (the log position
-    of the round's first append, the appends); bounded, the oldest rounds dropped."""
+    of the round's first append, its appends as (case_id, events)); bounded, the
+    oldest rounds dropped."""
 
     def __bool__(self) -> bool: ...
-    def peek(self) -> tuple[int, Sequence[Appended]]: ...
-    def pop(self) -> tuple[int, Sequence[Appended]]: ...
+    def peek(self) -> tuple[int, Sequence[tuple[str, Sequence[Any]]]]: ...
+    def pop(self) -> tuple[int, Sequence[tuple[str, Sequence[Any]]]]: ...
 
 
 class FollowedLog(EventLog, Protocol):
@@ -136,8 +132,8 @@ _READ_KINDS = (Completed, Enabled, Created, HandedOn, Fired, Started, Held, Canc
 _LIVE_KINDS = (WorkItemCompleted, WorkItemEnabled, CaseCreated, CaseHandedOn, TaskFired,
                WorkItemStarted, WorkItemHeld, WorkItemCancelled, SlaBreached, SlaResolved)
 _KEPT = frozenset(ATTRIBUTES)
-_CASE_ID = attrgetter("case_id")
-_EVENTS = attrgetter("events")
+_CASE_ID = itemgetter(0)
+_EVENTS = itemgetter(1)
 
 
 class Observation(msgspec.Struct, gc=False):
@@ -341,7 +337,7 @@ class Monitor:
         position in the log stays where it is."""
         self._fold(((self.pos, case_id, sightings_of(events)),))
 
-    def _fold(self, appends: Iterable[tuple[int, str, list[Any]]],
+    def _fold(self, appends: Iterable[tuple[int, str, Sequence[Any]]],
               kinds: tuple[type, ...] = _READ_KINDS) -> None:
         # Paid per event on every tail: the most frequent kinds are tested first and
         # names are bound locally. The position moves once an append is folded, so a
@@ -351,6 +347,7 @@ class Monitor:
         (Completed, Enabled, Created, HandedOn, Fired,
          Started, Held, Cancelled, Breached, Resolved) = kinds
         live = kinds is _LIVE_KINDS  # data maps are dicts, not `Kept`
+        disjoint, fired = _KEPT.isdisjoint, self.fired
         done = self.pos
         try:
             for pos, case_id, events in appends:
@@ -365,7 +362,7 @@ class Monitor:
                             o.by = e.by or o.by
                             closed.append(o)
                         out = e.output  # most carry no attribute: no call for those
-                        if out is not None and (not _KEPT.isdisjoint(out) if live
+                        if out is not None and (not disjoint(out) if live
                                                 else out != NOTHING_KEPT):
                             self._remember(case_id, out)
                     elif t is Enabled:
@@ -378,11 +375,11 @@ class Monitor:
                     elif t is Created or t is HandedOn:
                         workflow[case_id] = e.workflow_id
                         data = e.data if t is Created else e.defaults
-                        if data is not None and (not _KEPT.isdisjoint(data) if live
+                        if data is not None and (not disjoint(data) if live
                                                  else data != NOTHING_KEPT):
                             self._remember(case_id, data)
                     elif t is Fired:
-                        self.fired[(workflow.get(case_id, ""), e.task)] += 1
+                        fired[(workflow.get(case_id, ""), e.task)] += 1
                     elif t is Started:
                         o = open_.get((case_id, e.item))
                         if o is not None:
@@ -457,12 +454,17 @@ class Monitor:
                     tally.cancelled += 1
 
     def _remember(self, case_id: str, data: Kept | dict[str, Any]) -> None:
+        kept = self.attributes.get(case_id)
+        if kept is None:
+            kept = self.attributes[case_id] = {}
         if isinstance(data, dict):
-            kept = {k: data[k] for k in ATTRIBUTES if k in data}
+            for k in ATTRIBUTES:
+                if k in data:
+                    kept[k] = data[k]
         else:
-            kept = {k: v for k, v in zip(ATTRIBUTES, astuple(data), strict=True)
-                    if v is not UNSET}
-        self.attributes.setdefault(case_id, {}).update(kept)
+            for k, v in zip(ATTRIBUTES, astuple(data), strict=True):
+                if v is not UNSET:
+                    kept[k] = v
 
     # ------------------------------------------------------------------ queries
     def observations(self, workflow_id: str | None = None, task: str | None = None,
