@@ -264,13 +264,14 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-# One append as handed on: (case id, its events). Tuples of the engine's events, which
-# the garbage collector does not track, are untracked at its first look: held until
-# the follower catches up, they are not promoted to the old generation, whose growth
-# sets off full collections of the whole heap (the runtime's cases and all). Holding
-# the appends themselves (their lists) cost bench/durable.py ~3.5k instructions per
-# completion in collections alone, more than the rest of following.
-Handed = tuple[str, tuple[Any, ...]]
+# A round as handed on: its appends' case ids, and their event lists. Two containers a
+# round, nothing new per append: every object the garbage collector tracks that is
+# made (or kept alive) for a follower makes its collections more frequent or longer.
+# Per completion on bench/durable.py (callgrind, following without folding) this costs
+# 2.0k instructions at 100 concurrent cases, 2.2k at 1,000; handing on the appends
+# themselves (three lists each kept alive) or a (case id, tuple of events) per append
+# (two objects made) cost 3.2-7.4k, mostly in collections.
+Handed = tuple[tuple[str, ...], list[list[Any]]]
 
 
 class Following:
@@ -283,25 +284,25 @@ class Following:
     __slots__ = ("__weakref__", "held", "limit", "rounds")
 
     def __init__(self, limit: int) -> None:
-        self.rounds: deque[tuple[int, tuple[Handed, ...]]] = deque()
+        self.rounds: deque[tuple[int, Handed]] = deque()
         self.held = 0
         self.limit = limit
 
     def __bool__(self) -> bool:
         return bool(self.rounds)
 
-    def put(self, first: int, appends: tuple[Handed, ...]) -> None:
+    def put(self, first: int, appends: Handed) -> None:
         self.rounds.append((first, appends))
-        self.held += len(appends)
+        self.held += len(appends[0])
         while self.held > self.limit:
-            self.held -= len(self.rounds.popleft()[1])
+            self.held -= len(self.rounds.popleft()[1][0])
 
-    def peek(self) -> tuple[int, tuple[Handed, ...]]:
+    def peek(self) -> tuple[int, Handed]:
         return self.rounds[0]
 
-    def pop(self) -> tuple[int, tuple[Handed, ...]]:
+    def pop(self) -> tuple[int, Handed]:
         first, appends = self.rounds.popleft()
-        self.held -= len(appends)
+        self.held -= len(appends[0])
         return first, appends
 
 
@@ -488,7 +489,7 @@ class SQLiteStore:
             skip = set(refused)
             appends = [a for i, a in enumerate(appends) if i not in skip]
         first = last_pos - len(appends) + 1
-        handed = tuple([(a.case_id, tuple(a.events)) for a in appends])
+        handed = (tuple([a.case_id for a in appends]), [a.events for a in appends])
         gone = False
         for ref in self._followers:
             following = ref()

@@ -48,7 +48,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from operator import itemgetter
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
@@ -110,12 +109,12 @@ class EncodedLog(EventLog, Protocol):
 
 class Following(Protocol):
     """Rounds of appends handed on as they commit, in commit order: (the log position
-    of the round's first append, its appends as (case_id, events)); bounded, the
-    oldest rounds dropped."""
+    of the round's first append, (its appends' case ids, their events)); bounded,
+    the oldest rounds dropped."""
 
     def __bool__(self) -> bool: ...
-    def peek(self) -> tuple[int, Sequence[tuple[str, Sequence[Any]]]]: ...
-    def pop(self) -> tuple[int, Sequence[tuple[str, Sequence[Any]]]]: ...
+    def peek(self) -> tuple[int, tuple[Sequence[str], Sequence[Sequence[Any]]]]: ...
+    def pop(self) -> tuple[int, tuple[Sequence[str], Sequence[Sequence[Any]]]]: ...
 
 
 class FollowedLog(EventLog, Protocol):
@@ -132,8 +131,6 @@ _READ_KINDS = (Completed, Enabled, Created, HandedOn, Fired, Started, Held, Canc
 _LIVE_KINDS = (WorkItemCompleted, WorkItemEnabled, CaseCreated, CaseHandedOn, TaskFired,
                WorkItemStarted, WorkItemHeld, WorkItemCancelled, SlaBreached, SlaResolved)
 _KEPT = frozenset(ATTRIBUTES)
-_CASE_ID = itemgetter(0)
-_EVENTS = itemgetter(1)
 
 
 class Observation(msgspec.Struct, gc=False):
@@ -317,7 +314,7 @@ class Monitor:
         """Fold the rounds handed on that continue the log from `pos` (the first may
         jump a gap `across_gap`); what was already read from the log is skipped."""
         while live:
-            first, appends = live.peek()
+            first, (case_ids, events) = live.peek()
             skip = self.pos + 1 - first
             if skip < 0:  # a gap: the log has what is missing
                 if not across_gap:
@@ -325,12 +322,10 @@ class Monitor:
                 skip = 0
             live.pop()
             across_gap = False
-            if skip < len(appends):
-                chunk = appends[skip:] if skip else appends
-                self.appends_handed_on += len(chunk)
-                self._fold(zip(range(first + skip, first + len(appends)),
-                               map(_CASE_ID, chunk), map(_EVENTS, chunk), strict=True),
-                           _LIVE_KINDS)
+            if skip < len(case_ids):
+                self.appends_handed_on += len(case_ids) - skip
+                self._fold(zip(range(first + skip, first + len(case_ids)),
+                               case_ids[skip:], events[skip:], strict=True), _LIVE_KINDS)
 
     def observe(self, case_id: str, events: Iterable[Any]) -> None:
         """Fold one case's events (the engine's own types) into the observations; the
