@@ -32,6 +32,7 @@ per commit (so a "full" round is never written on the event loop).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import weakref
@@ -307,14 +308,30 @@ class Following:
 
 
 class _Round:
-    """The appends committed together, and the one event their senders wait on."""
+    """The appends committed together, and the futures their senders wait on.
 
-    __slots__ = ("appends", "done", "errors")
+    One asyncio future per sender rather than one anyio.Event per round: a wait on an
+    Event makes a future anyway, behind two more frames (anyio's wait, asyncio's) and
+    a deque, on every append; here the sender awaits its future directly. The store
+    already runs on asyncio only (aiosqlite), and this is what asyncio.Event does
+    inside, so anyio's cancellation behaves the same: a cancelled sender's future is
+    cancelled, and `finish` skips it. Measured with the writer's SQL stubbed out
+    (bench/durable.py, N = 100, callgrind): about 8k fewer instructions per completion
+    of ~174k, with the wake below.
+    """
+
+    __slots__ = ("appends", "errors", "waiters")
 
     def __init__(self) -> None:
         self.appends: list[Append] = []
-        self.done = anyio.Event()
+        self.waiters: list[asyncio.Future[None]] = []
         self.errors: dict[int, BaseException] = {}
+
+    def finish(self) -> None:
+        """Wake every sender still waiting (a cancelled one is not)."""
+        for fut in self.waiters:
+            if not fut.done():
+                fut.set_result(None)
 
 
 class SQLiteStore:
@@ -405,9 +422,15 @@ class SQLiteStore:
         if self.failed is not None:
             raise StoreUnavailable(f"the store cannot write: {self.failed!r}")
         rnd = self._round  # queued synchronously: commit order == call order
-        rnd.appends.append(batch)
-        self._wake.set()
-        await rnd.done.wait()
+        appends = rnd.appends
+        appends.append(batch)
+        if len(appends) == 1:
+            # The first append of a round wakes the writer; it takes the round whole
+            # (_next_round), so the later ones need not set the event again.
+            self._wake.set()
+        fut = asyncio.get_running_loop().create_future()
+        rnd.waiters.append(fut)
+        await fut
         err = rnd.errors.get(id(batch))
         if err is not None:
             raise err
@@ -445,14 +468,14 @@ class SQLiteStore:
                 for r in (rnd, self._round):  # this round and whatever queued behind it
                     for a in r.appends:
                         r.errors.setdefault(id(a), err)
-                    r.done.set()
+                    r.finish()
                 return  # readiness reports it; appends from now on fail at once
             except Exception as exc:  # this round could not be written (e.g. a value
                 # that does not encode): its appends fail, the store goes on
                 for a in rnd.appends:
                     rnd.errors.setdefault(id(a), exc)
             finally:
-                rnd.done.set()
+                rnd.finish()
             # Roughly the pages a commit adds to the WAL: a few of its own, and about
             # one per append (log, cases and work item B-trees share pages in a round).
             self._wal_pages += 4 + len(rnd.appends)
