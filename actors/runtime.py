@@ -232,7 +232,8 @@ class Runtime:
         first = case.version + 1
         try:
             events = command(case)
-            events += self._hand_on(case, now)
+            if case.status == "completed":  # the only state a case is handed on from
+                events += self._hand_on(case, now)
             if self.dispatch is not None and events:
                 events += self._holds(case, events, now)
         except EngineError:
@@ -244,7 +245,17 @@ class Runtime:
         actor.last_used = now
         if events:
             notices = notify(case, events) if notify is not None else None
-            await self._commit(actor, events, now, first_seq=first, notices=notices)
+            # _commit's work, inlined: a coroutine less to make and to pass through on
+            # every resume, on the path every completion takes.
+            batch = self._batch(actor, events, now, first, notices)
+            actor.pending += 1
+            try:
+                await self.store.append(batch)
+            except BaseException:
+                self._lost(actor)
+                raise
+            finally:
+                actor.pending -= 1
             self._after_commit(case, events)
         return case
 
@@ -299,25 +310,36 @@ class Runtime:
                     held += case.hold(e.item, now, hold[0], hold[1])
         return held
 
-    async def _commit(self, actor: _Actor, events: list[Any], now: float, first_seq: int,
-                      notices: list[Notice] | None = None) -> None:
+    def _batch(self, actor: _Actor, events: list[Any], now: float, first_seq: int,
+               notices: list[Notice] | None = None) -> Append:
+        """The append of a command's events: the projection rows they imply, and a
+        snapshot every `snapshot_every` events."""
         case = actor.case
         upserts, deletes = item_changes(case, events)
         snapshot = None
         if case.version - actor.snap_seq >= self.snapshot_every:
             snapshot = msgspec.msgpack.encode(case.snapshot())
             actor.snap_seq = case.version
-        batch = Append(case.case_id, first_seq, events, case_row(case, now), upserts, deletes,
-                       snapshot, phase_changes(events), notices or None)
+        return Append(case.case_id, first_seq, events, case_row(case, now), upserts, deletes,
+                      snapshot, phase_changes(events), notices or None)
+
+    async def _commit(self, actor: _Actor, events: list[Any], now: float, first_seq: int,
+                      notices: list[Notice] | None = None) -> None:
+        batch = self._batch(actor, events, now, first_seq, notices)
         actor.pending += 1
         try:
             await self.store.append(batch)
         except BaseException:
-            if self._resident.get(case.case_id) is actor:
-                self._drop(case.case_id)  # memory is ahead of the log: rebuild on next use
+            self._lost(actor)
             raise
         finally:
             actor.pending -= 1
+
+    def _lost(self, actor: _Actor) -> None:
+        """An append failed or was cancelled: memory may be ahead of the log."""
+        case_id = actor.case.case_id
+        if self._resident.get(case_id) is actor:
+            self._drop(case_id)  # rebuild on next use
 
     def _after_commit(self, case: Case, events: list[Any]) -> None:
         tasks = case.net.tasks
