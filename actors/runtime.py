@@ -125,6 +125,12 @@ class Runtime:
         self._action_queue: deque[tuple[str, int, bool]] = deque()
         self._action_workers = 0
         self._idle_workers: list[anyio.Event] = []
+        # The running backend's Event and CancelScope classes, made directly: anyio.Event()
+        # and anyio.CancelScope() ask sniffio for the backend and initialise the object
+        # twice on every call (2.7 -> 1.0 us, 3.4 -> 1.1 us here). Set on entry, in the
+        # event loop; used once per automatic action.
+        self._event: Callable[[], anyio.Event] = anyio.Event
+        self._scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
         self._busy = 0  # runnable work units (not sleeping on the clock)
         self._idle = anyio.Event()
         self._idle.set()
@@ -149,6 +155,8 @@ class Runtime:
 
     # ----------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> Runtime:
+        self._event = type(anyio.Event())
+        self._scope = type(anyio.CancelScope())
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._timer_loop)
@@ -519,7 +527,7 @@ class Runtime:
                                                    self.clock.now()))
                 finally:
                     self._work(-1)
-            wake = anyio.Event()
+            wake = self._event()
             self._idle_workers.append(wake)
             await wake.wait()
 
@@ -598,7 +606,7 @@ class Runtime:
         call costs a cancel scope and a heap entry -- not a task group and a sleeper.
         """
         deadline = self.clock.now() + timeout
-        with anyio.CancelScope() as scope:
+        with self._scope() as scope:
             entry = self._push([deadline, next(self._timer_seq), None, scope])
             try:
                 return await handler(ctx)
