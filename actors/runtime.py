@@ -460,10 +460,15 @@ class Runtime:
         [due, seq, case_id, (item, workflow_id, target)] (item 0: the workflow stay);
         action deadlines are [due, seq, None, cancel scope], the scope set to None once
         the action is done."""
-        heapq.heappush(self._timers, entry)
+        timers = self._timers
+        heapq.heappush(timers, entry)
         if self._timer_scope is not None and entry[0] < self._timer_sleeping_until:
             self._timer_scope.cancel()  # an earlier deadline: re-plan the sleep
-        self._timer_wake.set()
+        if len(timers) == 1:
+            # The loop waits for the wake only once the heap is empty (it checks with
+            # no suspension before waiting), so only a push into an empty heap need set
+            # it; an entry per action makes this worth the test.
+            self._timer_wake.set()
         return entry
 
     async def _timer_loop(self) -> None:
