@@ -7,6 +7,7 @@ from typing import Any
 
 from engine import Case
 from engine.events import (
+    EVENT_TYPES,
     CaseCancelled,
     CaseCompleted,
     CaseCreated,
@@ -20,7 +21,12 @@ from engine.net import KIND_NAME
 from .ports import CaseRow, ItemRow, PhaseChange
 
 _CLOSED = {CaseCompleted: "completed", CaseCancelled: "cancelled", CaseFailed: "failed"}
-_NOT_ITEM_CHANGES = (SlaBreached, SlaResolved)
+# The events whose `item` names a work item whose row they change: every event type
+# with an `item` field but the SLA records, which leave their item's row as it is.
+# A set of types, tested once per event, rather than a getattr with a default.
+_ITEM_EVENTS = frozenset(t for t in EVENT_TYPES if "item" in t.__struct_fields__) - {
+    SlaBreached, SlaResolved}
+_OPENS = (CaseCreated, CaseHandedOn)
 
 
 def case_row(case: Case, now: float) -> CaseRow:
@@ -30,23 +36,7 @@ def case_row(case: Case, now: float) -> CaseRow:
 
 def item_changes(case: Case, events: list[Any]) -> tuple[list[ItemRow], list[int]]:
     """Rows for the work items these events touched: upsert the open, delete the closed."""
-    touched: dict[int, None] = {}
-    for e in events:
-        if type(e) in _NOT_ITEM_CHANGES:
-            continue  # an SLA record leaves its item's row as it is
-        item = getattr(e, "item", None)
-        if item is not None:
-            touched[item] = None
-    upserts, deletes = [], []
-    tasks = case.net.tasks
-    for iid in touched:
-        it = case.items.get(iid)
-        if it is None:
-            deletes.append(iid)
-            continue
-        t = tasks[it.task]
-        upserts.append(ItemRow(case.case_id, iid, t.id, KIND_NAME[t.kind], t.role, it.state,
-                               it.enabled_at, it.due, it.by, it.held_until))
+    upserts, deletes, _ = changes(case, events)
     return upserts, deletes
 
 
@@ -55,8 +45,41 @@ def phase_changes(events: list[Any]) -> list[PhaseChange] | None:
     out = None
     for e in events:
         t = type(e)
-        if t is CaseCreated or t is CaseHandedOn:
+        if t in _OPENS:
             (out := out or []).append(PhaseChange("open", e.at, e.workflow_id, e.version))
         elif t in _CLOSED:
             (out := out or []).append(PhaseChange("close", e.at, outcome=_CLOSED[t]))
     return out
+
+
+def changes(case: Case, events: list[Any],
+            ) -> tuple[list[ItemRow], list[int], list[PhaseChange] | None]:
+    """`item_changes` and `phase_changes` in one pass over the events: the runtime's
+    path, taken by every command (one loop and one call less than the two)."""
+    touched: dict[int, None] = {}
+    phases = None
+    for e in events:
+        t = type(e)
+        if t in _ITEM_EVENTS:
+            touched[e.item] = None
+        elif t in _OPENS:
+            (phases := phases or []).append(PhaseChange("open", e.at, e.workflow_id,
+                                                        e.version))
+        elif t in _CLOSED:
+            (phases := phases or []).append(PhaseChange("close", e.at,
+                                                        outcome=_CLOSED[t]))
+    upserts: list[ItemRow] = []
+    deletes: list[int] = []
+    if touched:
+        items = case.items
+        tasks = case.net.tasks
+        case_id = case.case_id
+        for iid in touched:
+            it = items.get(iid)
+            if it is None:
+                deletes.append(iid)
+                continue
+            k = tasks[it.task]
+            upserts.append(ItemRow(case_id, iid, k.id, KIND_NAME[k.kind], k.role, it.state,
+                                   it.enabled_at, it.due, it.by, it.held_until))
+    return upserts, deletes, phases

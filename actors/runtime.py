@@ -58,9 +58,13 @@ from engine.net import AUTOMATIC
 
 from .actions import AWAIT_CALLBACK, AWAITING, ActionContext, ActionRegistry, Incident
 from .ports import Append, AppendConflict, Clock, DispatchPolicy, EventStore, Notice, SlaPolicy
-from .projection import case_row, item_changes, phase_changes
+from .projection import case_row, changes
 
 Command = Callable[[Case], list[Any]]
+# The events _after_commit acts on: timers to arm, failures to list, items to run or
+# to watch; with an SLA policy also the workflows entered (their stay is timed).
+_FOLLOW = frozenset((TimerSet, WorkItemFailed, WorkItemEnabled))
+_FOLLOW_SLA = _FOLLOW | {CaseCreated, CaseHandedOn}
 # What a command's events must notify, decided with them and written in their append.
 Notify = Callable[[Case, list[Any]], list[Notice]]
 
@@ -220,7 +224,8 @@ class Runtime:
             raise CaseExists(f"case {case_id!r} already exists", field="case_id") from None
         finally:
             self._activated(case_id)
-        self._passivate_over_cap()
+        if len(self._resident) > self.resident_cap:
+            self._passivate_over_cap()
         self._after_commit(case, events)
         return case
 
@@ -323,13 +328,13 @@ class Runtime:
         """The append of a command's events: the projection rows they imply, and a
         snapshot every `snapshot_every` events."""
         case = actor.case
-        upserts, deletes = item_changes(case, events)
+        upserts, deletes, phases = changes(case, events)
         snapshot = None
         if case.version - actor.snap_seq >= self.snapshot_every:
             snapshot = msgspec.msgpack.encode(case.snapshot())
             actor.snap_seq = case.version
         return Append(case.case_id, first_seq, events, case_row(case, now), upserts, deletes,
-                      snapshot, phase_changes(events), notices or None)
+                      snapshot, phases, notices or None)
 
     async def _commit(self, actor: _Actor, events: list[Any], now: float, first_seq: int,
                       notices: list[Notice] | None = None) -> None:
@@ -350,8 +355,11 @@ class Runtime:
             self._drop(case_id)  # rebuild on next use
 
     def _after_commit(self, case: Case, events: list[Any]) -> None:
+        follow = _FOLLOW if self.slas is None else _FOLLOW_SLA
         tasks = case.net.tasks
         for e in events:
+            if type(e) not in follow:
+                continue  # most events (a completion) need nothing: one test, not four
             if type(e) is TimerSet:
                 self._arm(e.due, case.case_id, e.item)
             elif type(e) is WorkItemFailed and e.item in case.items:
