@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny run for CI: checks it works")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--monitor", action="store_true",
-                      help="a Monitor tails the store during the run (catch_up every 50 ms)")
+                      help="a Monitor follows the store during the run (catch_up every 50 ms)")
     mode.add_argument("--alternate", action="store_true",
                       help="each repeat runs without, then with the monitor; prints overhead")
     ap.add_argument("--monitor-every", type=float, default=0.05, metavar="SECONDS",

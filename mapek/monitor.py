@@ -1,4 +1,4 @@
-"""Monitor: the event log, tailed off the hot path, turned into observations of work.
+"""Monitor: the event log, followed off the hot path, turned into observations of work.
 
 Theory of operation
 -------------------
@@ -11,8 +11,9 @@ has not finished yet is exactly the one that matters. SLA breaches and their
 resolutions are observations too.
 
 Nothing here runs on the command path: the fold runs on demand (`catch_up()` before
-answering a question), so a burst of completions costs the monitor nothing until
-someone asks. A restart rebuilds everything from the log.
+answering a question; the server also calls it every second), so a burst of
+completions costs the monitor nothing until then but what the store keeps for it (two
+containers a round). A restart rebuilds everything from the log.
 
 Where the appends come from. A store that can hand its appends on as they commit
 (`follow()`: the SQLite store) gives the monitor the engine's own event objects with

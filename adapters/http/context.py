@@ -38,7 +38,7 @@ class Context:
     slas: SlaBook | None = None  # slos.yaml: targets, compliance, who is told
     outbox: Any = None  # the outbox worker (adapters/outbox.py), when running
     intake: Any = None  # lead intake (adapters/intake.py)
-    monitor: Monitor | None = None  # observations of work, tailed from the event log
+    monitor: Monitor | None = None  # observations of work, following the event log
     mapek: Any = None  # the MAPE-K loop (mapek.loop.MapeK): recommendations, policies
 
     @property
