@@ -277,10 +277,10 @@ Handed = tuple[tuple[str, ...], list[list[Any]]]
 
 class Following:
     """Rounds of committed appends handed on to one follower, in commit order: (the log
-    position of the round's first append, the appends). At most `limit` appends are
-    held; beyond it the oldest rounds are dropped, and the follower, finding the gap,
-    reads the log. The store holds a `Following` weakly: one that is gone is no longer
-    fed. Whole rounds, not appends: handing on costs the writer one entry per round."""
+    position of the round's first append, the round as `Handed`). At most `limit`
+    appends are held; beyond it the oldest rounds are dropped, and the follower, finding
+    the gap, reads the log. The store holds a `Following` weakly: one that is gone is
+    no longer fed. Whole rounds, not appends: handing on costs one entry per round."""
 
     __slots__ = ("__weakref__", "held", "limit", "rounds")
 
@@ -596,9 +596,9 @@ class SQLiteStore:
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)
 
     def _write_sync(self, appends: list[Append]) -> tuple[list[int], int | None]:
-        """-> the appends refused (indexes), and the log position of the last one
-        written when all the others were written together (None if they were not:
-        see `_hand_on`)."""
+        """-> the appends refused (indexes), and the log position of the last append
+        written if the accepted ones went in as one statement and someone follows the
+        store (None otherwise: see `_hand_on`)."""
         db = self._wdb
         assert db is not None
         # Optimistic concurrency: an append must continue its case's log exactly where
