@@ -258,17 +258,7 @@ class Runtime:
         actor.last_used = now
         if events:
             notices = notify(case, events) if notify is not None else None
-            # _commit's work, inlined: a coroutine less to make and to pass through on
-            # every resume, on the path every completion takes.
-            batch = self._batch(actor, events, now, first, notices)
-            actor.pending += 1
-            try:
-                await self.store.append(batch)
-            except BaseException:
-                self._lost(actor)
-                raise
-            finally:
-                actor.pending -= 1
+            await self._commit(actor, events, now, first_seq=first, notices=notices)
             self._after_commit(case, events)
         return case
 
@@ -323,36 +313,25 @@ class Runtime:
                     held += case.hold(e.item, now, hold[0], hold[1])
         return held
 
-    def _batch(self, actor: _Actor, events: list[Any], now: float, first_seq: int,
-               notices: list[Notice] | None = None) -> Append:
-        """The append of a command's events: the projection rows they imply, and a
-        snapshot every `snapshot_every` events."""
+    async def _commit(self, actor: _Actor, events: list[Any], now: float, first_seq: int,
+                      notices: list[Notice] | None = None) -> None:
         case = actor.case
         upserts, deletes, phases = changes(case, events)
         snapshot = None
         if case.version - actor.snap_seq >= self.snapshot_every:
             snapshot = msgspec.msgpack.encode(case.snapshot())
             actor.snap_seq = case.version
-        return Append(case.case_id, first_seq, events, case_row(case, now), upserts, deletes,
-                      snapshot, phases, notices or None)
-
-    async def _commit(self, actor: _Actor, events: list[Any], now: float, first_seq: int,
-                      notices: list[Notice] | None = None) -> None:
-        batch = self._batch(actor, events, now, first_seq, notices)
+        batch = Append(case.case_id, first_seq, events, case_row(case, now), upserts, deletes,
+                       snapshot, phases, notices or None)
         actor.pending += 1
         try:
             await self.store.append(batch)
         except BaseException:
-            self._lost(actor)
+            if self._resident.get(case.case_id) is actor:
+                self._drop(case.case_id)  # memory is ahead of the log: rebuild on next use
             raise
         finally:
             actor.pending -= 1
-
-    def _lost(self, actor: _Actor) -> None:
-        """An append failed or was cancelled: memory may be ahead of the log."""
-        case_id = actor.case.case_id
-        if self._resident.get(case_id) is actor:
-            self._drop(case_id)  # rebuild on next use
 
     def _after_commit(self, case: Case, events: list[Any]) -> None:
         follow = _FOLLOW if self.slas is None else _FOLLOW_SLA

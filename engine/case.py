@@ -779,10 +779,7 @@ class Case:
                     # an input), and it has no offer to withdraw.
                     continue
                 if join == OR and busy < 0:
-                    # _busy's shortcut, without the call: nothing runs when the items
-                    # are just the offers (one per offered task).
-                    busy = (0 if len(self.items) == self.offered.bit_count()
-                            else self._busy())
+                    busy = self._busy()
                 en = _is_enabled(t, self.marked, busy, self._seen(t) if join == PARTIAL else 0)
                 if en and not has:
                     if t.kind == EMPTY:

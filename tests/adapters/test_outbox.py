@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from actors import VirtualClock
 from actors.ports import Append, AppendConflict, Notice
-from actors.projection import case_row, item_changes
+from actors.projection import case_row, changes
 from adapters.channels import Channels, OutboxSettings, load_channels
 from adapters.outbox import NotDead, Outbox, UnknownRow, backoff
 from adapters.sqlite_store import SQLiteStore
@@ -143,7 +143,7 @@ async def notify(store: SQLiteStore, case_id: str, *notices: Notice, at: float,
                  first_seq: int = 1) -> None:
     """Append a new case's events with notices, as the runtime does on a breach."""
     case, events = Case.create(NET, case_id, {}, at)
-    upserts, deletes = item_changes(case, events)
+    upserts, deletes, _phases = changes(case, events)
     await store.append(Append(case_id, first_seq, events, case_row(case, at), upserts,
                               deletes, notices=list(notices)))
 

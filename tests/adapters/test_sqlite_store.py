@@ -19,7 +19,7 @@ import pytest
 
 from actors import Runtime, VirtualClock
 from actors.ports import Append, AppendConflict, SpecRow
-from actors.projection import case_row, item_changes
+from actors.projection import case_row, changes
 from adapters.sqlite_store import SQLiteStore
 from engine import Case, CaseSnapshot, compile_document, replay
 
@@ -51,7 +51,7 @@ def db(tmp_path: pathlib.Path) -> str:
 def append_of(case: Case, events: list[Any], now: float, *, snapshot: bool = False,
               first_seq: int | None = None) -> Append:
     """The Append the runtime would make for `events`, just applied to `case`."""
-    upserts, deletes = item_changes(case, events)
+    upserts, deletes, _phases = changes(case, events)
     return Append(case.case_id, case.version - len(events) + 1 if first_seq is None
                   else first_seq, events, case_row(case, now), upserts, deletes,
                   msgspec.msgpack.encode(case.snapshot()) if snapshot else None)
