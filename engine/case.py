@@ -103,6 +103,7 @@ _ENDS_WORK = frozenset({WorkItemCompleted, WorkItemCancelled, CaseCompleted, Cas
                         CaseFailed, CaseHandedOn})
 
 _MAX_SETTLE_STEPS = 10_000  # an empty-task cycle with no way out is a spec bug, not a hang
+_PASS_CACHE = 4096  # settle passes memoised per net (beyond: worked out every time)
 
 
 class CaseSnapshot(msgspec.Struct, array_like=True, gc=False):
@@ -749,7 +750,7 @@ class Case:
 
     def _settle(self, at: float) -> None:
         net = self.net
-        revisit = net.revisit_memo
+        revisit, plans = net.revisit_memo, net.pass_memo
         steps = 0
         while self.status == ACTIVE:
             dirty, dbusy = self._dirty, self._dirty_busy
@@ -760,12 +761,31 @@ class Case:
                     net.completion == CANCEL_REMAINING or not self._orphans()):
                 self._finish_case(at)
                 return
+            # With no partial join waiting and nothing running, a pass's offers and
+            # withdrawals follow from what was touched, the marking and the offers
+            # alone (see Net.pass_memo): replay them rather than look at the tasks.
+            key: tuple[int, int, int, int] | None = None
+            if not self.seen and len(self.items) == self.offered.bit_count():
+                key = (dirty, dbusy, self.marked, self.offered)
+                plan = plans.get(key)
+                if plan is not None:
+                    for t, offer in plan:
+                        if offer:
+                            iid = self.next_item
+                            self._emit(WorkItemEnabled(iid, t.id, at))
+                            if t.timer is not None and not t.timer.on_start:
+                                self._emit(TimerSet(iid, at + t.timer.after))
+                        else:
+                            self._emit(WorkItemCancelled(self._offered_item(t.idx).id, at,
+                                                         "withdrawn"))
+                    continue
             # Which tasks could have changed: those watching a touched condition or a
             # task whose running items changed (OR-joins). Visited in index order.
             todo = None if dbusy else revisit.get(dirty)  # the memo of net.revisit
             if todo is None:
                 todo = net.revisit(dirty, dbusy)
             busy = -1
+            done: list[tuple[Task, bool]] = []  # this pass's offers (True) and withdrawals
             for t in todo:
                 join = t.join
                 if join == PARTIAL and self.seen and t.idx in self.seen:
@@ -783,6 +803,7 @@ class Case:
                 en = _is_enabled(t, self.marked, busy, self._seen(t) if join == PARTIAL else 0)
                 if en and not has:
                     if t.kind == EMPTY:
+                        key = None  # its routing reads the data: not a pass to keep
                         steps += 1
                         if steps > _MAX_SETTLE_STEPS:
                             raise EngineError(f"workflow {net.workflow_id!r}: routing does not "
@@ -802,13 +823,18 @@ class Case:
                     if t.timer is not None and not t.timer.on_start:
                         self._emit(TimerSet(iid, at + t.timer.after))
                     if t.mi is not None:
+                        key = None  # the instances come from the data
                         self._emit(WorkItemStarted(iid, at, _consumption(t, self.marked),
                                                    "engine"))
                         self._spawn(self.items[iid], t, at)
                         busy = -1
+                    done.append((t, True))
                 elif has and not en:
                     self._emit(WorkItemCancelled(self._offered_item(t.idx).id, at,
                                                  "withdrawn"))
+                    done.append((t, False))
+            if key is not None and len(plans) < _PASS_CACHE:
+                plans[key] = tuple(done)
         if self.status == ACTIVE and not self.items and not net.has_triggers:
             if net.completion == IMPLICIT:
                 self._finish_case(at)

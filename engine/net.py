@@ -160,6 +160,7 @@ class Net:
         "end",
         "handovers",
         "has_triggers",
+        "pass_memo",
         "persistent_mask",
         "revisit_memo",
         "spec",
@@ -212,6 +213,13 @@ class Net:
         # and a net sees few patterns (a completion touches its task's inputs and
         # outputs). Keyed by the int alone in the usual case: cheaper to look up.
         self.revisit_memo: dict[int | tuple[int, int], tuple[Task, ...]] = {}
+        # (touched conditions, tasks whose running items changed, marking, offered
+        # tasks) -> the settle pass's offers (True) and withdrawals (False), in order.
+        # Kept by `Case._settle` only for a pass with nothing running and no partial
+        # join waiting, where the join rules read nothing else (running tasks are
+        # none; the case data only reaches an empty task's routing or a task's
+        # instances, and a pass doing either is not kept). A cache like the above.
+        self.pass_memo: dict[tuple[int, int, int, int], tuple[tuple[Task, bool], ...]] = {}
 
     def __repr__(self) -> str:
         return f"<Net {self.workflow_id} v{self.version}: {len(self.tasks)} tasks>"
