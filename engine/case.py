@@ -445,8 +445,10 @@ class Case:
         if t.checklist:
             self._check_list(t, result, output)
         merged = self._map_output(t, result, output) if t.outputs else output
-        if merged and it.parent < 0:  # what a completion writes into the case obeys the
-            # data schema too (an instance's output is collected, not merged, later)
+        # What a completion writes into the case obeys the data schema too (an
+        # instance's output is collected, not merged, later). Fields the schema does
+        # not name pass unchecked: the usual output (an approval) skips the call.
+        if merged and it.parent < 0 and not self.net.schema_fields.isdisjoint(merged):
             self.net.validate_data(merged, partial=True)
         if it.parent >= 0:
             self._emit(WorkItemCompleted(it.id, at, result, merged or None, by=by))

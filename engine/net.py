@@ -163,6 +163,7 @@ class Net:
         "pass_memo",
         "persistent_mask",
         "revisit_memo",
+        "schema_fields",
         "spec",
         "start",
         "task_index",
@@ -190,6 +191,12 @@ class Net:
         self.completion = COMPLETION[spec.completion]
         self.handovers = handovers
         self.validate_data = validate_data
+        # The fields the data schema says anything about (required or typed): a
+        # completion's output that names none of them has nothing to check.
+        schema = spec.data
+        self.schema_fields: frozenset[str] = (
+            frozenset(schema.required) | frozenset(schema.properties) if schema is not None
+            else frozenset())
         self.transient_mask = transient_mask
         self.persistent_mask = persistent_mask
         self.has_triggers = bool(transient_mask or persistent_mask)
