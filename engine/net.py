@@ -322,6 +322,11 @@ def consumption(t: Task, marked: int) -> tuple[int, ...]:
     j = t.join
     if j == AND:
         return t.preset
+    pm = t.preset_mask
+    if marked & pm == pm and (j != XOR or not pm & (pm - 1)):
+        # Every input holds a token (an XOR join: its only input): all are taken,
+        # in the preset's order -- what the loops below would build, without them.
+        return t.preset
     if j == XOR:
         for c in t.preset:
             if marked >> c & 1:
