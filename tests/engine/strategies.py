@@ -410,6 +410,8 @@ class Step:
     command: str  # "create", "start <item> (<task>)", "complete <item> (<task>) ..."
     events: list[Any]
     after: Snapshot
+    # The Case method called and its arguments after the item: to drive it again.
+    call: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -444,7 +446,8 @@ def runs(draw: Any, net: Net, meta: SpecMeta, data: dict[str, Any],
         at += 1.0
         if item.state == ENABLED and how & 1:
             events = case.start(item.id, at, by="tester")
-            steps.append(Step(f"start {item.id} ({task})", events, Snapshot.of(case)))
+            steps.append(Step(f"start {item.id} ({task})", events, Snapshot.of(case),
+                              ("start", item.id, at, "tester")))
             continue
         result = "again" if how & 2 else "ok"
         if task in meta.loop_tasks:
@@ -458,5 +461,6 @@ def runs(draw: Any, net: Net, meta: SpecMeta, data: dict[str, Any],
             output = {f: v}
         events = case.complete(item.id, at, result=result, output=output, by="tester")
         steps.append(Step(f"complete {item.id} ({task}) result={result} output={output}",
-                          events, Snapshot.of(case)))
+                          events, Snapshot.of(case),
+                          ("complete", item.id, at, result, output, "tester")))
     return Run(net, case, steps)

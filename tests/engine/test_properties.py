@@ -253,6 +253,39 @@ def test_replay_equals_state(data: st.DataObject) -> None:
     assert _full_state(again) == _full_state(live)
 
 
+class _Forgetful(dict):  # type: ignore[type-arg]
+    """A settle-pass memo that keeps nothing: every pass is worked out."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+def _drive(net: Net, run: Run, values: dict[str, Any]) -> list[Any]:
+    """The run's commands again, on a new case of `net`: its events."""
+    case, events = Case.create(net, "case-1", values, at=0.0)
+    for step in run.steps[1:]:
+        method, *args = step.call
+        events += getattr(case, method)(*args)
+    return events
+
+
+@given(st.data())
+def test_memoised_settle_passes_change_nothing(data: st.DataObject) -> None:
+    """4b. A net remembers settle passes (`Net.pass_memo`) and replays them: the run,
+    whose passes were memoised as it went, makes the same events on a net that
+    remembers nothing, and again on its own net with the memo full of its passes."""
+    spec, meta = data.draw(specs(), label="spec")
+    net = _compile(spec)
+    values = data.draw(case_data(meta), label="case data")
+    run = data.draw(runs(net, meta, copy.deepcopy(values)), label="run")
+    cold = _compile(spec)
+    cold.pass_memo = _Forgetful()
+    want = run.events
+    assert _drive(cold, run, copy.deepcopy(values)) == want, _trace(run)
+    assert not cold.pass_memo
+    assert _drive(net, run, copy.deepcopy(values)) == want, _trace(run)
+
+
 def _slots(obj: Any) -> list[str]:
     return sorted({s for k in type(obj).__mro__ for s in getattr(k, "__slots__", ())
                    if not s.startswith("_")})
