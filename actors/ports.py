@@ -85,7 +85,10 @@ class Append(msgspec.Struct, gc=False):
     item_upserts: list[ItemRow]
     item_deletes: list[int]
     snapshot: bytes | None = None  # the state after these events, msgpack
-    phases: list[PhaseChange] | None = None  # in event order; None on most appends
+    # In event order; None on most appends. Only appends with phases change the case's
+    # workflow, version, state or closed_at: a store may write just the time and
+    # version of the case row of an append without (adapters.sqlite_store).
+    phases: list[PhaseChange] | None = None
     notices: list[Notice] | None = None  # outbox rows caused by these events
 
 

@@ -4,6 +4,7 @@ started with."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 from actors_kit import (
@@ -103,3 +104,34 @@ async def test_each_case_stays_on_the_version_it_started_with(db: str,
         assert type(log[0]) is CaseCreated and log[0].version == 1
         newer = await store.events("new")
         assert newer[0].version == 2
+
+
+async def test_the_cases_row_follows_the_case_through_hand_over_and_end(db: str) -> None:
+    """The store writes only time and version for a command that opens or closes no
+    phase; the row still shows each workflow the case enters and how it ends."""
+
+    def row() -> tuple:
+        with sqlite3.connect(db) as con:
+            return con.execute("SELECT workflow_id, workflow_version, state, created_at,"
+                               " updated_at, closed_at, seq FROM cases WHERE case_id = 'd'"
+                               ).fetchone()
+
+    clock = VirtualClock(0.0)
+    async with running(db, clock, pipeline_nets(), placeholder_actions()) as (_store, rt):
+        await rt.create("deal-approval-gate", "d", {**DEAL_600K, "contract_type": "custom"})
+        for n, t in enumerate(HUMAN_APPROVALS, start=1):
+            clock.advance_to(60.0 * n)
+            await rt.complete("d", t, "approved")
+            if n < len(HUMAN_APPROVALS):  # an ordinary command: time and version move
+                case = await rt.get("d")
+                assert row() == ("deal-approval-gate", 1, "active", 0.0, 60.0 * n, None,
+                                 case.version)
+        await rt.wait_idle()
+        case = await rt.get("d")
+        assert case.net.workflow_id == "contract-processing"
+        assert row() == ("contract-processing", case.net.version, "active", 0.0,
+                         60.0 * len(HUMAN_APPROVALS), None, case.version)
+        clock.advance_to(1000.0)
+        case = await rt.cancel("d", "deal lost")
+        assert row() == ("contract-processing", case.net.version, "cancelled", 0.0, 1000.0,
+                         1000.0, case.version)

@@ -51,10 +51,10 @@ def db(tmp_path: pathlib.Path) -> str:
 def append_of(case: Case, events: list[Any], now: float, *, snapshot: bool = False,
               first_seq: int | None = None) -> Append:
     """The Append the runtime would make for `events`, just applied to `case`."""
-    upserts, deletes, _phases = changes(case, events)
+    upserts, deletes, phases = changes(case, events)
     return Append(case.case_id, case.version - len(events) + 1 if first_seq is None
                   else first_seq, events, case_row(case, now), upserts, deletes,
-                  msgspec.msgpack.encode(case.snapshot()) if snapshot else None)
+                  msgspec.msgpack.encode(case.snapshot()) if snapshot else None, phases)
 
 
 def new_case(case_id: str, net=DEAL, data: dict[str, Any] | None = None,
