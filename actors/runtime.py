@@ -224,8 +224,7 @@ class Runtime:
             raise CaseExists(f"case {case_id!r} already exists", field="case_id") from None
         finally:
             self._activated(case_id)
-        if len(self._resident) > self.resident_cap:
-            self._passivate_over_cap()
+        self._passivate_over_cap()
         self._after_commit(case, events)
         return case
 

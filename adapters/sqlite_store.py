@@ -509,13 +509,14 @@ class SQLiteStore:
             a = rnd.appends[i]
             rnd.errors[id(a)] = AppendConflict(a.case_id, a.first_seq)
         if last_pos is not None and self._followers:
-            self._hand_on(rnd.appends, conflicts, last_pos)
+            self._feed_followers(rnd.appends, conflicts, last_pos)
         self.commits += 1
         self.appends_committed += len(rnd.appends)
         if self.on_notices is not None and any(a.notices for a in rnd.appends):
             self.on_notices()
 
-    def _hand_on(self, appends: list[Append], refused: list[int], last_pos: int) -> None:
+    def _feed_followers(self, appends: list[Append], refused: list[int], last_pos: int,
+                        ) -> None:
         # The accepted appends were inserted in one statement, in round order, in a
         # transaction that held the write lock: their positions run without a gap up
         # to the last one inserted.
@@ -609,7 +610,7 @@ class SQLiteStore:
     def _write_sync(self, appends: list[Append]) -> tuple[list[int], int | None]:
         """-> the appends refused (indexes), and the log position of the last append
         written if the accepted ones went in as one statement and someone follows the
-        store (None otherwise: see `_hand_on`)."""
+        store (None otherwise: see `_feed_followers`)."""
         db = self._wdb
         assert db is not None
         # Optimistic concurrency: an append must continue its case's log exactly where
@@ -618,11 +619,9 @@ class SQLiteStore:
         refused = self._refused(db, appends)
         ok_idx = [i for i in range(len(appends)) if i not in refused]
         ok = [appends[i] for i in ok_idx]
-        last_pos = self._write_ok(db, ok) if ok else None
-        if last_pos == 0:  # a uniqueness conflict stopped the round
+        stopped, last_pos = self._write_ok(db, ok) if ok else (False, None)
+        if stopped:  # a uniqueness conflict: append by append, so only it fails
             refused |= {ok_idx[j] for j in self._write_one_by_one(db, ok)}
-        if last_pos is not None and last_pos <= 0:
-            last_pos = None
         ends = self._log_ends
         if len(ends) > 200_000:
             ends.clear()  # a cache, not a second copy of the cases table
@@ -654,16 +653,17 @@ class SQLiteStore:
                 seqs[a.case_id] = end + len(a.events)
         return refused
 
-    def _write_ok(self, db: sqlite3.Connection, appends: list[Append]) -> int:
-        """Write the round in one transaction. -> the position of its last append in
-        the log (-1: nobody follows, not asked); 0 if a uniqueness conflict stopped it."""
+    def _write_ok(self, db: sqlite3.Connection, appends: list[Append],
+                  ) -> tuple[bool, int | None]:
+        """Write the round in one transaction. -> (a uniqueness conflict stopped it,
+        the log position of its last append if someone follows the store)."""
         events, cases, touches, upserts, deletes, snaps = _rows(appends)
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(_INSERT_EVENT, events)
             # Asked only for someone to hand the round on to (a statement more per round).
-            last_pos = (db.execute("SELECT last_insert_rowid()").fetchone()[0]
-                        if self._followers else -1)
+            last_pos = (int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+                        if self._followers else None)
             if cases:
                 db.executemany(_UPSERT_CASE, cases)
             if touches:
@@ -677,10 +677,10 @@ class SQLiteStore:
             _write_phases(db, appends)
             _write_notices(db, appends)
             db.execute("COMMIT")
-            return int(last_pos)
+            return False, last_pos
         except sqlite3.IntegrityError:
             db.execute("ROLLBACK")
-            return 0
+            return True, None
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")

@@ -750,6 +750,18 @@ class Case:
                 b |= 1 << it.task
         return b
 
+    def _offer(self, t: Task, at: float) -> int:
+        """Offer task `t`: a new work item (and its timer, if it runs from enabling)."""
+        iid = self.next_item
+        self._emit(WorkItemEnabled(iid, t.id, at))
+        if t.timer is not None and not t.timer.on_start:
+            self._emit(TimerSet(iid, at + t.timer.after))
+        return iid
+
+    def _withdraw(self, t: Task, at: float) -> None:
+        """Withdraw the offer of task `t`: it is no longer enabled."""
+        self._emit(WorkItemCancelled(self._offered_item(t.idx).id, at, "withdrawn"))
+
     def _settle(self, at: float) -> None:
         net = self.net
         revisit, plans = net.revisit_memo, net.pass_memo
@@ -773,13 +785,9 @@ class Case:
                 if plan is not None:
                     for t, offer in plan:
                         if offer:
-                            iid = self.next_item
-                            self._emit(WorkItemEnabled(iid, t.id, at))
-                            if t.timer is not None and not t.timer.on_start:
-                                self._emit(TimerSet(iid, at + t.timer.after))
+                            self._offer(t, at)
                         else:
-                            self._emit(WorkItemCancelled(self._offered_item(t.idx).id, at,
-                                                         "withdrawn"))
+                            self._withdraw(t, at)
                     continue
             # Which tasks could have changed: those watching a touched condition or a
             # task whose running items changed (OR-joins). Visited in index order.
@@ -820,10 +828,7 @@ class Case:
                         if self.marked >> net.end & 1:
                             break
                         continue
-                    iid = self.next_item
-                    self._emit(WorkItemEnabled(iid, t.id, at))
-                    if t.timer is not None and not t.timer.on_start:
-                        self._emit(TimerSet(iid, at + t.timer.after))
+                    iid = self._offer(t, at)
                     if t.mi is not None:
                         key = None  # the instances come from the data
                         self._emit(WorkItemStarted(iid, at, _consumption(t, self.marked),
@@ -832,8 +837,7 @@ class Case:
                         busy = -1
                     done.append((t, True))
                 elif has and not en:
-                    self._emit(WorkItemCancelled(self._offered_item(t.idx).id, at,
-                                                 "withdrawn"))
+                    self._withdraw(t, at)
                     done.append((t, False))
             if key is not None and len(plans) < _PASS_CACHE:
                 plans[key] = tuple(done)

@@ -25,10 +25,10 @@ and after draining it, the monitor reads the log. What is read is decoded slim
 (`mapek.sightings`): only the fields the fold keeps, the rest of each event skipped
 unbuilt. A store that can hand its appends over still encoded (`read_encoded`: the
 SQLite store) passes them a few hundred at a time, as one value SQLite builds off the
-event loop's thread; a log that holds decoded events (the in-memory one) passes those,
-re-encoded on the way, so both fold the same sightings. Both kinds of event carry the
-fields the fold reads under the same names; only a data map differs (a dict from the
-engine, a `Kept` read slim), and only the attributes kept of it are remembered.
+event loop's thread; a log that holds decoded events (the in-memory one) passes the
+engine's events, folded as handed-on ones are. Both kinds of event carry the fields
+the fold reads under the same names; only a data map differs (a dict from the engine,
+a `Kept` read slim), and only the attributes kept of it are remembered.
 
 Each observation knows the role its task is offered to (`role_of`) and when a
 dispatch policy released it (`WorkItemHeld`: `dispatched_at` is then the release, not
@@ -85,7 +85,6 @@ from mapek.sightings import (
     Resolved,
     Started,
     decode_appends,
-    sightings_of,
 )
 from mapek.stats import QuantileSketch
 
@@ -306,8 +305,8 @@ class Monitor:
             self._fold(zip(positions, case_ids, decode_appends(events), strict=True))
             self.appends_read += len(positions)
             return len(positions)
-        rows = await self.log.read_events(self.pos, limit)
-        self._fold((p, c, sightings_of(evs)) for p, c, _first, evs in rows)
+        rows = await self.log.read_events(self.pos, limit)  # the engine's own events
+        self._fold(((p, c, evs) for p, c, _first, evs in rows), _LIVE_KINDS)
         self.appends_read += len(rows)
         return len(rows)
 
@@ -331,7 +330,7 @@ class Monitor:
     def observe(self, case_id: str, events: Iterable[Any]) -> None:
         """Fold one case's events (the engine's own types) into the observations; the
         position in the log stays where it is."""
-        self._fold(((self.pos, case_id, sightings_of(events)),))
+        self._fold(((self.pos, case_id, list(events)),), _LIVE_KINDS)
 
     def _fold(self, appends: Iterable[tuple[int, str, Sequence[Any]]],
               kinds: tuple[type, ...] = _READ_KINDS) -> None:

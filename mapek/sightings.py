@@ -13,13 +13,12 @@ engine has.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Union
 
 import msgspec
 from msgspec import UNSET
 
-from engine.events import EVENT_TYPES, encode_events
+from engine.events import EVENT_TYPES
 
 
 class Kept(msgspec.Struct, gc=False):
@@ -114,8 +113,3 @@ decode_append = msgspec.msgpack.Decoder(list[_AnySighting]).decode  # type: igno
 # Many appends' events at once: a msgpack array of such arrays.
 decode_appends = msgspec.msgpack.Decoder(list[list[_AnySighting]]).decode  # type: ignore[valid-type]
 
-
-def sightings_of(events: Iterable[Any]) -> list[Any]:
-    """The sightings of engine events already decoded (a log kept in memory, a test):
-    through their encoding, so they fold exactly as the same events read from a store."""
-    return decode_append(encode_events(list(events)))
