@@ -88,6 +88,21 @@ class ActorFault(Exception):
     """A handler failed unexpectedly; the case is rebuilt from its log on next use."""
 
 
+def _hand_over(case: Case, item: int, at: float, holder: str) -> list[Any]:
+    """Mark an automatic item as held by the other system its action handed it to, so a
+    restart waits for the callback instead of running the action again (`_recover`).
+    Enabled: claimed so. Started already -- claimed by a contested task's action, or
+    taken up again after an incident by the person who retried it -- reassigned."""
+    it = case.items.get(item)
+    if it is None or it.by == holder:
+        return []
+    if it.state == "enabled":
+        return case.start(item, at, holder)
+    if it.state == "started":
+        return case.reassign(item, at, holder)
+    return []  # failed meanwhile: the incident says so
+
+
 class _Actor:
     __slots__ = ("case", "last_used", "pending", "snap_seq")
 
@@ -566,9 +581,8 @@ class Runtime:
                 continue
             if out is AWAIT_CALLBACK:  # handed over: the callback completes the item
                 with contextlib.suppress(EngineError):  # unless it already has
-                    await self._tell_retrying(case_id, lambda c: c.start(
-                        item, self.clock.now(), AWAITING + name)
-                        if c.items.get(item) and c.items[item].state == "enabled" else [])
+                    await self._tell_retrying(case_id, lambda c: _hand_over(
+                        c, item, self.clock.now(), AWAITING + name))
                 return
             out = dict(out or {})
             result = out.pop("result", None)

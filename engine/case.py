@@ -30,7 +30,9 @@ with implicit termination, when nothing can happen any more).
 Work item life: ENABLED -> STARTED -> completed | cancelled | failed. Completing an
 ENABLED item starts it in the same step (the tutorial completes without a start).
 A dispatch policy may hold an ENABLED item until a given time (`hold`, from the
-MAPE-K loop's dispatch windows): until then nobody may start or complete it.
+MAPE-K loop's dispatch windows): until then nobody may start or complete it. A
+STARTED item may pass to another holder (`reassign`: an action handing its item to
+another system); a failed one may be taken up again (`retry_item`: STARTED once more).
 Completed and cancelled items leave the state (the log keeps them): a case holds
 only what is open, which keeps an open case small.
 
@@ -73,6 +75,7 @@ from .events import (
     WorkItemEnabled,
     WorkItemFailed,
     WorkItemHeld,
+    WorkItemReassigned,
     WorkItemRetried,
     WorkItemStarted,
 )
@@ -214,6 +217,10 @@ class Case:
     def retry_item(self, ref: int | str, at: float, by: str | None = None) -> list[Any]:
         """Take a failed item up again (after an incident): it is started once more."""
         return self._run(self._retry_item, ref, at, by)
+
+    def reassign(self, ref: int | str, at: float, by: str | None) -> list[Any]:
+        """Pass a started item to another holder; the work goes on where it is."""
+        return self._run(self._reassign, ref, at, by)
 
     def cancel(self, at: float, reason: str = "cancelled") -> list[Any]:
         return self._run(self._cancel_case, at, reason)
@@ -663,6 +670,12 @@ class Case:
         t = self.net.tasks[it.task]
         if t.timer is not None:
             self._emit(TimerSet(it.id, at + t.timer.after))
+
+    def _reassign(self, ref: int | str, at: float, by: str | None) -> None:
+        it = self._item(ref)
+        if it.state != STARTED:
+            raise NotEnabled(f"work item {it.id} is {it.state}, not started")
+        self._emit(WorkItemReassigned(it.id, at, by))
 
     def _cancel_case(self, at: float, reason: str) -> None:
         for it in list(self.items.values()):

@@ -35,6 +35,7 @@ __all__ = [
     "WorkItemEnabled",
     "WorkItemFailed",
     "WorkItemHeld",
+    "WorkItemReassigned",
     "WorkItemRetried",
     "WorkItemStarted",
     "decode_events",
@@ -119,6 +120,16 @@ class WorkItemRetried(_Event):
     by: str | None = None
 
 
+class WorkItemReassigned(_Event):
+    """A started item passes to another holder (YAWL's reallocation): the work goes on
+    where it is, only who holds it changes -- e.g. an automatic action handing its item
+    over to another system, whose callback completes it."""
+
+    item: int
+    at: float
+    by: str | None = None
+
+
 class TaskFired(_Event):
     """An empty (routing) task fired: no work item, no person."""
 
@@ -197,6 +208,7 @@ Event = (
     | WorkItemCancelled
     | WorkItemFailed
     | WorkItemRetried
+    | WorkItemReassigned
     | WorkItemHeld
     | TaskFired
     | TokensRemoved

@@ -31,6 +31,7 @@ from .events import (
     WorkItemEnabled,
     WorkItemFailed,
     WorkItemHeld,
+    WorkItemReassigned,
     WorkItemRetried,
     WorkItemStarted,
 )
@@ -339,6 +340,13 @@ def _a_failed(case: Case, e: WorkItemFailed) -> None:
     case.version += 1
 
 
+def _a_reassigned(case: Case, e: WorkItemReassigned) -> None:
+    it = case.items[e.item]._copy()
+    it.by = e.by
+    case.items[e.item] = it
+    case.version += 1
+
+
 def _a_retried(case: Case, e: WorkItemRetried) -> None:
     it = case.items[e.item]._copy()
     it.state = STARTED
@@ -434,6 +442,7 @@ APPLY: dict[type, Callable[[Case, Any], None]] = {
     WorkItemCancelled: _a_cancelled,
     WorkItemFailed: _a_failed,
     WorkItemRetried: _a_retried,
+    WorkItemReassigned: _a_reassigned,
     WorkItemHeld: _a_held,
     TaskFired: _a_task_fired,
     TokensRemoved: _a_tokens_removed,

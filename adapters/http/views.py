@@ -22,6 +22,7 @@ API_NAME = {
     "WorkItemCancelled": "TaskCancelled",
     "WorkItemFailed": "TaskFailed",
     "WorkItemRetried": "TaskRetried",
+    "WorkItemReassigned": "TaskReassigned",
     "TaskFired": "TaskRouted",  # an empty (routing) task fired
     "CaseHandedOn": "WorkflowEntered",
 }
@@ -65,7 +66,7 @@ def history_events(events: list[Any]) -> tuple[list[HistoryEvent], str]:
             h.data = e.output
         elif name == "WorkItemCompleted":
             h.result, h.by, h.data = e.result, e.by, e.output
-        elif name == "WorkItemStarted" or name == "WorkItemRetried":
+        elif name in ("WorkItemStarted", "WorkItemRetried", "WorkItemReassigned"):
             h.by = e.by
         elif name == "TimerSet":
             h.due = iso(e.due)

@@ -15,11 +15,14 @@ import pytest
 from actors_kit import item_tasks, net_of, run_clock, running, yields
 
 from actors import ActionContext, ActionRegistry, Incident, RetryPolicy, VirtualClock
+from actors.actions import AWAIT_CALLBACK
 from engine import replay
 from engine.events import (
     WorkItemCompleted,
     WorkItemFailed,
+    WorkItemReassigned,
     WorkItemRetried,
+    WorkItemStarted,
     encode_events,
 )
 
@@ -311,3 +314,60 @@ async def test_a_conflicting_action_completion_does_not_stop_the_runtime(db: str
         with anyio.fail_after(5):
             await rt.wait_idle()
         assert (await rt.get("p2")).status == "completed"
+
+
+# Sign (automatic, its action hands the item to another system) or Withdraw (a person)
+# take the same token: a deferred choice, so Sign's action claims its item first.
+CHOICE = net_of({
+    "id": "choice", "name": "Choice", "version": 1,
+    "conditions": [{"id": "offered"}],
+    "tasks": [{"id": "Prepare", "kind": "empty"},
+              {"id": "Sign", "kind": "automatic", "action": "fetch"},
+              {"id": "Withdraw"}],
+    "flows": [{"from": "start", "to": "Prepare"}, {"from": "Prepare", "to": "offered"},
+              {"from": "offered", "to": "Sign"}, {"from": "offered", "to": "Withdraw"},
+              {"from": "Sign", "to": "end"}, {"from": "Withdraw", "to": "end"}],
+})
+
+
+class HandsOver(Flaky):
+    """Fails its first `failures` calls, then hands the item over (AWAIT_CALLBACK)."""
+
+    async def __call__(self, ctx: ActionContext) -> Any:
+        await super().__call__(ctx)
+        return AWAIT_CALLBACK
+
+
+@pytest.mark.parametrize("how", ["retried after an incident", "claimed in a deferred choice"])
+async def test_an_item_handed_over_while_started_is_not_run_again_after_a_restart(
+        db: str, how: str) -> None:
+    """The hand-over of an item that is already started (by the person who retried
+    it, or by its own action's claim) is recorded as a reassignment to the other
+    system: a restart waits for the callback instead of calling the action again."""
+    retried = how.startswith("retried")
+    handler = HandsOver(2 if retried else 0)
+    clock = VirtualClock(0.0)
+    net, case_id = (FETCH, "f1") if retried else (CHOICE, "c1")
+    async with running(db, clock, [net], registry(handler, attempts=2)) as (store, rt):
+        await rt.create(net.workflow_id, case_id, {})
+        await run_clock(rt, clock)
+        (item,) = [i for i in (await rt.get(case_id)).work_items()
+                   if net.tasks[i.task].id in ("Fetch", "Sign")]
+        if retried:
+            assert item.state == "failed" and len(handler.calls) == 2
+            await rt.retry(case_id, item.id, by="ops")
+            await run_clock(rt, clock)
+        calls = len(handler.calls)
+        item = (await rt.get(case_id)).items[item.id]
+        assert (item.state, item.by) == ("started", "awaiting:fetch")
+        log = await store.events(case_id)
+        assert [(type(e), e.by) for e in log if type(e) in (WorkItemStarted, WorkItemRetried,
+                                                            WorkItemReassigned)] == (
+            [(WorkItemRetried, "ops"), (WorkItemReassigned, "awaiting:fetch")] if retried
+            else [(WorkItemStarted, "action:fetch"), (WorkItemReassigned, "awaiting:fetch")])
+    async with running(db, clock, [net], registry(handler, attempts=2)) as (store, rt):
+        await run_clock(rt, clock)
+        assert len(handler.calls) == calls, "the handed-over item was run again"
+        case = await rt.complete(case_id, item.id, "big", by="esign")  # the callback
+        assert item.id not in case.items
+        assert (case.enabled_tasks() == ["Big"]) if retried else (case.status == "completed")

@@ -13,15 +13,12 @@ backoff, not configurable from `caseloop serve`); that test runs the server on a
 virtual clock (`--virtual-clock`) and moves it with `POST /api/v1/clock/advance`, so
 the backoff takes no wall time.
 
-Finding (open when this file was written; its test stays red until fixed):
-
-I1. An awaited item taken up again through `POST /incidents/{case}/{item}/retry` is
-    not marked as awaiting its callback: the retry starts the item as the person who
-    retried it (`WorkItemRetried.by`), and the action's AWAIT_CALLBACK only marks an
-    *enabled* item (actors/runtime.py `_action`: `c.start(..., AWAITING + name)` only
-    if the item is enabled). `_recover` then sees an automatic item that is not
-    "awaiting:" and runs the action again after a restart: the receiver gets a second
-    POST for work it already has.
+Finding I1 (fixed): an awaited item taken up again through
+`POST /incidents/{case}/{item}/retry` was not marked as awaiting its callback -- the
+retry starts the item as the person who retried it, and AWAIT_CALLBACK only claimed an
+*enabled* item -- so after a restart `_recover` ran the action again and the receiver
+got a second POST. The hand-over now reassigns a started item to "awaiting:<action>"
+(`WorkItemReassigned`, actors/runtime.py `_hand_over`).
 """
 
 from __future__ import annotations
@@ -353,10 +350,6 @@ def test_a_failing_receiver_ends_as_an_incident(esign_server: Callable[..., Serv
     assert view["workflow_id"] == "revenue-recognition"
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: an incident retry starts the item as "
-                   "the person who retried it, so the hand-over cannot be marked "
-                   "'awaiting:' and a restart posts again (same Idempotency-Key: at least "
-                   "once). Needs an engine event that re-claims a started item.")
 def test_a_retried_awaited_item_is_not_posted_again_after_a_restart(
         esign_server: Callable[..., Server], receiver: Receiver) -> None:
     """Finding I1: after an incident retry, the item waits for its callback like any

@@ -207,3 +207,28 @@ def test_snapshot_roundtrip_restores_the_identical_case() -> None:
     a = case.complete("SendToFinance", 3.0, "approved")
     b = restored.complete("SendToFinance", 3.0, "approved")
     assert a == b and fingerprint(restored) == fingerprint(case)
+
+
+def test_a_started_item_can_be_reassigned_and_replays_so() -> None:
+    """A started item passes to another holder (reallocation); an offered, a failed or
+    a finished one cannot be reassigned, and a refusal changes nothing."""
+    case, events = Case.create(gate(), "d", DEAL, 0.0)
+    events += case.start("SendToLegal", 10.0, by="lee")
+    (legal,) = [i for i in case.work_items() if i.state == "started"]
+    before = fingerprint(case)
+    events += case.reassign(legal.id, 20.0, by="awaiting:e_signature")
+    assert case.items[legal.id].by == "awaiting:e_signature"
+    assert fingerprint(case)[:5] == before[:5] and case.version == before[5] + 1
+    mid = replay(decode_events(encode_events(events)), gate())
+    assert mid.items[legal.id].by == "awaiting:e_signature"
+    assert fingerprint(mid) == fingerprint(case)
+    offered = next(i for i in case.work_items() if i.state == "enabled")
+    with pytest.raises(NotEnabled):
+        case.reassign(offered.id, 21.0, by="x")
+    events += case.complete(legal.id, 30.0, "approved", by="esign")
+    with pytest.raises((NotEnabled, AlreadyDone)):
+        case.reassign(legal.id, 31.0, by="x")
+    rebuilt = replay(decode_events(encode_events(events)), gate())
+    assert fingerprint(rebuilt) == fingerprint(case)
+    restored = Case.restore(gate(), case.snapshot())
+    assert fingerprint(restored) == fingerprint(case)
