@@ -34,7 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pathlib
 import sqlite3
+import sys
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -55,15 +58,39 @@ from actors.ports import (
     StoredCase,
     TimerRow,
 )
+from adapters import sqlite_writer as wire
+from adapters.sqlite_writer import (  # noqa: F401 -- also this module's names (bench/)
+    _DELETE_ITEM,
+    _INSERT_EVENT,
+    _INSERT_NOTICE,
+    _UPSERT_CASE,
+    _UPSERT_ITEM,
+    _UPSERT_SNAPSHOT,
+    BUSY_TIMEOUT_MS,
+    CHECKPOINT_PAGES,
+    RESTART_WAIT_MS,
+    RoundWriter,
+    _notice_row,
+    _rows,
+    checkpoint,
+    checkpoint_connection,
+)
 from engine.events import Event
 
 log = logging.getLogger(__name__)
 Durability = Literal["normal", "full"]
+WriterMode = Literal["thread", "process"]
 T = TypeVar("T")
 
 
 class StoreUnavailable(Exception):
     """The store's writer failed; nothing more can be made durable until a restart."""
+
+
+class RoundNotWritten(Exception):
+    """The writer process could not write a round (a value SQLite cannot bind, a
+    round that does not decode): its appends fail, the store goes on."""
+
 
 SCHEMA = """
 -- One row per append: the events one command caused, numbered first_seq..last_seq
@@ -207,49 +234,7 @@ CREATE INDEX IF NOT EXISTS signals_by_time ON signals (received_at, id);
 CREATE INDEX IF NOT EXISTS signals_by_outcome ON signals (outcome, received_at, id);
 """
 
-_INSERT_EVENT = ("INSERT INTO events (case_id, first_seq, last_seq, at, body)"
-                 " VALUES (?, ?, ?, ?, ?)")
-_UPSERT_CASE = (
-    "INSERT INTO cases (case_id, workflow_id, workflow_version, state, created_at, updated_at,"
-    " closed_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id) DO UPDATE SET"
-    " workflow_id = excluded.workflow_id, workflow_version = excluded.workflow_version,"
-    " state = excluded.state, updated_at = excluded.updated_at,"
-    " closed_at = excluded.closed_at, seq = excluded.seq")
-# An append that opens or closes no phase leaves its case's workflow, state and
-# closed_at as they were (only CaseCreated/CaseHandedOn and the case's end change
-# them, and those are phases: actors.projection.changes): its row needs only the new
-# time and version. Setting the other columns too would rewrite the row's entry in
-# the cases_by_workflow index on every command (replaying an N = 100 run's rounds:
-# about 10 % of the writer's time per append). Still an upsert: a row that is
-# missing is written whole.
-_TOUCH_CASE = (
-    "INSERT INTO cases (case_id, workflow_id, workflow_version, state, created_at, updated_at,"
-    " closed_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id) DO UPDATE SET"
-    " updated_at = excluded.updated_at, seq = excluded.seq")
-_UPSERT_ITEM = (
-    "INSERT INTO work_items (case_id, item, task, kind, role, state, enabled_at, due, assignee,"
-    " held_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id, item) DO UPDATE"
-    " SET state = excluded.state, due = excluded.due, assignee = excluded.assignee,"
-    " held_until = excluded.held_until")
-_LOG_END = "SELECT last_seq FROM events WHERE case_id = ? ORDER BY first_seq DESC LIMIT 1"
-_DELETE_ITEM = "DELETE FROM work_items WHERE case_id = ? AND item = ?"
-_UPSERT_SNAPSHOT = (
-    "INSERT INTO snapshots (case_id, seq, body) VALUES (?, ?, ?) ON CONFLICT (case_id)"
-    " DO UPDATE SET seq = excluded.seq, body = excluded.body")
-
-_OPEN_PHASE = (
-    "INSERT INTO phases (case_id, workflow_id, version, entered_at) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (case_id, workflow_id) DO UPDATE SET version = excluded.version,"
-    " entered_at = excluded.entered_at, left_at = NULL, outcome = NULL")
-_CLOSE_PHASE = ("UPDATE phases SET left_at = ?, outcome = ? WHERE case_id = ?"
-                " AND left_at IS NULL")
-
-_INSERT_NOTICE = (
-    "INSERT OR IGNORE INTO outbox (key, case_id, topic, channel, target, subject, body,"
-    " payload, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-
 _encode = msgspec.msgpack.Encoder().encode
-_json = msgspec.json.encode
 _decode_many = msgspec.msgpack.Decoder(list[Event]).decode  # type: ignore[valid-type]
 # The tail of the log as one row: positions and case ids as JSON arrays, the bodies
 # back to back. group_concat makes text of blobs (sqlite3 would decode it as UTF-8):
@@ -265,10 +250,11 @@ _strs = msgspec.json.Decoder(list[str]).decode
 
 # Rounds of at most this many appends are written on the event loop (see _inline).
 INLINE_MAX = 16
-# A checkpoint about every this many WAL pages: SQLite's own interval.
-CHECKPOINT_PAGES = 1000
-BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's write lock
-RESTART_WAIT_MS = 100  # how long a RESTART checkpoint waits for readers (_checkpoint)
+# writer="process": how many rounds may be in the child at once (see _send).
+IN_FLIGHT_MAX = 2
+# How long the store's exit waits for the writer process to finish and go.
+WRITER_EXIT_S = 30.0
+_ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 
 
 def _array_header(n: int) -> bytes:
@@ -345,16 +331,59 @@ class _Round:
                 fut.set_result(None)
 
 
+class _WriterProcess(asyncio.SubprocessProtocol):
+    """The parent's end of the writer process's pipes: replies are parsed as they
+    arrive, in the event loop's own callback (no task to wake per round)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.buf = bytearray()
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd != 1:
+            return
+        buf = self.buf
+        buf += data
+        start = 0
+        while len(buf) - start >= 4:
+            n = int.from_bytes(buf[start:start + 4], "big")
+            end = start + 4 + n
+            if len(buf) < end:
+                break
+            self.store._on_reply(_decode_reply(buf[start + 4:end]))
+            start = end
+        del buf[:start]
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 0 and self.store._closing:
+            return  # the EOF we sent: the child still answers what it holds
+        if fd in (0, 1):  # its stdin or stdout: no more rounds can go or come back
+            self.store._writer_lost(exc or f"the writer process closed its fd {fd}")
+
+    def process_exited(self) -> None:
+        self.store._writer_lost("the writer process exited")
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+_decode_reply = msgspec.msgpack.Decoder().decode
+
+
 class SQLiteStore:
-    def __init__(self, path: str, *, durability: Durability = "normal") -> None:
+    def __init__(self, path: str, *, durability: Durability = "normal",
+                 writer: WriterMode = "thread") -> None:
         self.path = path
         self.durability = durability
+        if writer not in ("thread", "process"):
+            raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
+        self.writer = writer
         self._reader: aiosqlite.Connection | None = None
         self._wdb: sqlite3.Connection | None = None
         self._round = _Round()  # the open round: appends join it
         self._wake = anyio.Event()
         self._tg: Any = None
-        self._log_ends: dict[str, int] = {}  # case -> last seq (writer thread only)
+        self._rounds = RoundWriter()  # writes rounds in the thread or on the loop
         self._on_loop = False  # the writer's connection is set up for use on the loop
         self._cdb: sqlite3.Connection | None = None  # checkpoints (see _checkpoint)
         self._checkpointing = False
@@ -368,6 +397,19 @@ class SQLiteStore:
         # not at the next poll. Runs on the event loop; must not raise.
         self.on_notices: Callable[[], None] | None = None
         self._followers: list[weakref.ref[Following]] = []
+        # writer="process" (see the module's docstring): the child, the rounds it
+        # holds (written in this order, answered in this order), and the size at which
+        # a round is sent without waiting for the end of the loop's tick.
+        self._child: asyncio.SubprocessTransport | None = None
+        self._child_pipe: asyncio.WriteTransport | None = None
+        self._child_proto: _WriterProcess | None = None
+        self._child_ready: asyncio.Future[None] | None = None
+        self._sent: deque[_Round] = deque()
+        self._cohort = 1 << 30  # none until a round has been answered
+        self._answered = deque([0, 0], maxlen=2)  # sizes of the last two rounds
+        self._flush_due = False
+        self._closing = False
+        self.writer_cpu: tuple[float, float] | None = None  # the child's (user, system) s
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> SQLiteStore:
@@ -379,11 +421,20 @@ class SQLiteStore:
         self._reader = await self._connect()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        self._tg.start_soon(self._writer)
+        if self.writer == "process":
+            try:
+                await self._start_child()
+            except BaseException:
+                await self.__aexit__(None, None, None)
+                raise
+        else:
+            self._tg.start_soon(self._writer)
         return self
 
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
+        if self._child is not None:
+            await self._stop_child()
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(None, None, None)
         if self._reader is not None:
@@ -414,6 +465,141 @@ class SQLiteStore:
             db.execute("ALTER TABLE work_items ADD COLUMN held_until REAL")
         return db
 
+    # ------------------------------------------------------- the writer process
+    async def _start_child(self) -> None:
+        # After _open_writer: the schema exists before the child opens the file.
+        loop = asyncio.get_running_loop()
+        self._child_ready = loop.create_future()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_ROOT, env.get("PYTHONPATH")) if p)
+        transport, proto = await loop.subprocess_exec(
+            lambda: _WriterProcess(self), sys.executable, "-m", "adapters.sqlite_writer",
+            self.path, self.durability, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=None, env=env)
+        self._child, self._child_proto = transport, proto
+        pipe = transport.get_pipe_transport(0)
+        assert isinstance(pipe, asyncio.WriteTransport)
+        self._child_pipe = pipe
+        await self._child_ready  # its connection is open (or it said why not)
+
+    async def _stop_child(self) -> None:
+        """Let the child write what it holds, then EOF: it answers, exits, and is
+        waited for (killed only if it does not go within WRITER_EXIT_S)."""
+        child, proto = self._child, self._child_proto
+        assert child is not None and proto is not None
+        if self._round.appends and self.failed is None:
+            self._send()
+        self._closing = True
+        if self._child_pipe is not None and not self._child_pipe.is_closing():
+            self._child_pipe.close()
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(WRITER_EXIT_S) as scope:
+                await proto.exited
+            if scope.cancelled_caught:
+                log.error("the SQLite writer process did not exit: killed")
+                child.kill()
+                await proto.exited
+        child.close()
+        self._child = None
+
+    def writer_pid(self) -> int | None:
+        """The writer process's id (writer="process"), None otherwise."""
+        return self._child.get_pid() if self._child is not None else None
+
+    def writer_cpu_now(self) -> float | None:
+        """The writer process's CPU seconds so far (Linux: /proc), None without one."""
+        pid = self.writer_pid()
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _send(self) -> None:
+        """Hand the open round to the child. The pipe's transport buffers: this never
+        waits, so a sender may call it in the middle of the loop's tick."""
+        rnd, self._round = self._round, _Round()
+        try:
+            body = _encode(rnd.appends)
+        except Exception as exc:  # a value that does not encode: this round only
+            for a in rnd.appends:
+                rnd.errors[id(a)] = exc
+            rnd.finish()
+            return
+        assert self._child_pipe is not None
+        self._sent.append(rnd)
+        self._child_pipe.writelines((len(body).to_bytes(4, "big"), body))
+
+    def _flush(self) -> None:
+        # Called at the end of the tick in which a round got its first append: send it
+        # if the child has room, else the next answer will.
+        self._flush_due = False
+        if self._round.appends and len(self._sent) < IN_FLIGHT_MAX and self.failed is None:
+            self._send()
+
+    def _on_reply(self, msg: list[Any]) -> None:
+        kind = msg[0]
+        if kind == wire.WRITTEN or kind == wire.ROUND_FAILED:
+            rnd = self._sent.popleft()
+            if kind == wire.WRITTEN:
+                self._written(rnd, msg[1], msg[2])
+            else:
+                err = RoundNotWritten(msg[1])
+                for a in rnd.appends:
+                    rnd.errors.setdefault(id(a), err)
+            rnd.finish()
+            # Cohorts: with every sender waiting for its COMMIT, a round of all of them
+            # would leave the child idle while the loop works and the loop idle while
+            # the child writes. A round is sent as soon as it holds half of what the
+            # last two rounds held, so one cohort is written while the other runs.
+            n = len(rnd.appends)
+            self._answered.append(n)
+            self._cohort = max(1, sum(self._answered) // 2)
+            if self._round.appends and len(self._sent) < IN_FLIGHT_MAX and not self._closing:
+                self._send()
+        elif kind == wire.READY:
+            if self._child_ready is not None and not self._child_ready.done():
+                self._child_ready.set_result(None)
+        elif kind == wire.BYE:
+            self.writer_cpu = (msg[1], msg[2])
+        elif kind == wire.DB_FAILED:
+            self._fail(sqlite3.OperationalError(msg[1]))
+
+    def _written(self, rnd: _Round, refused: list[int], last_pos: int | None) -> None:
+        for i in refused:
+            a = rnd.appends[i]
+            rnd.errors[id(a)] = AppendConflict(a.case_id, a.first_seq)
+        if last_pos is not None and self._followers:
+            self._feed_followers(rnd.appends, refused, last_pos)
+        self.commits += 1
+        self.appends_committed += len(rnd.appends)
+        if self.on_notices is not None and any(a.notices for a in rnd.appends):
+            self.on_notices()
+
+    def _writer_lost(self, why: BaseException | str) -> None:
+        if self._closing and not self._sent:
+            return  # the end we asked for
+        self._fail(why if isinstance(why, BaseException) else OSError(why))
+
+    def _fail(self, exc: BaseException) -> None:
+        """The writer failed: every append waiting and every later one hears it."""
+        if self.failed is None:
+            self.failed = exc
+        err = StoreUnavailable(f"the store cannot write: {self.failed!r}")
+        rounds = [*self._sent, self._round]
+        self._sent.clear()
+        self._round = _Round()
+        for r in rounds:
+            for a in r.appends:
+                r.errors.setdefault(id(a), err)
+            r.finish()
+        if self._child_ready is not None and not self._child_ready.done():
+            self._child_ready.set_exception(err)
+
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         await conn.execute("PRAGMA journal_mode=WAL")
@@ -435,12 +621,20 @@ class SQLiteStore:
         rnd = self._round  # queued synchronously: commit order == call order
         appends = rnd.appends
         appends.append(batch)
-        if len(appends) == 1:
-            # The first append of a round wakes the writer; it takes the round whole
-            # (_next_round), so the later ones need not set the event again.
-            self._wake.set()
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         rnd.waiters.append(fut)
+        if self._child is None:
+            if len(appends) == 1:
+                # The first append of a round wakes the writer; it takes the round
+                # whole (_next_round), so the later ones need not set the event again.
+                self._wake.set()
+        elif len(appends) >= self._cohort and len(self._sent) < IN_FLIGHT_MAX:
+            self._send()  # a cohort: see _on_reply
+        elif not self._flush_due:
+            # After the callbacks ready now (the other senders woken with this one).
+            self._flush_due = True
+            loop.call_soon(self._flush)
         await fut
         err = rnd.errors.get(id(batch))
         if err is not None:
@@ -584,20 +778,9 @@ class SQLiteStore:
             self._checkpointing = False
 
     def _checkpoint_sync(self) -> None:
-        db = self._cdb
-        if db is None:
-            db = self._cdb = sqlite3.connect(self.path, isolation_level=None,
-                                             check_same_thread=False)
-            db.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-        # PASSIVE waits for nobody. But SQLite starts the WAL over only when a write
-        # begins with every frame copied back, which under steady writes never
-        # happens: the frames written during a checkpoint are always left. So once
-        # the WAL has grown to a few intervals, RESTART: it holds new writes off
-        # while it copies what is left (little: PASSIVE just ran) and waits a moment
-        # for readers to move on; the next write starts the WAL over.
-        _busy, frames, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if frames > 4 * CHECKPOINT_PAGES:
-            db.execute("PRAGMA wal_checkpoint(RESTART)")
+        if self._cdb is None:
+            self._cdb = checkpoint_connection(self.path)
+        checkpoint(self._cdb)
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` with the writer's connection, in the writer's thread."""
@@ -611,109 +794,8 @@ class SQLiteStore:
         """-> the appends refused (indexes), and the log position of the last append
         written if the accepted ones went in as one statement and someone follows the
         store (None otherwise: see `_feed_followers`)."""
-        db = self._wdb
-        assert db is not None
-        # Optimistic concurrency: an append must continue its case's log exactly where
-        # the log ends -- the log itself is the truth, not a projection. The same case
-        # may append several times in one round.
-        refused = self._refused(db, appends)
-        ok_idx = [i for i in range(len(appends)) if i not in refused]
-        ok = [appends[i] for i in ok_idx]
-        stopped, last_pos = self._write_ok(db, ok) if ok else (False, None)
-        if stopped:  # a uniqueness conflict: append by append, so only it fails
-            refused |= {ok_idx[j] for j in self._write_one_by_one(db, ok)}
-        ends = self._log_ends
-        if len(ends) > 200_000:
-            ends.clear()  # a cache, not a second copy of the cases table
-        for i, a in enumerate(appends):
-            if i in refused:
-                ends.pop(a.case_id, None)  # someone else writes this case: ask the log
-            else:
-                ends[a.case_id] = a.first_seq + len(a.events) - 1
-        return sorted(refused), last_pos
-
-    def _refused(self, db: sqlite3.Connection, appends: list[Append]) -> set[int]:
-        # Where each case's log ends: remembered from this writer's own commits, read
-        # from the log on a miss. Another process appending behind our back is still
-        # caught, by the UNIQUE (case_id, first_seq) constraint.
-        ends = self._log_ends
-        seqs: dict[str, int] = {}
-        for cid in {a.case_id for a in appends}:
-            end = ends.get(cid)
-            if end is None:
-                row = db.execute(_LOG_END, (cid,)).fetchone()
-                end = row[0] if row else 0
-            seqs[cid] = end
-        refused = set()
-        for i, a in enumerate(appends):
-            end = seqs[a.case_id]
-            if a.first_seq != end + 1:
-                refused.add(i)
-            else:
-                seqs[a.case_id] = end + len(a.events)
-        return refused
-
-    def _write_ok(self, db: sqlite3.Connection, appends: list[Append],
-                  ) -> tuple[bool, int | None]:
-        """Write the round in one transaction. -> (a uniqueness conflict stopped it,
-        the log position of its last append if someone follows the store)."""
-        events, cases, touches, upserts, deletes, snaps = _rows(appends)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany(_INSERT_EVENT, events)
-            # Asked only for someone to hand the round on to (a statement more per round).
-            last_pos = (int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
-                        if self._followers else None)
-            if cases:
-                db.executemany(_UPSERT_CASE, cases)
-            if touches:
-                db.executemany(_TOUCH_CASE, touches)
-            if upserts:
-                db.executemany(_UPSERT_ITEM, upserts)
-            if deletes:
-                db.executemany(_DELETE_ITEM, deletes)
-            if snaps:
-                db.executemany(_UPSERT_SNAPSHOT, snaps)
-            _write_phases(db, appends)
-            _write_notices(db, appends)
-            db.execute("COMMIT")
-            return False, last_pos
-        except sqlite3.IntegrityError:
-            db.execute("ROLLBACK")
-            return True, None
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-
-    def _write_one_by_one(self, db: sqlite3.Connection, appends: list[Append]) -> list[int]:
-        # A conflict somewhere in the round: write append by append so only it fails.
-        conflicts = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for i, a in enumerate(appends):
-                ev, cs, to, up, de, sn = _rows([a])
-                db.execute("SAVEPOINT one")
-                try:
-                    db.executemany(_INSERT_EVENT, ev)
-                    db.executemany(_UPSERT_CASE, cs)
-                    db.executemany(_TOUCH_CASE, to)
-                    db.executemany(_UPSERT_ITEM, up)
-                    db.executemany(_DELETE_ITEM, de)
-                    db.executemany(_UPSERT_SNAPSHOT, sn)
-                    _write_phases(db, [a])
-                    _write_notices(db, [a])
-                    db.execute("RELEASE one")
-                except sqlite3.IntegrityError:
-                    db.execute("ROLLBACK TO one")
-                    db.execute("RELEASE one")
-                    conflicts.append(i)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return conflicts
+        assert self._wdb is not None
+        return self._rounds.write(self._wdb, appends, follow=bool(self._followers))
 
     # ---------------------------------------------------------------------- reads
     async def load(self, case_id: str) -> StoredCase | None:
@@ -966,52 +1048,6 @@ class SQLiteStore:
         pollers that only ask whether the log moved (the live stream, kept insights)."""
         rows = await self._all("SELECT coalesce(max(pos), 0) FROM events")
         return int(rows[0][0])
-
-
-def _rows(appends: list[Append]) -> tuple[list[tuple[Any, ...]], ...]:
-    """-> rows of events, cases (whole), cases (time and version: _TOUCH_CASE), work
-    items to upsert and to delete, snapshots."""
-    events, cases, touches, upserts, deletes, snaps = [], [], [], [], [], []
-    for a in appends:
-        cid = a.case_id
-        c = a.case
-        events.append((cid, a.first_seq, a.first_seq + len(a.events) - 1, c.updated_at,
-                       _encode(a.events)))
-        (cases if a.phases else touches).append(
-            (cid, c.workflow_id, c.workflow_version, c.state, c.created_at, c.updated_at,
-             c.closed_at, c.seq))
-        for it in a.item_upserts:
-            upserts.append((cid, it.item, it.task, it.kind, it.role, it.state, it.enabled_at,
-                            it.due, it.assignee, it.held_until))
-        for item in a.item_deletes:
-            deletes.append((cid, item))
-        if a.snapshot is not None:
-            snaps.append((cid, c.seq, a.snapshot))
-    return events, cases, touches, upserts, deletes, snaps
-
-
-
-def _write_phases(db: sqlite3.Connection, appends: list[Append]) -> None:
-    # Rare (creates, hand-overs, ends) and order-dependent: statement by statement.
-    for a in appends:
-        for p in a.phases or ():
-            if p.op == "open":
-                db.execute(_OPEN_PHASE, (a.case_id, p.workflow_id, p.version, p.at))
-            else:
-                db.execute(_CLOSE_PHASE, (p.at, p.outcome, a.case_id))
-
-
-def _notice_row(n: Notice, case_id: str, at: float) -> tuple[Any, ...]:
-    return (n.key, n.case_id or case_id, n.topic, n.channel, n.target, n.subject, n.body,
-            _json(n.payload).decode(), at, at)
-
-
-def _write_notices(db: sqlite3.Connection, appends: list[Append]) -> None:
-    # Rare (SLA breaches, policy changes): only appends that carry notices pay.
-    for a in appends:
-        if a.notices:
-            at = a.case.updated_at
-            db.executemany(_INSERT_NOTICE, [_notice_row(n, a.case_id, at) for n in a.notices])
 
 
 # ------------------------------------------------------------ MAPE-K knowledge

@@ -84,13 +84,14 @@ def _pct(xs: list[float], q: float) -> float:
 
 async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
                     profile: cProfile.Profile | None = None,
-                    monitor: bool = False, every: float = 0.05) -> dict[str, Any]:
+                    monitor: bool = False, every: float = 0.05,
+                    writer: str = "thread") -> dict[str, Any]:
     path = str(pathlib.Path(tmp) / f"durable-{concurrency}-{time.monotonic_ns()}.db")
     net = load_net()
     ids = [f"deal_{i:07d}" for i in range(n_cases)]
     acks: list[float] = []  # ack latency of every human completion, seconds
     pc = time.perf_counter
-    store = SQLiteStore(path, durability=durability)  # type: ignore[arg-type]
+    store = SQLiteStore(path, durability=durability, writer=writer)  # type: ignore[arg-type]
     async with store, Runtime(store, VirtualClock(0.0), placeholder_actions()) as rt:
         rt.add_net(net)
         queue = iter(ids)
@@ -119,6 +120,7 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
         if profile is not None:
             profile.enable()
         c0 = time.process_time()  # all threads: the loop's and SQLite's
+        w0 = store.writer_cpu_now() or 0.0  # writer="process": the child's
         t0 = pc()
         async with anyio.create_task_group() as outer:
             if watcher is not None:
@@ -136,6 +138,7 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
             await watcher.catch_up()
         dt = pc() - t0
         cpu = time.process_time() - c0
+        wcpu = (store.writer_cpu_now() or 0.0) - w0
         if watcher is not None:
             monitored = {"monitor_catch_ups": catch_ups,
                          # items seen by the periodic catch-ups; the rest by the last one
@@ -172,7 +175,11 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
         "appends_committed": appends,
         "mean_batch": round(appends / commits, 1),
         "cpu_s": round(cpu, 3),
-        "cpu_us_per_completion": round(cpu / (human + automatic) * 1e6, 1),
+        "cpu_us_per_completion": round((cpu + wcpu) / (human + automatic) * 1e6, 1),
+        "writer": writer,
+        # writer="process": the parent's (event loop) and the child's (SQLite) apart
+        "parent_cpu_us_per_completion": round(cpu / (human + automatic) * 1e6, 1),
+        "child_cpu_us_per_completion": round(wcpu / (human + automatic) * 1e6, 1),
         "ack_p50_ms": round(_pct(acks, 0.50) * 1e3, 2),
         "ack_p99_ms": round(_pct(acks, 0.99) * 1e3, 2),
         "python": sys.version.split()[0],
@@ -205,10 +212,12 @@ def _median_interval(pcts: list[float], level: float = 0.90, resamples: int = 40
 
 
 def summary(row: dict[str, Any]) -> str:
-    return (f"durable[{row['durability']}] N={row['concurrency']:>4}: "
+    return (f"durable[{row['durability']},{row['writer']}] N={row['concurrency']:>4}: "
             f"{row['completions_per_s']:>6} completions/s, {row['creates_per_s']:>5} creates/s, "
             f"batch {row['mean_batch']:>6}, ack p50 {row['ack_p50_ms']} ms "
             f"p99 {row['ack_p99_ms']} ms, {row['cpu_us_per_completion']} CPU-us/completion "
+            f"(parent {row['parent_cpu_us_per_completion']}, child "
+            f"{row['child_cpu_us_per_completion']}) "
             f"({row['cases']} cases, {row['seconds']} s)")
 
 
@@ -220,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="cases per level (default: 400/1500/3000/3000 for 1/10/100/1000)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per level (one line each)")
     ap.add_argument("--durability", choices=("normal", "full"), default="normal")
+    ap.add_argument("--writer", default="thread",
+                    help="the store's writer: thread, process, or thread,process to run "
+                         "both in turns per repeat (completions/s ratio printed)")
     ap.add_argument("--profile", action="store_true",
                     help="cProfile the timed windows; top entries to stderr")
     ap.add_argument("--smoke", action="store_true", help="tiny run for CI: checks it works")
@@ -233,6 +245,11 @@ def main(argv: list[str] | None = None) -> None:
                          "as many appends per catch-up as 0.05 natively)")
     a = ap.parse_args(argv)
     levels = [int(x) for x in a.concurrency.split(",") if x.strip()]
+    writers = [w for w in a.writer.split(",") if w]
+    if not writers or any(w not in ("thread", "process") for w in writers):
+        ap.error("--writer: thread, process or thread,process")
+    if a.alternate and len(writers) > 1:
+        ap.error("--alternate takes one writer")
     if a.smoke:
         levels, a.cases, a.repeat = [1, 10], 20, 1
     prof = cProfile.Profile() if a.profile else None
@@ -240,21 +257,30 @@ def main(argv: list[str] | None = None) -> None:
         for n in levels:
             cases = a.cases or DEFAULT_CASES.get(n, 3000)
             pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
-            for _ in range(a.repeat):
+            by_writer: dict[str, list[dict[str, Any]]] = {w: [] for w in writers}
+            for rep in range(a.repeat):
                 rows = []
                 # Pairs alternate which run goes first: a process that has run more
                 # (heap, caches, the disk's dirty pages) must not always favour one side.
-                order = (False, True) if len(pairs) % 2 == 0 else (True, False)
-                for watch in (order if a.alternate else (a.monitor,)):
-                    row = anyio.run(run_level, n, cases, a.durability, tmp, prof, watch,
-                                    a.monitor_every)
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
-                    print(summary(row) + (" [monitor]" if watch else ""), file=sys.stderr,
-                          flush=True)
+                order = (False, True) if rep % 2 == 0 else (True, False)
+                for writer in (writers if rep % 2 == 0 else writers[::-1]):
+                    for watch in (order if a.alternate else (a.monitor,)):
+                        row = anyio.run(run_level, n, cases, a.durability, tmp, prof, watch,
+                                        a.monitor_every, writer)
+                        rows.append(row)
+                        by_writer[writer].append(row)
+                        print(json.dumps(row), flush=True)
+                        print(summary(row) + (" [monitor]" if watch else ""),
+                              file=sys.stderr, flush=True)
                 if a.alternate:
                     off, on = sorted(rows, key=lambda r: "monitor_catch_ups" in r)
                     pairs.append((off, on))
+            if len(writers) == 2:  # paired ratios, as below
+                rate = [100 * (y["completions_per_s"] / x["completions_per_s"] - 1)
+                        for x, y in zip(*by_writer.values(), strict=True)]
+                print(f"durable N={n:>4}: {writers[1]} vs {writers[0]} writer: "
+                      f"{_spread(rate)} completions/s ({len(rate)} pairs)",
+                      file=sys.stderr, flush=True)
             if pairs:  # paired ratios: a pair shares the machine's mood of the moment
                 rate = [100 * (1 - on["completions_per_s"] / off["completions_per_s"])
                         for off, on in pairs]
