@@ -252,6 +252,11 @@ _strs = msgspec.json.Decoder(list[str]).decode
 INLINE_MAX = 16
 # writer="process": how many rounds may be in the child at once (see _send).
 IN_FLIGHT_MAX = 2
+# The writer when none is given: "thread" unless this says otherwise.
+WRITER_ENV = "CASELOOP_STORE_WRITER"
+# writer="process": a round is split into cohorts only from this size on. Below it the
+# commit and the round trip a cohort costs are more than the overlap gains.
+COHORT_MIN = 16
 # How long the store's exit waits for the writer process to finish and go.
 WRITER_EXIT_S = 30.0
 _ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
@@ -372,9 +377,11 @@ _decode_reply = msgspec.msgpack.Decoder().decode
 
 class SQLiteStore:
     def __init__(self, path: str, *, durability: Durability = "normal",
-                 writer: WriterMode = "thread") -> None:
+                 writer: WriterMode | None = None) -> None:
         self.path = path
         self.durability = durability
+        if writer is None:  # the deployment's choice (and a whole test run's)
+            writer = os.environ.get(WRITER_ENV) or "thread"  # type: ignore[assignment]
         if writer not in ("thread", "process"):
             raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
         self.writer = writer
@@ -558,7 +565,7 @@ class SQLiteStore:
             # last two rounds held, so one cohort is written while the other runs.
             n = len(rnd.appends)
             self._answered.append(n)
-            self._cohort = max(1, sum(self._answered) // 2)
+            self._cohort = max(COHORT_MIN, sum(self._answered) // 2)
             if self._round.appends and len(self._sent) < IN_FLIGHT_MAX and not self._closing:
                 self._send()
         elif kind == wire.READY:

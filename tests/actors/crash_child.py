@@ -1,14 +1,15 @@
 """The child process of the crash test: drives deal-approval-gate cases until killed.
 
-    python crash_child.py DB ACKS SEED
+    python crash_child.py DB ACKS SEED [WRITER]
 
 Waves of 50 concurrent cases go through the real Runtime over the SQLite file DB.
 After every acknowledged completion (the awaited `rt.complete` returned) it appends
 "case_id task" to ACKS and fsyncs it, so the parent knows what was promised. Some
 cases are left open on purpose (their 24 h deadlines stay pending), and between waves
 the virtual clock moves on by up to 30 h, so earlier cases' deadlines come due and
-fire while later waves run. Prints "ready" once it is about to start working; it
-never stops by itself: the parent kills it with SIGKILL.
+fire while later waves run. Prints "ready PID" once it is about to start working
+(PID: the store's writer process with WRITER "process", 0 with "thread", the
+default); it never stops by itself: the parent kills it with SIGKILL.
 """
 
 from __future__ import annotations
@@ -52,15 +53,15 @@ async def worker(rt: Runtime, case_id: str, rng: random.Random, acks: int) -> No
         await anyio.to_thread.run_sync(os.fsync, acks)  # durable before we go on
 
 
-async def main(db: str, acks_path: str, seed: int) -> None:
+async def main(db: str, acks_path: str, seed: int, writer: str) -> None:
     rng = random.Random(seed)
     net = compile_document((ROOT / "specs" / "deal-approval-gate.json").read_text())
     acks = os.open(acks_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     clock = VirtualClock(0.0)
-    store = SQLiteStore(db)
+    store = SQLiteStore(db, writer=writer)  # type: ignore[arg-type]
     async with store, Runtime(store, clock, placeholder_actions(), snapshot_every=4) as rt:
         rt.add_net(net)
-        print("ready", flush=True)
+        print(f"ready {store.writer_pid() or 0}", flush=True)
         wave = 0
         while True:
             async with anyio.create_task_group() as tg:
@@ -72,4 +73,5 @@ async def main(db: str, acks_path: str, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    anyio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]),
+              sys.argv[4] if len(sys.argv) > 4 else "thread")

@@ -1,6 +1,8 @@
 """Reliability: a real child process driving 50 concurrent cases over a real SQLite
 file is killed with SIGKILL at a random moment; on restart nothing acknowledged is
-lost, nothing is duplicated, every open case resumes and every deadline is pending."""
+lost, nothing is duplicated, every open case resumes and every deadline is pending.
+With the store's writer in a process of its own, that writer does not outlive the
+process it served (it reads EOF and exits: no orphan)."""
 
 from __future__ import annotations
 
@@ -28,19 +30,40 @@ CHILD = pathlib.Path(__file__).with_name("crash_child.py")
 DEAL = spec_net("deal-approval-gate")
 
 
-def run_and_kill(tmp: pathlib.Path, seed: int) -> tuple[str, pathlib.Path]:
+def gone(pid: int, within: float) -> bool:
+    """The process has exited (a zombie waiting for init counts) within `within` s."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in (b"Z", b"X"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+def run_and_kill(tmp: pathlib.Path, seed: int, writer: str = "thread",
+                 ) -> tuple[str, pathlib.Path]:
     db, acks, err = str(tmp / "crash.db"), tmp / "acks.txt", tmp / "child.err"
     with open(err, "w") as errf:
-        proc = subprocess.Popen([sys.executable, str(CHILD), db, str(acks), str(seed)],
-                                stdout=subprocess.PIPE, stderr=errf, text=True, cwd=ROOT)
+        proc = subprocess.Popen([sys.executable, str(CHILD), db, str(acks), str(seed),
+                                 writer], stdout=subprocess.PIPE, stderr=errf, text=True,
+                                cwd=ROOT)
         try:
             assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert line.strip() == "ready", err.read_text()
+            word, pid = proc.stdout.readline().split()
+            assert word == "ready", err.read_text()
+            assert (int(pid) > 0) == (writer == "process")
             time.sleep(random.Random(seed).uniform(0.3, 1.5))
             assert proc.poll() is None, "the child stopped by itself:\n" + err.read_text()
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
+            if writer == "process":  # EOF on its stdin: it finishes its round, exits
+                assert gone(int(pid), 10), "the writer process outlived its parent"
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -144,9 +167,11 @@ async def verify(db: str, acked: list[tuple[str, str]]) -> None:
             assert rt.incidents == []
 
 
-@pytest.mark.parametrize("seed", [101, 202, 303])
-def test_sigkill_loses_no_acknowledged_completion(tmp_path: pathlib.Path, seed: int) -> None:
-    db, acks = run_and_kill(tmp_path, seed)
+@pytest.mark.parametrize(("seed", "writer"), [
+    (101, "thread"), (202, "thread"), (303, "thread"), (404, "process"), (505, "process")])
+def test_sigkill_loses_no_acknowledged_completion(tmp_path: pathlib.Path, seed: int,
+                                                  writer: str) -> None:
+    db, acks = run_and_kill(tmp_path, seed, writer)
     acked = acknowledged(acks)
     assert acked, "the child acknowledged nothing before the kill"
     anyio.run(verify, db, acked)

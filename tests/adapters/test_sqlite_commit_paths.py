@@ -1,6 +1,7 @@
 """How the SQLite store commits: small rounds on the event loop, large ones in the
 writer's thread, and what that must not cost -- a stalled loop when another process
-holds the write lock, or a WAL that grows without bound.
+holds the write lock, or a WAL that grows without bound (these two also with the
+writer in a process of its own, which then checkpoints the WAL itself).
 
 (No `__init__.py` in tests/adapters: see test_sqlite_store.py.)
 """
@@ -19,7 +20,7 @@ from test_sqlite_store import LOOP
 
 from actors import Runtime, VirtualClock
 from adapters import sqlite_store
-from adapters.sqlite_store import SQLiteStore
+from adapters.sqlite_store import WRITER_ENV, SQLiteStore
 from engine import replay
 
 pytestmark = pytest.mark.anyio
@@ -41,6 +42,13 @@ def db(tmp_path: pathlib.Path) -> str:
     return str(tmp_path / "store.db")
 
 
+@pytest.fixture(params=["thread", "process"])
+def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(WRITER_ENV, request.param)
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("writer")
 async def test_a_small_round_waits_for_another_process_lock_without_stalling_the_loop(
         db: str) -> None:
     async with SQLiteStore(db) as store, Runtime(store, VirtualClock(0.0)) as rt:
@@ -94,6 +102,7 @@ def wal_pages(db: str) -> int:
 # Never started over, the WAL would grow to about 7 pages per commit of one append
 # (21,000 here), about one per append in rounds of 64 (20,000): well over the bound.
 @pytest.mark.parametrize(("concurrent", "appends"), [(1, 3000), (100, 20_000)])
+@pytest.mark.usefixtures("writer")
 async def test_the_wal_stays_bounded_under_steady_writes(db: str, concurrent: int,
                                                          appends: int) -> None:
     # The writer's automatic checkpoints are off (inside an inline COMMIT they would

@@ -1,5 +1,6 @@
 """The SQLite event store on real files: appends and loads, optimistic concurrency,
-group commit, snapshots, projections and durability settings.
+group commit, snapshots, projections and durability settings -- with the writer in a
+thread and in a process of its own.
 
 (No `__init__.py` in tests/adapters: under pytest's default import mode it would make
 this directory the top-level package `adapters` and shadow the real one.)
@@ -20,7 +21,7 @@ import pytest
 from actors import Runtime, VirtualClock
 from actors.ports import Append, AppendConflict, SpecRow
 from actors.projection import case_row, changes
-from adapters.sqlite_store import SQLiteStore
+from adapters.sqlite_store import WRITER_ENV, SQLiteStore
 from engine import Case, CaseSnapshot, compile_document, replay
 
 pytestmark = pytest.mark.anyio
@@ -46,6 +47,14 @@ def anyio_backend() -> str:
 @pytest.fixture
 def db(tmp_path: pathlib.Path) -> str:
     return str(tmp_path / "store.db")
+
+
+@pytest.fixture(autouse=True, params=["thread", "process"])
+def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with each of the store's writers (SQLiteStore(writer=...)
+    defaults to the environment's choice)."""
+    monkeypatch.setenv(WRITER_ENV, request.param)
+    return str(request.param)
 
 
 def append_of(case: Case, events: list[Any], now: float, *, snapshot: bool = False,

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from test_monitor_sightings import LOG, FullFold, assert_same, role_of
 
 from actors.ports import Append, AppendConflict, CaseRow
-from adapters.sqlite_store import SQLiteStore
+from adapters.sqlite_store import WRITER_ENV, SQLiteStore
 from engine.events import CaseCreated, WorkItemCompleted, WorkItemEnabled, encode_events
 from mapek.monitor import Monitor
 
@@ -107,6 +107,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(params=["thread", "process"])
+def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each of the store's writers: the process's answers feed the followers too."""
+    monkeypatch.setenv(WRITER_ENV, request.param)
+    return str(request.param)
+
+
 def deal(case_id: str, n: int) -> list[list[Any]]:
     """A case's appends: created, then n items each enabled and completed."""
     appends: list[list[Any]] = [[CaseCreated(case_id, "wf", 1, {"deal_acv": n * 1000.0}, 0.0)]]
@@ -127,6 +134,7 @@ def interleaved(cases: int, items: int) -> list[tuple[str, list[Any]]]:
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("writer")
 async def test_more_than_the_queue_holds_is_read_back_from_the_log(
         tmp_path: pathlib.Path) -> None:
     log = interleaved(cases=12, items=6)
@@ -156,6 +164,7 @@ async def test_more_than_the_queue_holds_is_read_back_from_the_log(
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("writer")
 async def test_a_round_written_append_by_append_is_read_back_and_the_refused_one_is_not_seen(
         tmp_path: pathlib.Path) -> None:
     async with SQLiteStore(str(tmp_path / "s.db")) as store:
@@ -197,6 +206,7 @@ async def test_a_round_written_append_by_append_is_read_back_and_the_refused_one
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("writer")
 async def test_another_writers_appends_between_ours_are_folded_in_log_order(
         tmp_path: pathlib.Path) -> None:
     path = str(tmp_path / "s.db")
@@ -217,6 +227,7 @@ async def test_another_writers_appends_between_ours_are_folded_in_log_order(
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("writer")
 async def test_a_monitor_that_is_gone_is_no_longer_handed_anything(
         tmp_path: pathlib.Path) -> None:
     async with SQLiteStore(str(tmp_path / "s.db")) as store:
@@ -235,6 +246,7 @@ async def test_a_monitor_that_is_gone_is_no_longer_handed_anything(
 
 # ------------------------------------------------------------------ a real pipeline
 @pytest.mark.anyio
+@pytest.mark.usefixtures("writer")
 async def test_the_simulated_pipeline_handed_on_live_folds_as_read_back(
         simulated_db: pathlib.Path, tmp_path: pathlib.Path) -> None:
     """Every append of the simulated RevOps pipeline (every workflow, hand-overs, SLA
