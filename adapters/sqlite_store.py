@@ -545,12 +545,15 @@ class SQLiteStore:
         # Called at the end of the tick in which a round got its first append: send it
         # if the child has room, else the next answer will.
         self._flush_due = False
-        if self._round.appends and len(self._sent) < IN_FLIGHT_MAX and self.failed is None:
+        if (self._round.appends and len(self._sent) < IN_FLIGHT_MAX and self.failed is None
+                and not self._closing):
             self._send()
 
     def _on_reply(self, msg: list[Any]) -> None:
         kind = msg[0]
         if kind == wire.WRITTEN or kind == wire.ROUND_FAILED:
+            if not self._sent:  # failed meanwhile: its senders have heard already
+                return
             rnd = self._sent.popleft()
             if kind == wire.WRITTEN:
                 self._written(rnd, msg[1], msg[2])

@@ -34,6 +34,7 @@ interpreter, msgspec and sqlite3 (~0.2 s), not of the whole engine.
 # as objects, whatever module runs this one as __main__.
 import contextlib
 import os
+import signal
 import sqlite3
 import sys
 import threading
@@ -465,6 +466,9 @@ class _Child:
 
 def main(argv: list[str]) -> int:
     path, durability = argv
+    # Ctrl-C in a terminal reaches the whole process group: the parent's shutdown
+    # closes our stdin after its last round, and we go then, not in mid-round.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Replies go on a private copy of stdout; fd 1 becomes stderr, so that a stray
     # print (a library's warning) can never corrupt a frame.
     out = os.dup(1)

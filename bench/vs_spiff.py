@@ -47,7 +47,8 @@ SQLite file not counted); peak = tracemalloc peak over creating and completing t
     python bench/vs_spiff.py [--cases 300] [--repeat 5] [--variant and|or|both]
                              [--mode memory-seq,...] [--persisted-cases 150]
                              [--persisted-repeat 3] [--inflight 100] [--memory-cases 100]
-                             [--durability normal|full] [--smoke] [--json]
+                             [--durability normal|full] [--writer thread|process]
+                             [--smoke] [--json]
 """
 
 from __future__ import annotations
@@ -157,10 +158,12 @@ class CaseloopDurable:
 
     name = "caseloop"
 
-    def __init__(self, variant: str, durability: str = "normal", inflight: int = 1) -> None:
+    def __init__(self, variant: str, durability: str = "normal", inflight: int = 1,
+                 writer: str | None = None) -> None:
         self.net = compile_document((PEERS / f"deal-approval-gate-{variant}.json").read_text())
         self.durability = durability
         self.inflight = inflight
+        self.writer = writer  # the store's writer: thread or process (None: its default)
 
     def sample(self, data: list[dict], plans: list[tuple[str, ...]]) -> float:
         return anyio.run(self._session, data, plans, False)[0]
@@ -176,7 +179,8 @@ class CaseloopDurable:
 
         with tempfile.TemporaryDirectory(prefix="caseloop-vs-spiff-") as tmp:
             path = str(pathlib.Path(tmp) / "cases.db")
-            async with (SQLiteStore(path, durability=self.durability) as store,  # type: ignore[arg-type]
+            async with (SQLiteStore(path, durability=self.durability,  # type: ignore[arg-type]
+                                    writer=self.writer) as store,  # type: ignore[arg-type]
                         Runtime(store, VirtualClock(0.0), placeholder_actions()) as rt):
                 rt.add_net(self.net)
                 return await self._drive(rt, data, plans, traced)
@@ -383,7 +387,7 @@ _MEMORY: dict[tuple[str, str, str, int], tuple[float, int]] = {}
 
 def run_mode(variant: str, mode: str, n: int, repeat: int, mem_cases: int,
              spiff: Spiff, loop: Caseloop, durability: str = "normal",
-             inflight: int = 100) -> dict[str, Any]:
+             inflight: int = 100, writer: str | None = None) -> dict[str, Any]:
     t_row = time.perf_counter()
     data = deals(n)
     plans = [plan(d, variant) for d in data]
@@ -394,8 +398,9 @@ def run_mode(variant: str, mode: str, n: int, repeat: int, mem_cases: int,
     if mode in PERSISTED:
         if durable_store_available():
             k = inflight if mode == "persisted-concurrent" else 1
-            racers = [spiff, CaseloopDurable(variant, durability, k)]
+            racers = [spiff, CaseloopDurable(variant, durability, k, writer)]
             row["durability"], row["caseloop_inflight"] = durability, k
+            row["writer"] = writer or "default"
         else:
             racers = [spiff]
             row[loop.name] = PENDING_STORE
@@ -480,7 +485,7 @@ def spiff_version() -> str:
 def run(cases: int = 300, repeat: int = 5, variants: tuple[str, ...] = VARIANTS,
         modes: tuple[str, ...] = MODES, persisted_cases: int = 150, mem_cases: int = 100,
         durability: str = "normal", inflight: int = 100,
-        persisted_repeat: int = 3) -> list[dict[str, Any]]:
+        persisted_repeat: int = 3, writer: str | None = None) -> list[dict[str, Any]]:
     """Every (variant, mode) row; the persisted modes run `persisted_cases` cases and
     `persisted_repeat` rounds (SpiffWorkflow's load/save steps are slow)."""
     rows = []
@@ -489,7 +494,7 @@ def run(cases: int = 300, repeat: int = 5, variants: tuple[str, ...] = VARIANTS,
         for mode in modes:
             n, r = (persisted_cases, persisted_repeat) if mode in PERSISTED else (cases, repeat)
             row = run_mode(variant, mode, n, r, min(n, mem_cases), spiff, loop,
-                           durability, inflight)
+                           durability, inflight, writer)
             row["spiffworkflow"] = spiff_version()
             row["python"] = sys.version.split()[0]
             rows.append(row)
@@ -507,6 +512,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="caseloop commands awaiting COMMIT at once in persisted-concurrent")
     ap.add_argument("--durability", choices=("normal", "full"), default="normal",
                     help="SQLite synchronous level of caseloop's store (WAL)")
+    ap.add_argument("--writer", choices=("thread", "process"), default=None,
+                    help="caseloop's store writer in the persisted modes (default: the "
+                         "store's, i.e. thread unless CASELOOP_STORE_WRITER says otherwise)")
     ap.add_argument("--memory-cases", type=int, default=100,
                     help="cases in the tracemalloc pass (at most --cases)")
     ap.add_argument("--repeat", type=int, default=5, help="alternating rounds per mode")
@@ -527,7 +535,7 @@ def main(argv: list[str] | None = None) -> None:
     if importlib.util.find_spec("SpiffWorkflow") is None:
         raise SystemExit("SpiffWorkflow is not installed: pip install -e '.[bench]'")
     rows = run(a.cases, a.repeat, variants, modes, a.persisted_cases, a.memory_cases,
-               a.durability, a.inflight, a.persisted_repeat)
+               a.durability, a.inflight, a.persisted_repeat, a.writer)
     if a.json:
         for row in rows:
             print(json.dumps(row))
