@@ -1,6 +1,6 @@
 """The embedded event store: SQLite through aiosqlite, WAL mode, group commit.
 
-One writer task owns every write. Appends from all actors queue up in a round while
+One writer owns every append. Appends from all actors queue up in a round while
 the previous one is being written; the writer then takes the round, writes it in ONE
 transaction (events, projections, snapshots), commits, and wakes every waiter of that
 round. Under load a commit carries many completions, which is what makes
@@ -13,6 +13,30 @@ thread, so that the loop is free for other work meanwhile. On the loop the
 connection never waits: another process's write lock sends the round to the thread,
 and the WAL is checkpointed beside the writer, on a connection and thread of its own
 (a checkpoint fsyncs), never inside a COMMIT.
+
+The writer in a process of its own (`writer="process"`, or CASELOOP_STORE_WRITER=process;
+"thread" is the default): a thread shares the loop's GIL, and sqlite3 takes the GIL
+back for every row it binds, so beside the loop's Python the two take turns instead
+of overlapping (bench/README, "The loop waits for the writer"). In this mode a child
+(adapters/sqlite_writer.py) owns the writing connection for appends. A round goes to
+it as one msgpack frame of its appends over a pipe, written with one encoder call
+(each append's events encode there to the very bytes of the `body` column, which the
+child stores as they came: nothing is encoded twice); the child writes it in one
+transaction as the thread would (sqlite_writer.RoundWriter, the same code) and
+answers with the refused appends and the round's last log position, which wake the
+senders and feed the followers. Replies are read in a protocol callback on the loop,
+not by a task. Pipelining: every sender waits for its COMMIT, so a round of all of
+them would leave the child idle while the loop works and the loop idle while the
+child writes; instead the round is sent as soon as it holds half of what the last
+two rounds held (COHORT_MIN at least), or at the end of the loop's tick, with at
+most IN_FLIGHT_MAX rounds in the child -- the senders settle into cohorts, one
+written while the other runs. The child checkpoints the WAL on a thread of its own;
+the rare writes (`write(fn)`, specs, idempotency keys, knowledge) stay on a
+connection of this process, in a thread, and wait for the child's write lock (and
+the child for theirs) through busy_timeout. If the child dies or its pipe breaks,
+`failed` is set and every waiting and later append raises StoreUnavailable; the
+child exits on EOF on its stdin (the store's exit, or this process's death) once
+the round in hand is written, so it never outlives its parent.
 
 Optimistic concurrency: (case_id, seq) is unique, so an append whose first event
 number is already taken fails with AppendConflict. If a batch hits a conflict, it is
