@@ -57,6 +57,8 @@ per commit (so a "full" round is never written on the event loop).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import pathlib
@@ -281,6 +283,8 @@ WRITER_ENV = "CASELOOP_STORE_WRITER"
 # writer="process": a round is split into cohorts only from this size on. Below it the
 # commit and the round trip a cohort costs are more than the overlap gains.
 COHORT_MIN = 16
+# The pipe to the writer process: Linux's default /proc/sys/fs/pipe-max-size.
+PIPE_BYTES = 1 << 20
 # How long the store's exit waits for the writer process to finish and go.
 WRITER_EXIT_S = 30.0
 _ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
@@ -512,6 +516,12 @@ class SQLiteStore:
         pipe = transport.get_pipe_transport(0)
         assert isinstance(pipe, asyncio.WriteTransport)
         self._child_pipe = pipe
+        # A pipe holds 64 KiB: a larger round would go in pieces, each when the loop
+        # next polls -- between its senders' work -- and the child could not start
+        # on it meanwhile. As large as Linux lets it be, a round goes in one write.
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(pipe.get_extra_info("pipe").fileno(), fcntl.F_SETPIPE_SZ,
+                        PIPE_BYTES)
         await self._child_ready  # its connection is open (or it said why not)
 
     async def _stop_child(self) -> None:
