@@ -646,17 +646,16 @@ class SQLiteStore:
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
-        await conn.execute("PRAGMA busy_timeout=10000")
+        for pragma in ("journal_mode=WAL", f"synchronous={self.durability.upper()}",
+                       "busy_timeout=10000"):
+            await conn.execute_fetchall(f"PRAGMA {pragma}")  # see _all
         return conn
 
     async def ping(self) -> bool:
         """Ready: the writer is alive and the database answers."""
         if self.failed is not None or self._reader is None:
             return False
-        async with self._reader.execute("SELECT 1") as cur:
-            return (await cur.fetchone()) == (1,)
+        return await self._all("SELECT 1") == [(1,)]
 
     # -------------------------------------------------------------------- appends
     async def append(self, batch: Append) -> None:
@@ -843,15 +842,13 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------------- reads
     async def load(self, case_id: str) -> StoredCase | None:
-        r = self._reader
-        assert r is not None
-        async with r.execute("SELECT seq, body FROM snapshots WHERE case_id = ?",
-                             (case_id,)) as cur:
-            snap = await cur.fetchone()
+        snaps = await self._all("SELECT seq, body FROM snapshots WHERE case_id = ?",
+                                (case_id,))
+        snap = snaps[0] if snaps else None
         after = snap[0] if snap else 0
-        async with r.execute("SELECT first_seq, body FROM events WHERE case_id = ?"
-                             " AND last_seq > ? ORDER BY first_seq", (case_id, after)) as cur:
-            rows = await cur.fetchall()
+        # Read after the snapshot: the events are at least as new as it is.
+        rows = await self._all("SELECT first_seq, body FROM events WHERE case_id = ?"
+                               " AND last_seq > ? ORDER BY first_seq", (case_id, after))
         if not snap and not rows:
             return None
         events: list[Any] = []
@@ -861,28 +858,21 @@ class SQLiteStore:
         return StoredCase(case_id, snap[1] if snap else None, after, events)
 
     async def case_exists(self, case_id: str) -> bool:
-        assert self._reader is not None
-        async with self._reader.execute("SELECT 1 FROM cases WHERE case_id = ?",
-                                        (case_id,)) as cur:
-            return await cur.fetchone() is not None
+        return bool(await self._all("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)))
 
     async def events(self, case_id: str) -> list[Any]:
         """The whole log of one case, from the first event (history views, export)."""
-        assert self._reader is not None
-        async with self._reader.execute(
-                "SELECT body FROM events WHERE case_id = ? ORDER BY first_seq",
-                (case_id,)) as cur:
-            return [e for (b,) in await cur.fetchall() for e in _decode_many(b)]
+        rows = await self._all("SELECT body FROM events WHERE case_id = ? ORDER BY first_seq",
+                               (case_id,))
+        return [e for (b,) in rows for e in _decode_many(b)]
 
     async def read_events(self, after_pos: int = 0, limit: int = 10_000,
                           ) -> list[tuple[int, str, int, list[Any]]]:
         """Appends of every case in commit order after a position (the monitor's tail):
         (pos, case_id, first_seq, events)."""
-        assert self._reader is not None
-        async with self._reader.execute(
-                "SELECT pos, case_id, first_seq, body FROM events WHERE pos > ? ORDER BY pos"
-                " LIMIT ?", (after_pos, limit)) as cur:
-            return [(p, c, f, _decode_many(b)) for p, c, f, b in await cur.fetchall()]
+        rows = await self._all("SELECT pos, case_id, first_seq, body FROM events WHERE pos > ?"
+                               " ORDER BY pos LIMIT ?", (after_pos, limit))
+        return [(p, c, f, _decode_many(b)) for p, c, f, b in rows]
 
     async def read_encoded(self, after_pos: int = 0, limit: int = 10_000,
                            ) -> tuple[list[int], list[str], bytes]:
@@ -912,22 +902,17 @@ class SQLiteStore:
                 _array_header(len(rows)) + b"".join(b for _, _, b in rows))
 
     async def pending_timers(self) -> list[TimerRow]:
-        assert self._reader is not None
-        async with self._reader.execute(
-                "SELECT case_id, item, due FROM work_items WHERE due IS NOT NULL"
-                " ORDER BY due") as cur:
-            return [TimerRow(*row) for row in await cur.fetchall()]
+        return [TimerRow(*row) for row in await self._all(
+            "SELECT case_id, item, due FROM work_items WHERE due IS NOT NULL ORDER BY due")]
 
     async def open_items(self, kind: str | None = None) -> list[ItemRow]:
-        assert self._reader is not None
         sql = ("SELECT case_id, item, task, kind, role, state, enabled_at, due, assignee,"
                " held_until FROM work_items")
         args: tuple[Any, ...] = ()
         if kind is not None:
             sql += " WHERE kind = ?"
             args = (kind,)
-        async with self._reader.execute(sql + " ORDER BY enabled_at", args) as cur:
-            return [ItemRow(*row) for row in await cur.fetchall()]
+        return [ItemRow(*row) for row in await self._all(sql + " ORDER BY enabled_at", args)]
 
     async def open_phases(self) -> list[tuple[str, str, float]]:
         return [tuple(r) for r in await self._all(  # type: ignore[misc]
@@ -946,17 +931,20 @@ class SQLiteStore:
         await self._in_thread(save)
 
     async def specs(self) -> list[SpecRow]:
-        assert self._reader is not None
-        async with self._reader.execute(
-                "SELECT workflow_id, version, digest, document, registered_at FROM specs"
-                " ORDER BY workflow_id, version") as cur:
-            return [SpecRow(*row) for row in await cur.fetchall()]
+        return [SpecRow(*row) for row in await self._all(
+            "SELECT workflow_id, version, digest, document, registered_at FROM specs"
+            " ORDER BY workflow_id, version")]
 
     # ------------------------------------------------------- API reads (projections)
     async def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """Every row of a statement on the reading connection, in ONE call into its
+        thread. A cursor fetched in a second call leaves the statement open between
+        the two, and with it the connection's read transaction: another coroutine's
+        read in between runs inside it and sees the database as it was then -- a
+        case created meanwhile was "not found" (test_sqlite_store.py,
+        test_a_read_sees_every_commit_before_it_while_other_reads_run)."""
         assert self._reader is not None
-        async with self._reader.execute(sql, args) as cur:
-            return list(await cur.fetchall())
+        return list(await self._reader.execute_fetchall(sql, args))
 
     async def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         """Rows of a read-only statement (parameterized) on the reading connection:
@@ -1081,11 +1069,8 @@ class SQLiteStore:
         await self._in_thread(save)
 
     async def count_events(self) -> int:
-        assert self._reader is not None
-        async with self._reader.execute(
-                "SELECT coalesce(sum(last_seq - first_seq + 1), 0) FROM events") as cur:
-            row = await cur.fetchone()
-            return int(row[0]) if row else 0
+        rows = await self._all("SELECT coalesce(sum(last_seq - first_seq + 1), 0) FROM events")
+        return int(rows[0][0]) if rows else 0
 
     async def log_position(self) -> int:
         """The last append's position in the log (0: empty): one index probe, for

@@ -120,6 +120,7 @@ def fields(err: dict[str, Any]) -> list[str]:
 async def snapshot(client: httpx.AsyncClient, case_id: str) -> tuple[Any, ...]:
     case = (await client.get(f"{API}/cases/{case_id}")).json()
     history = (await client.get(f"{API}/cases/{case_id}/history")).json()
+    assert "events" in history, history
     return (case["state"], case["enabled_tasks"], case["work_items"], case["data"],
             len(history["events"]))
 

@@ -132,6 +132,30 @@ async def test_read_events_tails_every_case_in_commit_order(db: str) -> None:
         assert await store.read_events(after_pos=tail[1][0]) == tail[2:]
 
 
+async def test_a_read_sees_every_commit_before_it_while_other_reads_run(db: str) -> None:
+    """Reads share one connection. Each must be one statement run to its end in one
+    call: a cursor left open between calls kept the connection's read transaction
+    open, and a read made meanwhile saw the database as it was before the latest
+    commit -- the HTTP API answered "not found" for a case it had just created."""
+    async with SQLiteStore(db) as store:
+        stop = anyio.Event()
+
+        async def polling() -> None:  # what the server's pollers do all the time
+            while not stop.is_set():
+                await store.open_items()
+                await store.pending_timers()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(polling)
+            for i in range(150):
+                _, a = new_case(f"c{i}")
+                await store.append(a)  # durable now
+                assert await store.events(f"c{i}") == a.events, f"case c{i}: stale read"
+                assert await store.case_exists(f"c{i}")
+            stop.set()
+
+
 async def test_specs_are_saved_once_per_version(db: str) -> None:
     async with SQLiteStore(db) as store:
         doc = (ROOT / "specs" / "deal-approval-gate.json").read_text()
