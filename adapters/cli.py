@@ -168,6 +168,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             start = start.replace(tzinfo=dt.UTC)
     app = create_app(Settings(db=args.db, specs=specs, tokens=tokens, slos=args.slos,
                               roles=args.roles, durability=args.durability,
+                              writer=args.writer,
                               channels=args.channels or os.environ.get("CASELOOP_CHANNELS"),
                               bench_route=args.bench_route,
                               virtual_clock=start.timestamp() if start else None))
@@ -239,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "CASELOOP_TOKENS. Without one: open mode, loopback only")
     s.add_argument("--durability", choices=["normal", "full"], default="normal",
                    help="normal survives a killed process; full also power loss")
+    s.add_argument("--writer", choices=["thread", "process"], default=None,
+                   help="where the store writes: a thread of this process, or a process "
+                   "of its own beside it (faster from ~10 concurrent commands on: "
+                   "bench/README); env CASELOOP_STORE_WRITER, default thread")
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     s.add_argument("--slos", help="service levels (default: slos.yaml in --specs)")

@@ -72,6 +72,7 @@ class Settings:
     channels: str | None = None  # notification channels; default: channels.yaml in `specs`
     tokens: str | None = None  # tokens file; none (or empty): open mode
     durability: str = "normal"
+    writer: str | None = None  # the store's writer: thread | process (None: its default)
     bench_route: bool = False  # mount POST /bench/bare (bench/http.py only)
     virtual_clock: float | None = None  # start time of a virtual clock (else the system's)
     mapek: LoopSettings = field(default_factory=LoopSettings)
@@ -213,7 +214,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         directory = load_directory(roles) if roles else Directory()
         tokens = load_tokens(s.tokens, directory) if s.tokens else {}
         channels = _channels(s)
-        async with SQLiteStore(s.db, durability=s.durability) as store:  # type: ignore[arg-type]
+        async with SQLiteStore(s.db, durability=s.durability,  # type: ignore[arg-type]
+                               writer=s.writer) as store:  # type: ignore[arg-type]
             clock = (SystemClock() if s.virtual_clock is None
                      else VirtualClock(s.virtual_clock))
             # The MAPE-K loop's policies, as they were: the runtime consults them for
