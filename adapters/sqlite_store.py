@@ -614,6 +614,8 @@ class SQLiteStore:
             self._fail(sqlite3.OperationalError(msg[1]))
 
     def _written(self, rnd: _Round, refused: list[int], last_pos: int | None) -> None:
+        """A round is committed (by either writer): its refused appends fail with a
+        conflict, followers are handed the rest, the outbox hears of its notices."""
         for i in refused:
             a = rnd.appends[i]
             rnd.errors[id(a)] = AppendConflict(a.case_id, a.first_seq)
@@ -741,16 +743,7 @@ class SQLiteStore:
             written = await self._in_thread(self._write_sync, rnd.appends)
         else:
             self.commits_inline += 1
-        conflicts, last_pos = written
-        for i in conflicts:
-            a = rnd.appends[i]
-            rnd.errors[id(a)] = AppendConflict(a.case_id, a.first_seq)
-        if last_pos is not None and self._followers:
-            self._feed_followers(rnd.appends, conflicts, last_pos)
-        self.commits += 1
-        self.appends_committed += len(rnd.appends)
-        if self.on_notices is not None and any(a.notices for a in rnd.appends):
-            self.on_notices()
+        self._written(rnd, *written)
 
     def _feed_followers(self, appends: list[Append], refused: list[int], last_pos: int,
                         ) -> None:
