@@ -25,13 +25,18 @@ before the clock stops: all of the cost of observing is inside the timed window,
 any period. The row gains `monitor_*` fields (`monitor_appends_read`: appends it had
 to read back from the log instead). `--monitor-every 1` is the server's period
 (`adapters.http.app.FOLLOW_EVERY`).
-`--alternate` runs each level with and without it, in turns, and prints the
-overhead (target: <= 5 % fewer completions/s) as the median of the pairs, with their
-quartiles and range: on a shared machine one pair alone can be off by a quarter.
+`--alternate` runs each level with and without it, in turns (the pairs alternate which
+run goes first), and prints the overhead (target: <= 5 % fewer completions/s) as the
+median of the pairs, with a bootstrap interval of that median, their quartiles and
+range: on a shared machine one pair alone can be off by a quarter.
+
+`--writer thread|process` picks the store's writer (`SQLiteStore(writer=...)`);
+`thread,process` runs both in turns per repeat and prints the paired rate ratio. With
+the writer process the CPU is the parent's plus the child's (/proc), each also apart.
 
     python bench/durable.py [--concurrency 1,10,100,1000] [--cases N] [--repeat 1]
-                            [--durability normal|full] [--profile] [--smoke]
-                            [--monitor | --alternate] [--monitor-every 0.05]
+                            [--durability normal|full] [--writer thread] [--profile]
+                            [--smoke] [--monitor | --alternate] [--monitor-every 0.05]
 
 One JSON line per level on stdout; a short summary on stderr.
 """
@@ -239,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--monitor", action="store_true",
                       help="a Monitor follows the store during the run (catch_up every 50 ms)")
     mode.add_argument("--alternate", action="store_true",
-                      help="each repeat runs without, then with the monitor; prints overhead")
+                      help="each repeat runs without and with the monitor (in turns); "
+                           "prints the overhead")
     ap.add_argument("--monitor-every", type=float, default=0.05, metavar="SECONDS",
                     help="the monitor's catch-up period (under valgrind, ~40x slower: 2 keeps "
                          "as many appends per catch-up as 0.05 natively)")
