@@ -85,19 +85,12 @@ from actors.ports import (
     TimerRow,
 )
 from adapters import sqlite_writer as wire
-from adapters.sqlite_writer import (  # noqa: F401 -- also this module's names (bench/)
-    _DELETE_ITEM,
-    _INSERT_EVENT,
+from adapters.sqlite_writer import (
     _INSERT_NOTICE,
-    _UPSERT_CASE,
-    _UPSERT_ITEM,
-    _UPSERT_SNAPSHOT,
     BUSY_TIMEOUT_MS,
     CHECKPOINT_PAGES,
-    RESTART_WAIT_MS,
     RoundWriter,
     _notice_row,
-    _rows,
     checkpoint,
     checkpoint_connection,
 )
@@ -441,7 +434,8 @@ class SQLiteStore:
         self._child_ready: asyncio.Future[None] | None = None
         self._sent: deque[_Round] = deque()
         self._cohort = 1 << 30  # none until a round has been answered
-        self._answered = deque([0, 0], maxlen=2)  # sizes of the last two rounds
+        # sizes of the last rounds answered, one per round the child may hold
+        self._answered = deque([0] * IN_FLIGHT_MAX, maxlen=IN_FLIGHT_MAX)
         self._flush_due = False
         self._closing = False
         self.writer_cpu: tuple[float, float] | None = None  # the child's (user, system) s
@@ -602,7 +596,7 @@ class SQLiteStore:
             # last two rounds held, so one cohort is written while the other runs.
             n = len(rnd.appends)
             self._answered.append(n)
-            self._cohort = max(COHORT_MIN, sum(self._answered) // 2)
+            self._cohort = max(COHORT_MIN, sum(self._answered) // IN_FLIGHT_MAX)
             if self._round.appends and len(self._sent) < IN_FLIGHT_MAX and not self._closing:
                 self._send()
         elif kind == wire.READY:

@@ -8,7 +8,7 @@ one slow approver (Legal) and one slow person planted. The newest cases are stil
 open (right-censored). Then times `ItemFrame.from_observations` and each analyzer, and
 `analyze(...)` end to end. Target: analysis of 100 000 cases in < 5 s.
 
-    python bench/mapek_analysis.py [--cases 100000] [--seed 1] [--repeat 1]
+    python bench/mapek_analysis.py [--cases 100000] [--seed 1] [--repeat 1] [--smoke]
 
 One JSON line on stdout; a short summary on stderr.
 """
@@ -107,7 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--smoke", action="store_true", help="tiny run (bench/run_all.py --smoke)")
     a = ap.parse_args(argv)
+    if a.smoke:
+        a.cases, a.repeat = 2_000, 1
     obs, now = synthesize(a.cases, a.seed)
 
     def target_of(_wf: str, task: str) -> float | None:

@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from actors import Runtime, VirtualClock, placeholder_actions  # noqa: E402
 from actors.ports import Append, ItemRow, SpecRow, StoredCase, TimerRow  # noqa: E402
-from adapters import sqlite_store  # noqa: E402
+from adapters import sqlite_store, sqlite_writer  # noqa: E402
 from adapters.sqlite_store import SQLiteStore  # noqa: E402
 from engine import compile_document  # noqa: E402
 from engine.net import KIND_NAME  # noqa: E402
@@ -119,15 +119,16 @@ class CaptureStore:
     def flush(self) -> None:
         if not self.buffer:
             return
-        events, cases, upserts, deletes, snaps = sqlite_store._rows(self.buffer)
+        events, cases, touches, upserts, deletes, snaps = sqlite_writer._rows(self.buffer)
         self.buffer = []
         db = self.db
         db.execute("BEGIN")
-        db.executemany(sqlite_store._INSERT_EVENT, events)
-        db.executemany(sqlite_store._UPSERT_CASE, cases)
-        db.executemany(sqlite_store._UPSERT_ITEM, upserts)
-        db.executemany(sqlite_store._DELETE_ITEM, deletes)
-        db.executemany(sqlite_store._UPSERT_SNAPSHOT, snaps)
+        db.executemany(sqlite_writer._INSERT_EVENT, events)
+        db.executemany(sqlite_writer._UPSERT_CASE, cases)
+        db.executemany(sqlite_writer._TOUCH_CASE, touches)
+        db.executemany(sqlite_writer._UPSERT_ITEM, upserts)
+        db.executemany(sqlite_writer._DELETE_ITEM, deletes)
+        db.executemany(sqlite_writer._UPSERT_SNAPSHOT, snaps)
         db.execute("COMMIT")
 
     def save_specs(self, at: float) -> None:
@@ -309,7 +310,11 @@ async def restart(db: str, case_id: str, now: float, longest: str) -> dict[str, 
             assert case.status == "active" and human, (case_id, case.status)
             before = case.version
             t = pc()
-            case = await rt.complete(case_id, human[0].id, "approved", None, "bench")
+            # Approved as a person would: a quality gate's checklist confirmed (the probe
+            # may be a custom contract in LegalReview).
+            gate = case.net.tasks[human[0].task].checklist
+            case = await rt.complete(case_id, human[0].id, "approved",
+                                     {"checklist": list(gate)} if gate else None, "bench")
             out["first_completion_s"] = pc() - t
             marks["served"] = time.time()
             assert case.version > before

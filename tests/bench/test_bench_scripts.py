@@ -1,0 +1,33 @@
+"""Every benchmark script still runs: `python bench/<script> --smoke` exits 0 and prints
+its JSON rows. Their numbers are not asserted here (speed is measured in bench/, on
+purpose not in timed tests); what this catches is a script left behind by a change it
+depends on -- bench/recovery.py unpacked the store's rows one short for a session
+after the store's rows gained the case-row touch, and only a full run found it."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+# bench/run_all.py's scripts, and history_import.py (hot_path and vs_spiff run
+# in-process there and in test_hot_path_guard / test_peers; mapek_eval's harness runs
+# in tests/mapek).
+SCRIPTS = ["durable.py", "memory.py", "recovery.py", "http.py", "mapek_analysis.py",
+           "history_import.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_benchmark_runs(script: str) -> None:
+    cmd = [sys.executable, str(ROOT / "bench" / script), "--smoke"]
+    if script == "http.py":
+        cmd.append("--json")  # a table for people otherwise
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                       check=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    assert rows, f"no JSON rows on stdout:\n{p.stdout[-2000:]}"
