@@ -273,3 +273,27 @@ async def test_the_simulated_pipeline_handed_on_live_folds_as_read_back(
     assert monitor.pos == pos == len(rows) > 1000
     assert_same(monitor, full)
     assert monitor.appends_handed_on == len(rows) and monitor.appends_read == 0
+
+
+def test_a_long_fold_gives_the_gil_away_as_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fold of thousands of appends lets a thread that waits for the GIL (the store's
+    writer, binding rows) have it every YIELD_EVERY appends, and folds the same."""
+    import mapek.monitor as monitor_module
+
+    gave: list[int] = []
+    monkeypatch.setattr(monitor_module, "_give_way", lambda: gave.append(1))
+    appends = [(pos, cid, evs) for pos, (cid, evs) in enumerate(interleaved(200, 10), 1)]
+    m = Monitor(_NoLog())
+    m._fold(iter(appends), monitor_module._LIVE_KINDS)
+    assert len(gave) == len(appends) // monitor_module.YIELD_EVERY
+    monkeypatch.setattr(monitor_module, "_give_way", lambda: None)
+    plain = Monitor(_NoLog())
+    plain._fold(iter(appends), monitor_module._LIVE_KINDS)
+    assert (m.pos, m.closed, m.open, m.attributes) == (plain.pos, plain.closed, plain.open,
+                                                       plain.attributes)
+    assert len(m.closed) == 200 * 10
+
+
+class _NoLog:
+    async def read_events(self, after_pos: int = 0, limit: int = 10_000) -> list[Any]:
+        return []
