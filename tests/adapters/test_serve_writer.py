@@ -1,0 +1,76 @@
+"""`caseloop serve --writer process`: the server's store writes from a process of its own
+(adapters/sqlite_writer.py). A real server over a real file: it serves the tutorial's
+first steps, a SIGTERM stops it and its writer cleanly, and the same database then
+serves with the writer thread, with every acknowledged step there."""
+
+from __future__ import annotations
+
+import pathlib
+import signal
+import time
+
+import httpx
+from http_kit import Server
+
+API = "/api/v1"
+DEAL = {"deal_name": "TechCorp", "customer_name": "TechCorp", "deal_acv": 120000,
+        "discount_percent": 0}
+
+
+def writer_of(pid: int) -> int | None:
+    """The pid of `pid`'s child running the store's writer, if any (Linux /proc)."""
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_bytes().rsplit(b")", 1)[1].split()
+            if int(fields[1]) == pid and b"sqlite_writer" in (stat.parent / "cmdline"
+                                                               ).read_bytes():
+                return int(stat.parent.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = pathlib.Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in (b"Z", b"X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_serve_with_the_writer_process_then_with_the_thread(tmp_path: pathlib.Path) -> None:
+    srv = Server(tmp_path)
+    srv.start("--writer", "process")
+    try:
+        assert srv.proc is not None
+        child = writer_of(srv.proc.pid)
+        assert child is not None, "no writer process beside the server"
+        r = httpx.post(f"{srv.url}{API}/workflows/deal-approval-gate/cases",
+                       json={"case_id": "d1", "data": DEAL}, timeout=10)
+        assert r.status_code == 201, r.text
+        r = httpx.post(f"{srv.url}{API}/cases/d1/tasks/SendToFinance/complete",
+                       json={"result": "approved"}, timeout=10)
+        assert r.status_code == 200, r.text
+        history = httpx.get(f"{srv.url}{API}/cases/d1/history", timeout=10).json()
+        assert any(e["type"] == "TaskCompleted" for e in history["events"])
+    finally:
+        code = srv.stop()
+    # uvicorn shuts down, then re-raises the SIGTERM it caught: -15 is a clean stop
+    assert code in (0, -signal.SIGTERM) and "Application shutdown complete" in srv.stderr, \
+        srv.stderr
+    assert gone(child), "the writer process outlived the server"
+    srv.start("--writer", "thread")
+    try:
+        assert srv.proc is not None and writer_of(srv.proc.pid) is None
+        case = httpx.get(f"{srv.url}{API}/cases/d1", timeout=10).json()
+        assert "SendToFinance" not in case["enabled_tasks"], case
+        history = httpx.get(f"{srv.url}{API}/cases/d1/history", timeout=10).json()
+        assert [e["task"] for e in history["events"] if e["type"] == "TaskCompleted"] == [
+            "SendToFinance"]
+    finally:
+        srv.stop()
