@@ -27,9 +27,9 @@ answers with the refused appends and the round's last log position, which wake t
 senders and feed the followers. Replies are read in a protocol callback on the loop,
 not by a task. Pipelining: every sender waits for its COMMIT, so a round of all of
 them would leave the child idle while the loop works and the loop idle while the
-child writes; instead the round is sent as soon as it holds half of what the last
-two rounds held (COHORT_MIN at least), or at the end of the loop's tick, with at
-most IN_FLIGHT_MAX rounds in the child -- the senders settle into cohorts, one
+child writes; instead the round is sent as soon as it holds 1/IN_FLIGHT_MAX of what
+the last IN_FLIGHT_MAX rounds held (COHORT_MIN at least), or at the end of the loop's
+tick, with at most IN_FLIGHT_MAX rounds in the child -- the senders settle into cohorts, one
 written while the other runs. The child checkpoints the WAL on a thread of its own;
 the rare writes (`write(fn)`, specs, idempotency keys, knowledge) stay on a
 connection of this process, in a thread, and wait for the child's write lock (and
@@ -369,17 +369,9 @@ class _WriterProcess(asyncio.SubprocessProtocol):
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd != 1:
             return
-        buf = self.buf
-        buf += data
-        start = 0
-        while len(buf) - start >= 4:
-            n = int.from_bytes(buf[start:start + 4], "big")
-            end = start + 4 + n
-            if len(buf) < end:
-                break
-            self.store._on_reply(_decode_reply(buf[start + 4:end]))
-            start = end
-        del buf[:start]
+        self.buf += data
+        for body in wire.take_frames(self.buf):
+            self.store._on_reply(_decode_reply(body))
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 0 and self.store._closing:
@@ -592,8 +584,8 @@ class SQLiteStore:
             rnd.finish()
             # Cohorts: with every sender waiting for its COMMIT, a round of all of them
             # would leave the child idle while the loop works and the loop idle while
-            # the child writes. A round is sent as soon as it holds half of what the
-            # last two rounds held, so one cohort is written while the other runs.
+            # the child writes. A round is sent as soon as it holds 1/IN_FLIGHT_MAX of
+            # what the last rounds held, so one cohort is written while another runs.
             n = len(rnd.appends)
             self._answered.append(n)
             self._cohort = max(COHORT_MIN, sum(self._answered) // IN_FLIGHT_MAX)
@@ -625,12 +617,13 @@ class SQLiteStore:
             return  # the end we asked for
         self._fail(why if isinstance(why, BaseException) else OSError(why))
 
-    def _fail(self, exc: BaseException) -> None:
-        """The writer failed: every append waiting and every later one hears it."""
+    def _fail(self, exc: BaseException, *writing: _Round) -> None:
+        """The writer failed: every append waiting (in `writing`, sent to the child,
+        queued) and every later one hears it."""
         if self.failed is None:
             self.failed = exc
         err = StoreUnavailable(f"the store cannot write: {self.failed!r}")
-        rounds = [*self._sent, self._round]
+        rounds = [*writing, *self._sent, self._round]
         self._sent.clear()
         self._round = _Round()
         for r in rounds:
@@ -707,12 +700,7 @@ class SQLiteStore:
                 with anyio.CancelScope(shield=True):
                     await self._write_round(rnd)
             except (sqlite3.Error, OSError) as exc:  # the database failed: all hear it
-                self.failed = exc
-                err = StoreUnavailable(f"the store cannot write: {exc!r}")
-                for r in (rnd, self._round):  # this round and whatever queued behind it
-                    for a in r.appends:
-                        r.errors.setdefault(id(a), err)
-                    r.finish()
+                self._fail(exc, rnd)  # this round and whatever queued behind it
                 return  # readiness reports it; appends from now on fail at once
             except Exception as exc:  # this round could not be written (e.g. a value
                 # that does not encode): its appends fail, the store goes on
@@ -720,9 +708,7 @@ class SQLiteStore:
                     rnd.errors.setdefault(id(a), exc)
             finally:
                 rnd.finish()
-            # Roughly the pages a commit adds to the WAL: a few of its own, and about
-            # one per append (log, cases and work item B-trees share pages in a round).
-            self._wal_pages += 4 + len(rnd.appends)
+            self._wal_pages += wire.wal_pages(len(rnd.appends))
             if self._wal_pages >= CHECKPOINT_PAGES and not self._checkpointing:
                 self._wal_pages = 0
                 self._checkpointing = True

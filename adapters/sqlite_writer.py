@@ -98,16 +98,30 @@ LOG_ENDS_MAX = 200_000
 WRITTEN, ROUND_FAILED, DB_FAILED, READY, BYE = 0, 1, 2, 3, 4
 
 
-def _events_body(events: Any) -> bytes:
-    return _encode(events)
+def wal_pages(appends: int) -> int:
+    """Roughly the pages a commit of `appends` appends adds to the WAL: a few of its
+    own, and about one per append (the log, cases and work item B-trees share pages
+    in a round). Both writers checkpoint every CHECKPOINT_PAGES of these."""
+    return 4 + appends
 
 
-def _events_count(events: Any) -> int:
-    return len(events)
+def take_frames(buf: bytearray) -> list[bytes]:
+    """The whole frames (4-byte big-endian length, then the body) at the front of
+    `buf`, removed from it; a partial frame stays for the next read."""
+    bodies = []
+    start = 0
+    while len(buf) - start >= 4:
+        end = start + 4 + int.from_bytes(buf[start:start + 4], "big")
+        if len(buf) < end:
+            break
+        bodies.append(bytes(buf[start + 4:end]))
+        start = end
+    del buf[:start]
+    return bodies
 
 
-def _rows(appends: Sequence[Any], body: Callable[[Any], bytes] = _events_body,
-          count: Callable[[Any], int] = _events_count,
+def _rows(appends: Sequence[Any], body: Callable[[Any], bytes] = _encode,
+          count: Callable[[Any], int] = len,
           ) -> tuple[list[tuple[Any, ...]], ...]:
     """-> rows of events, cases (whole), cases (time and version: _TOUCH_CASE), work
     items to upsert and to delete, snapshots. `body` and `count` read an append's
@@ -161,8 +175,8 @@ class RoundWriter:
     remembers where each case's log ends (so that the check costs no SELECT for a
     case it wrote last). Used by one thread at a time."""
 
-    def __init__(self, body: Callable[[Any], bytes] = _events_body,
-                 count: Callable[[Any], int] = _events_count) -> None:
+    def __init__(self, body: Callable[[Any], bytes] = _encode,
+                 count: Callable[[Any], int] = len) -> None:
         self.body = body
         self.count = count
         self.log_ends: dict[str, int] = {}  # case -> last seq
@@ -406,12 +420,7 @@ class _Child:
             if not chunk:  # the parent closed the pipe or died: no more rounds
                 return
             buf += chunk
-            while len(buf) >= 4:
-                n = int.from_bytes(buf[:4], "big")
-                if len(buf) < 4 + n:
-                    break
-                body = bytes(buf[4:4 + n])
-                del buf[:4 + n]
+            for body in take_frames(buf):
                 if not self.round(body):
                     return
 
@@ -435,11 +444,10 @@ class _Child:
         return True
 
     def _after(self, n: int) -> None:
-        # Roughly the pages a commit adds to the WAL: a few of its own, and about one
-        # per append. A checkpoint fsyncs (10-20 ms here): on a thread and connection
-        # of its own beside the writes, never inside a COMMIT; its C code runs
-        # without the GIL, so it holds up nothing here.
-        self.wal_pages += 4 + n
+        # A checkpoint fsyncs (10-20 ms here): on a thread and connection of its own
+        # beside the writes, never inside a COMMIT; its C code runs without the GIL,
+        # so it holds up nothing here.
+        self.wal_pages += wal_pages(n)
         if self.wal_pages >= CHECKPOINT_PAGES and self.checkpointing.acquire(blocking=False):
             self.wal_pages = 0
             threading.Thread(target=self._checkpoint, daemon=True).start()

@@ -139,3 +139,30 @@ async def test_the_writer_process_tells_of_notices_and_writes_them_with_the_even
         _, b = new_case("c1", LOOP, {})
         await store.append(b)
         assert heard == 1
+
+
+async def test_a_database_failure_in_the_writer_thread_fails_every_append(db: str) -> None:
+    """The thread's counterpart of a killed writer process: its connection fails (here:
+    closed under it), and the round being written, the appends queued behind it and
+    every later one hear StoreUnavailable."""
+    async with SQLiteStore(db, writer="thread") as store:
+        _, a = new_case("c0", LOOP, {})
+        await store.append(a)
+        assert store._wdb is not None
+        store._wdb.close()
+        failures: list[BaseException] = []
+
+        async def one(case_id: str) -> None:
+            try:
+                await store.append(new_case(case_id, LOOP, {})[1])
+            except StoreUnavailable as exc:
+                failures.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for i in range(1, 30):
+                    tg.start_soon(one, f"c{i}")
+        assert len(failures) == 29
+        assert store.failed is not None and not await store.ping()
+        with pytest.raises(StoreUnavailable):
+            await store.append(new_case("late", LOOP, {})[1])
