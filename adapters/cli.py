@@ -174,8 +174,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               virtual_clock=start.timestamp() if start else None))
     # A backstop for the live streams' own shutdown hook (adapters/http/live.py): what
     # is still open 10 s after the signal is cancelled rather than holding the exit.
+    # loop="asyncio", not uvicorn's "auto" (uvloop when installed): the loop the tests
+    # and benchmarks run. uvloop measured no faster here (bench/README, "uvloop").
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=10)
+                access_log=args.access_log, timeout_graceful_shutdown=10, loop="asyncio")
     return 0
 
 

@@ -374,15 +374,24 @@ class _WriterProcess(asyncio.SubprocessProtocol):
             self.store._on_reply(_decode_reply(body))
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 0 and self.store._closing:
-            return  # the EOF we sent: the child still answers what it holds
-        if fd in (0, 1):  # its stdin or stdout: no more rounds can go or come back
-            self.store._writer_lost(exc or f"the writer process closed its fd {fd}")
+        if fd == 1:  # its stdout: no answer can come back
+            self.store._writer_lost(exc or "the writer process closed its stdout")
 
     def process_exited(self) -> None:
         self.store._writer_lost("the writer process exited")
         if not self.exited.done():
             self.exited.set_result(None)
+
+
+class _RoundPipe(asyncio.Protocol):
+    """The parent's end of the pipe that carries rounds to the writer process."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.store._closing:  # not the EOF we sent: no more rounds can go
+            self.store._writer_lost(exc or "the writer process closed its stdin")
 
 
 _decode_reply = msgspec.msgpack.Decoder().decode
@@ -421,7 +430,7 @@ class SQLiteStore:
         # holds (written in this order, answered in this order), and the size at which
         # a round is sent without waiting for the end of the loop's tick.
         self._child: asyncio.SubprocessTransport | None = None
-        self._child_pipe: asyncio.WriteTransport | None = None
+        self._child_pipe: asyncio.WriteTransport | None = None  # rounds go here
         self._child_proto: _WriterProcess | None = None
         self._child_ready: asyncio.Future[None] | None = None
         self._sent: deque[_Round] = deque()
@@ -494,20 +503,33 @@ class SQLiteStore:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_ROOT, env.get("PYTHONPATH")) if p)
-        transport, proto = await loop.subprocess_exec(
-            lambda: _WriterProcess(self), sys.executable, "-m", "adapters.sqlite_writer",
-            self.path, self.durability, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=None, env=env)
-        self._child, self._child_proto = transport, proto
-        pipe = transport.get_pipe_transport(0)
-        assert isinstance(pipe, asyncio.WriteTransport)
-        self._child_pipe = pipe
-        # A pipe holds 64 KiB: a larger round would go in pieces, each when the loop
-        # next polls -- between its senders' work -- and the child could not start
-        # on it meanwhile. As large as Linux lets it be, a round goes in one write.
+        # The rounds' pipe is made here, not by subprocess_exec, to size it: a pipe
+        # holds 64 KiB, and a larger round would go in pieces, each when the loop next
+        # polls -- between its senders' work -- and the child could not start on it
+        # meanwhile. As large as Linux lets it be, a round goes in one write. (Made
+        # here it is also a plain fd on every event loop: uvloop's pipe transports do
+        # not show theirs.)
+        rounds_out, rounds_in = os.pipe()
         with contextlib.suppress(OSError, AttributeError):
-            fcntl.fcntl(pipe.get_extra_info("pipe").fileno(), fcntl.F_SETPIPE_SZ,
-                        PIPE_BYTES)
+            fcntl.fcntl(rounds_in, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        try:
+            transport, proto = await loop.subprocess_exec(
+                lambda: _WriterProcess(self), sys.executable, "-m", "adapters.sqlite_writer",
+                self.path, self.durability, stdin=rounds_out,
+                stdout=asyncio.subprocess.PIPE, stderr=None, env=env)
+        except BaseException:
+            os.close(rounds_in)
+            raise
+        finally:
+            os.close(rounds_out)  # the child's end
+        self._child, self._child_proto = transport, proto
+        rounds = open(rounds_in, "wb", buffering=0)  # noqa: SIM115 (the transport's now)
+        try:
+            self._child_pipe, _ = await loop.connect_write_pipe(
+                lambda: _RoundPipe(self), rounds)
+        except BaseException:
+            rounds.close()  # EOF: the child goes
+            raise
         await self._child_ready  # its connection is open (or it said why not)
 
     async def _stop_child(self) -> None:
@@ -521,8 +543,10 @@ class SQLiteStore:
         if self._child_pipe is not None and not self._child_pipe.is_closing():
             self._child_pipe.close()
         with anyio.CancelScope(shield=True):
+            # Shielded: a wait cut short would cancel the future itself, and the wait
+            # after the kill would then fail at once.
             with anyio.move_on_after(WRITER_EXIT_S) as scope:
-                await proto.exited
+                await asyncio.shield(proto.exited)
             if scope.cancelled_caught:
                 log.error("the SQLite writer process did not exit: killed")
                 child.kill()

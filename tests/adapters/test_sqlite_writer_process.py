@@ -12,12 +12,16 @@ import os
 import pathlib
 import signal
 import sqlite3
+import subprocess
+import sys
 
 import anyio
+import msgspec
 import pytest
 from test_sqlite_store import LOOP, append_of, new_case
 
 from actors.ports import Append, Notice
+from adapters import sqlite_writer as wire
 from adapters.sqlite_store import SQLiteStore, StoreUnavailable
 from engine import Case, replay
 
@@ -166,3 +170,124 @@ async def test_a_database_failure_in_the_writer_thread_fails_every_append(db: st
         assert store.failed is not None and not await store.ping()
         with pytest.raises(StoreUnavailable):
             await store.append(new_case("late", LOOP, {})[1])
+
+
+async def test_a_database_failure_in_the_writer_process_fails_every_append(db: str) -> None:
+    """The child's write fails in SQLite itself (here: the log's table dropped under it
+    by another connection): it answers DB_FAILED and stops; the round it was writing,
+    the appends queued behind it and every later one hear StoreUnavailable, and the
+    store still closes cleanly around the child that has gone."""
+    async with SQLiteStore(db, writer="process") as store:
+        pid = store.writer_pid()
+        assert pid is not None
+        _, a = new_case("c0", LOOP, {})
+        await store.append(a)
+        other = sqlite3.connect(db)
+        other.execute("DROP TABLE events")
+        other.close()
+        failures: list[BaseException] = []
+
+        async def one(case_id: str) -> None:
+            try:
+                await store.append(new_case(case_id, LOOP, {})[1])
+            except StoreUnavailable as exc:
+                failures.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for i in range(1, 30):
+                    tg.start_soon(one, f"c{i}")
+        assert len(failures) == 29
+        assert isinstance(store.failed, sqlite3.OperationalError)
+        assert "no such table: events" in str(store.failed)
+        with pytest.raises(StoreUnavailable):
+            await store.append(new_case("late", LOOP, {})[1])
+    assert not running(pid)  # it stopped after its answer, and was waited for
+
+
+async def test_a_writer_that_does_not_exit_is_killed_and_its_round_fails(
+        db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's exit waits WRITER_EXIT_S for the child, then kills it: a child that
+    hangs (stopped here) cannot hang the server's shutdown, and an append it held
+    is failed, not acknowledged."""
+    import adapters.sqlite_store as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "WRITER_EXIT_S", 0.5)
+    outcome: list[BaseException | None] = []
+
+    async def held(store: SQLiteStore) -> None:
+        try:
+            await store.append(new_case("c1", LOOP, {})[1])
+            outcome.append(None)
+        except StoreUnavailable as exc:
+            outcome.append(exc)
+
+    # The store's exit (first) waits WRITER_EXIT_S, then kills the child; `held` hears.
+    with anyio.fail_after(10):
+        async with (anyio.create_task_group() as tg,
+                    SQLiteStore(db, writer="process") as store):
+            pid = store.writer_pid()
+            assert pid is not None
+            await store.append(new_case("c0", LOOP, {})[1])
+            os.kill(pid, signal.SIGSTOP)
+            tg.start_soon(held, store)
+            await anyio.sleep(0.1)
+            assert store._sent  # sent, never to be answered
+    assert len(outcome) == 1 and isinstance(outcome[0], StoreUnavailable)
+    assert not running(pid)
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT case_id FROM events").fetchall() == [("c0",)]
+    con.close()
+
+
+async def test_a_parent_gone_mid_frame_leaves_the_half_sent_round_unwritten(db: str) -> None:
+    """The child's side of a parent killed while sending: a whole round, then half of
+    the next, then EOF. The whole round is written and answered; the half is not
+    written (nobody was told it was), and the child says goodbye and exits 0."""
+    async with SQLiteStore(db):  # the schema, as the parent makes it before the child
+        pass
+    root = pathlib.Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.sqlite_writer", db, "normal"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    encode = msgspec.msgpack.Encoder().encode
+    whole = wire.frame(encode([new_case("c0", LOOP, {})[1]]))
+    half = wire.frame(encode([new_case("c1", LOOP, {})[1]]))
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(whole + half[:len(half) // 2])
+    proc.stdin.close()  # as the kernel does for a parent that dies
+    out = proc.stdout.read()  # until the child closes its end: it has gone
+    proc.stdout.close()
+    assert proc.wait(timeout=20) == 0
+    replies = [msgspec.msgpack.decode(b) for b in wire.take_frames(bytearray(out))]
+    assert [r[0] for r in replies] == [wire.READY, wire.WRITTEN, wire.BYE]
+    assert replies[1][1:] == [[], 1]  # nothing refused; the round ends at position 1
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT case_id FROM events").fetchall() == [("c0",)]
+    con.close()
+
+
+def test_the_writer_process_runs_under_uvloop(db: str) -> None:
+    """An application may run the store on uvloop (uvicorn picks it when installed):
+    its pipe transports hide their fds and are not asyncio's classes. The store makes
+    the rounds' pipe itself, so the writer process starts, writes, fails and stops
+    there as on asyncio's loop."""
+    pytest.importorskip("uvloop", reason="uvloop is not installed (pip install -e '.[dev]')")
+
+    pids: list[int | None] = []
+
+    async def run() -> None:
+        async with SQLiteStore(db, writer="process") as store:
+            pid = store.writer_pid()
+            pids.append(pid)
+            assert pid is not None
+            await store.append(new_case("c0", LOOP, {})[1])
+            os.kill(pid, signal.SIGKILL)
+            with anyio.fail_after(10), pytest.raises(StoreUnavailable):
+                await store.append(new_case("c1", LOOP, {})[1])
+        async with SQLiteStore(db, writer="process") as store:
+            assert type((await store.events("c0"))[0]).__name__ == "CaseCreated"
+            assert not await store.case_exists("c1")
+
+    anyio.run(run, backend="asyncio", backend_options={"use_uvloop": True})
+    assert pids and pids[0] is not None and not running(pids[0])
