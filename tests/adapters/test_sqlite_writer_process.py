@@ -145,6 +145,26 @@ async def test_the_writer_process_tells_of_notices_and_writes_them_with_the_even
         assert heard == 1
 
 
+async def every_append_fails(store: SQLiteStore, together: int = 29) -> None:
+    """Appends sent together, into the round being written and the ones queued behind
+    it, all fail with StoreUnavailable; and so does one sent after them."""
+    failures: list[BaseException] = []
+
+    async def one(case_id: str) -> None:
+        try:
+            await store.append(new_case(case_id, LOOP, {})[1])
+        except StoreUnavailable as exc:
+            failures.append(exc)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for i in range(together):
+                tg.start_soon(one, f"together-{i}")
+    assert len(failures) == together
+    with pytest.raises(StoreUnavailable):
+        await store.append(new_case("late", LOOP, {})[1])
+
+
 async def test_a_database_failure_in_the_writer_thread_fails_every_append(db: str) -> None:
     """The thread's counterpart of a killed writer process: its connection fails (here:
     closed under it), and the round being written, the appends queued behind it and
@@ -154,22 +174,8 @@ async def test_a_database_failure_in_the_writer_thread_fails_every_append(db: st
         await store.append(a)
         assert store._wdb is not None
         store._wdb.close()
-        failures: list[BaseException] = []
-
-        async def one(case_id: str) -> None:
-            try:
-                await store.append(new_case(case_id, LOOP, {})[1])
-            except StoreUnavailable as exc:
-                failures.append(exc)
-
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                for i in range(1, 30):
-                    tg.start_soon(one, f"c{i}")
-        assert len(failures) == 29
+        await every_append_fails(store)
         assert store.failed is not None and not await store.ping()
-        with pytest.raises(StoreUnavailable):
-            await store.append(new_case("late", LOOP, {})[1])
 
 
 async def test_a_database_failure_in_the_writer_process_fails_every_append(db: str) -> None:
@@ -185,23 +191,9 @@ async def test_a_database_failure_in_the_writer_process_fails_every_append(db: s
         other = sqlite3.connect(db)
         other.execute("DROP TABLE events")
         other.close()
-        failures: list[BaseException] = []
-
-        async def one(case_id: str) -> None:
-            try:
-                await store.append(new_case(case_id, LOOP, {})[1])
-            except StoreUnavailable as exc:
-                failures.append(exc)
-
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                for i in range(1, 30):
-                    tg.start_soon(one, f"c{i}")
-        assert len(failures) == 29
+        await every_append_fails(store)
         assert isinstance(store.failed, sqlite3.OperationalError)
         assert "no such table: events" in str(store.failed)
-        with pytest.raises(StoreUnavailable):
-            await store.append(new_case("late", LOOP, {})[1])
     assert not running(pid)  # it stopped after its answer, and was waited for
 
 
