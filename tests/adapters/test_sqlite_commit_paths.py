@@ -146,7 +146,9 @@ async def test_the_wal_stays_bounded_under_steady_writes(db: str, concurrent: in
 ])
 async def test_where_a_round_is_written(db: str, durability: str, concurrent: int,
                                         inline: bool) -> None:
-    async with (SQLiteStore(db, durability=durability) as store,  # type: ignore[arg-type]
+    # The thread writer's two paths (writer="process" writes every round in the child).
+    async with (SQLiteStore(db, durability=durability,  # type: ignore[arg-type]
+                            writer="thread") as store,
                 Runtime(store, VirtualClock(0.0)) as rt):
         rt.add_net(LOOP)
         async with anyio.create_task_group() as tg:
