@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from actors import Runtime, VirtualClock, placeholder_actions  # noqa: E402
 from actors.ports import Append, ItemRow, SpecRow, StoredCase, TimerRow  # noqa: E402
-from adapters import sqlite_store, sqlite_writer  # noqa: E402
+from adapters import sqlite_schema, sqlite_writer  # noqa: E402
 from adapters.sqlite_store import SQLiteStore  # noqa: E402
 from engine import compile_document  # noqa: E402
 from engine.net import KIND_NAME  # noqa: E402
@@ -88,7 +88,7 @@ def spec_text(wf: str) -> str:
 
 def cache_key(events: int, seed: int) -> str:
     h = hashlib.sha256()
-    for part in (GEN_VERSION, sqlite_store.SCHEMA, (ROOT / "engine" / "events.py").read_text(),
+    for part in (GEN_VERSION, sqlite_schema.SCHEMA, (ROOT / "engine" / "events.py").read_text(),
                  *(spec_text(wf) for wf in PIPELINE), f"{events}/{seed}"):
         h.update(part.encode())
     return f"{GEN_VERSION}-{events}-{h.hexdigest()[:12]}"
@@ -104,7 +104,7 @@ class CaptureStore:
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=OFF")
-        self.db.executescript(sqlite_store.SCHEMA)
+        self.db.executescript(sqlite_schema.SCHEMA)
         self.buffer: list[Append] = []
         self.events = self.appends = self.snapshots = 0
 
