@@ -18,25 +18,16 @@ The writer in a process of its own (`writer="process"`, or CASELOOP_STORE_WRITER
 "thread" is the default): a thread shares the loop's GIL, and sqlite3 takes the GIL
 back for every row it binds, so beside the loop's Python the two take turns instead
 of overlapping (bench/README, "The loop waits for the writer"). In this mode a child
-(adapters/sqlite_writer.py) owns the writing connection for appends. A round goes to
-it as one msgpack frame of its appends over a pipe, written with one encoder call
-(each append's events encode there to the very bytes of the `body` column, which the
-child stores as they came: nothing is encoded twice); the child writes it in one
-transaction as the thread would (sqlite_writer.RoundWriter, the same code) and
-answers with the refused appends and the round's last log position, which wake the
-senders and feed the followers. Replies are read in a protocol callback on the loop,
-not by a task. Pipelining: every sender waits for its COMMIT, so a round of all of
-them would leave the child idle while the loop works and the loop idle while the
-child writes; instead the round is sent as soon as it holds 1/IN_FLIGHT_MAX of what
-the last IN_FLIGHT_MAX rounds held (COHORT_MIN at least), or at the end of the loop's
-tick, with at most IN_FLIGHT_MAX rounds in the child -- the senders settle into cohorts, one
-written while the other runs. The child checkpoints the WAL on a thread of its own;
-the rare writes (`write(fn)`, specs, idempotency keys, knowledge) stay on a
-connection of this process, in a thread, and wait for the child's write lock (and
-the child for theirs) through busy_timeout. If the child dies or its pipe breaks,
-`failed` is set and every waiting and later append raises StoreUnavailable; the
-child exits on EOF on its stdin (the store's exit, or this process's death) once
-the round in hand is written, so it never outlives its parent.
+(adapters/sqlite_writer.py) owns the writing connection for appends; a round goes to
+it as one msgpack frame of its appends (each append's events encode there to the very
+bytes of the `body` column, which the child stores as they came: nothing is encoded
+twice), and it writes the round in one transaction as the thread would
+(sqlite_writer.RoundWriter, the same code). This side of it, with its pipelining in
+cohorts, is adapters/sqlite_writer_process.py. The rare writes (`write(fn)`, specs,
+idempotency keys, knowledge) stay on a connection of this process, in a thread, and
+wait for the child's write lock (and the child for theirs) through busy_timeout. If
+the child dies or its pipe breaks, `failed` is set and every waiting and later append
+raises StoreUnavailable.
 
 Optimistic concurrency: (case_id, seq) is unique, so an append whose first event
 number is already taken fails with AppendConflict. If a batch hits a conflict, it is
@@ -57,13 +48,9 @@ per commit (so a "full" round is never written on the event loop).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import logging
 import os
-import pathlib
 import sqlite3
-import sys
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -95,6 +82,7 @@ from adapters.sqlite_writer import (
     checkpoint,
     checkpoint_connection,
 )
+from adapters.sqlite_writer_process import Rounds, WriterProcess
 from engine.events import Event
 
 log = logging.getLogger(__name__)
@@ -105,11 +93,6 @@ T = TypeVar("T")
 
 class StoreUnavailable(Exception):
     """The store's writer failed; nothing more can be made durable until a restart."""
-
-
-class RoundNotWritten(Exception):
-    """The writer process could not write a round (a value SQLite cannot bind, a
-    round that does not decode): its appends fail, the store goes on."""
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -128,18 +111,8 @@ _strs = msgspec.json.Decoder(list[str]).decode
 
 # Rounds of at most this many appends are written on the event loop (see _inline).
 INLINE_MAX = 16
-# writer="process": how many rounds may be in the child at once (see _send).
-IN_FLIGHT_MAX = 2
 # The writer when none is given: "thread" unless this says otherwise.
 WRITER_ENV = "CASELOOP_STORE_WRITER"
-# writer="process": a round is split into cohorts only from this size on. Below it the
-# commit and the round trip a cohort costs are more than the overlap gains.
-COHORT_MIN = 16
-# The pipe to the writer process: Linux's default /proc/sys/fs/pipe-max-size.
-PIPE_BYTES = 1 << 20
-# How long the store's exit waits for the writer process to finish and go.
-WRITER_EXIT_S = 30.0
-_ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 
 
 def _array_header(n: int) -> bytes:
@@ -216,46 +189,6 @@ class _Round:
                 fut.set_result(None)
 
 
-class _WriterProcess(asyncio.SubprocessProtocol):
-    """The parent's end of the writer process's pipes: replies are parsed as they
-    arrive, in the event loop's own callback (no task to wake per round)."""
-
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
-        self.buf = bytearray()
-        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if fd != 1:
-            return
-        self.buf += data
-        for body in wire.take_frames(self.buf):
-            self.store._on_reply(_decode_reply(body))
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 1:  # its stdout: no answer can come back
-            self.store._writer_lost(exc or "the writer process closed its stdout")
-
-    def process_exited(self) -> None:
-        self.store._writer_lost("the writer process exited")
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-
-class _RoundPipe(asyncio.Protocol):
-    """The parent's end of the pipe that carries rounds to the writer process."""
-
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.store._closing:  # not the EOF we sent: no more rounds can go
-            self.store._writer_lost(exc or "the writer process closed its stdin")
-
-
-_decode_reply = msgspec.msgpack.Decoder().decode
-
-
 class SQLiteStore:
     def __init__(self, path: str, *, durability: Durability = "normal",
                  writer: WriterMode | None = None) -> None:
@@ -285,20 +218,9 @@ class SQLiteStore:
         # not at the next poll. Runs on the event loop; must not raise.
         self.on_notices: Callable[[], None] | None = None
         self._followers: list[weakref.ref[Following]] = []
-        # writer="process" (see the module's docstring): the child, the rounds it
-        # holds (written in this order, answered in this order), and the size at which
-        # a round is sent without waiting for the end of the loop's tick.
-        self._child: asyncio.SubprocessTransport | None = None
-        self._child_pipe: asyncio.WriteTransport | None = None  # rounds go here
-        self._child_proto: _WriterProcess | None = None
-        self._child_ready: asyncio.Future[None] | None = None
-        self._sent: deque[_Round] = deque()
-        self._cohort = 1 << 30  # none until a round has been answered
-        # sizes of the last rounds answered, one per round the child may hold
-        self._answered = deque([0] * IN_FLIGHT_MAX, maxlen=IN_FLIGHT_MAX)
-        self._flush_due = False
-        self._closing = False
-        self.writer_cpu: tuple[float, float] | None = None  # the child's (user, system) s
+        # writer="process" (adapters/sqlite_writer_process.py); kept after the exit
+        # for its last word (writer_cpu).
+        self._child: WriterProcess | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> SQLiteStore:
@@ -311,8 +233,10 @@ class SQLiteStore:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         if self.writer == "process":
+            self._child = WriterProcess(self.path, self.durability, Rounds(
+                self._next_round, self._written, self._fail, lambda: self.failed is not None))
             try:
-                await self._start_child()
+                await self._child.start()
             except BaseException:
                 await self.__aexit__(None, None, None)
                 raise
@@ -323,7 +247,7 @@ class SQLiteStore:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         if self._child is not None:
-            await self._stop_child()
+            await self._child.stop()
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(None, None, None)
         if self._reader is not None:
@@ -343,132 +267,18 @@ class SQLiteStore:
         return db
 
     # ------------------------------------------------------- the writer process
-    async def _start_child(self) -> None:
-        # After _open_writer: the schema exists before the child opens the file.
-        loop = asyncio.get_running_loop()
-        self._child_ready = loop.create_future()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_ROOT, env.get("PYTHONPATH")) if p)
-        # The rounds' pipe is made here, not by subprocess_exec, to size it: a pipe
-        # holds 64 KiB, and a larger round would go in pieces, each when the loop next
-        # polls -- between its senders' work -- and the child could not start on it
-        # meanwhile. As large as Linux lets it be, a round goes in one write. (Made
-        # here it is also a plain fd on every event loop: uvloop's pipe transports do
-        # not show theirs.)
-        rounds_out, rounds_in = os.pipe()
-        with contextlib.suppress(OSError, AttributeError):
-            fcntl.fcntl(rounds_in, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        try:
-            transport, proto = await loop.subprocess_exec(
-                lambda: _WriterProcess(self), sys.executable, "-m", "adapters.sqlite_writer",
-                self.path, self.durability, stdin=rounds_out,
-                stdout=asyncio.subprocess.PIPE, stderr=None, env=env)
-        except BaseException:
-            os.close(rounds_in)
-            raise
-        finally:
-            os.close(rounds_out)  # the child's end
-        self._child, self._child_proto = transport, proto
-        rounds = open(rounds_in, "wb", buffering=0)  # noqa: SIM115 (the transport's now)
-        try:
-            self._child_pipe, _ = await loop.connect_write_pipe(
-                lambda: _RoundPipe(self), rounds)
-        except BaseException:
-            rounds.close()  # EOF: the child goes
-            raise
-        await self._child_ready  # its connection is open (or it said why not)
-
-    async def _stop_child(self) -> None:
-        """Let the child write what it holds, then EOF: it answers, exits, and is
-        waited for (killed only if it does not go within WRITER_EXIT_S)."""
-        child, proto = self._child, self._child_proto
-        assert child is not None and proto is not None
-        if self._round.appends and self.failed is None:
-            self._send()
-        self._closing = True
-        if self._child_pipe is not None and not self._child_pipe.is_closing():
-            self._child_pipe.close()
-        with anyio.CancelScope(shield=True):
-            # Shielded: a wait cut short would cancel the future itself, and the wait
-            # after the kill would then fail at once.
-            with anyio.move_on_after(WRITER_EXIT_S) as scope:
-                await asyncio.shield(proto.exited)
-            if scope.cancelled_caught:
-                log.error("the SQLite writer process did not exit: killed")
-                child.kill()
-                await proto.exited
-        child.close()
-        self._child = None
-
     def writer_pid(self) -> int | None:
-        """The writer process's id (writer="process"), None otherwise."""
-        return self._child.get_pid() if self._child is not None else None
+        """The writer process's id (writer="process", while it runs), None otherwise."""
+        return self._child.pid() if self._child is not None else None
 
     def writer_cpu_now(self) -> float | None:
         """The writer process's CPU seconds so far (Linux: /proc), None without one."""
-        pid = self.writer_pid()
-        if pid is None:
-            return None
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return self._child.cpu_now() if self._child is not None else None
 
-    def _send(self) -> None:
-        """Hand the open round to the child. The pipe's transport buffers: this never
-        waits, so a sender may call it in the middle of the loop's tick."""
-        rnd, self._round = self._round, _Round()
-        try:
-            body = _encode(rnd.appends)
-        except Exception as exc:  # a value that does not encode: this round only
-            for a in rnd.appends:
-                rnd.errors[id(a)] = exc
-            rnd.finish()
-            return
-        assert self._child_pipe is not None
-        self._sent.append(rnd)
-        self._child_pipe.writelines((len(body).to_bytes(4, "big"), body))
-
-    def _flush(self) -> None:
-        # Called at the end of the tick in which a round got its first append: send it
-        # if the child has room, else the next answer will.
-        self._flush_due = False
-        if (self._round.appends and len(self._sent) < IN_FLIGHT_MAX and self.failed is None
-                and not self._closing):
-            self._send()
-
-    def _on_reply(self, msg: list[Any]) -> None:
-        kind = msg[0]
-        if kind == wire.WRITTEN or kind == wire.ROUND_FAILED:
-            if not self._sent:  # failed meanwhile: its senders have heard already
-                return
-            rnd = self._sent.popleft()
-            if kind == wire.WRITTEN:
-                self._written(rnd, msg[1], msg[2])
-            else:
-                err = RoundNotWritten(msg[1])
-                for a in rnd.appends:
-                    rnd.errors.setdefault(id(a), err)
-            rnd.finish()
-            # Cohorts: with every sender waiting for its COMMIT, a round of all of them
-            # would leave the child idle while the loop works and the loop idle while
-            # the child writes. A round is sent as soon as it holds 1/IN_FLIGHT_MAX of
-            # what the last rounds held, so one cohort is written while another runs.
-            n = len(rnd.appends)
-            self._answered.append(n)
-            self._cohort = max(COHORT_MIN, sum(self._answered) // IN_FLIGHT_MAX)
-            if self._round.appends and len(self._sent) < IN_FLIGHT_MAX and not self._closing:
-                self._send()
-        elif kind == wire.READY:
-            if self._child_ready is not None and not self._child_ready.done():
-                self._child_ready.set_result(None)
-        elif kind == wire.BYE:
-            self.writer_cpu = (msg[1], msg[2])
-        elif kind == wire.DB_FAILED:
-            self._fail(sqlite3.OperationalError(msg[1]))
+    @property
+    def writer_cpu(self) -> tuple[float, float] | None:
+        """The writer process's (user, system) CPU seconds, told as it exited."""
+        return self._child.cpu if self._child is not None else None
 
     def _written(self, rnd: _Round, refused: list[int], last_pos: int | None) -> None:
         """A round is committed (by either writer): its refused appends fail with a
@@ -483,26 +293,19 @@ class SQLiteStore:
         if self.on_notices is not None and any(a.notices for a in rnd.appends):
             self.on_notices()
 
-    def _writer_lost(self, why: BaseException | str) -> None:
-        if self._closing and not self._sent:
-            return  # the end we asked for
-        self._fail(why if isinstance(why, BaseException) else OSError(why))
-
     def _fail(self, exc: BaseException, *writing: _Round) -> None:
         """The writer failed: every append waiting (in `writing`, sent to the child,
         queued) and every later one hears it."""
         if self.failed is None:
             self.failed = exc
         err = StoreUnavailable(f"the store cannot write: {self.failed!r}")
-        rounds = [*writing, *self._sent, self._round]
-        self._sent.clear()
+        held = self._child.failed(err) if self._child is not None else []
+        rounds = [*writing, *held, self._round]
         self._round = _Round()
         for r in rounds:
             for a in r.appends:
                 r.errors.setdefault(id(a), err)
             r.finish()
-        if self._child_ready is not None and not self._child_ready.done():
-            self._child_ready.set_exception(err)
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -524,20 +327,14 @@ class SQLiteStore:
         rnd = self._round  # queued synchronously: commit order == call order
         appends = rnd.appends
         appends.append(batch)
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
+        fut = asyncio.get_running_loop().create_future()
         rnd.waiters.append(fut)
-        if self._child is None:
-            if len(appends) == 1:
-                # The first append of a round wakes the writer; it takes the round
-                # whole (_next_round), so the later ones need not set the event again.
-                self._wake.set()
-        elif len(appends) >= self._cohort and len(self._sent) < IN_FLIGHT_MAX:
-            self._send()  # a cohort: see _on_reply
-        elif not self._flush_due:
-            # After the callbacks ready now (the other senders woken with this one).
-            self._flush_due = True
-            loop.call_soon(self._flush)
+        if self._child is not None:
+            self._child.appended(len(appends))
+        elif len(appends) == 1:
+            # The first append of a round wakes the writer; it takes the round whole
+            # (_next_round), so the later ones need not set the event again.
+            self._wake.set()
         await fut
         err = rnd.errors.get(id(batch))
         if err is not None:

@@ -202,9 +202,9 @@ async def test_a_writer_that_does_not_exit_is_killed_and_its_round_fails(
     """The store's exit waits WRITER_EXIT_S for the child, then kills it: a child that
     hangs (stopped here) cannot hang the server's shutdown, and an append it held
     is failed, not acknowledged."""
-    import adapters.sqlite_store as sqlite_store
+    import adapters.sqlite_writer_process as writer_process
 
-    monkeypatch.setattr(sqlite_store, "WRITER_EXIT_S", 0.5)
+    monkeypatch.setattr(writer_process, "WRITER_EXIT_S", 0.5)
     outcome: list[BaseException | None] = []
 
     async def held(store: SQLiteStore) -> None:
@@ -224,7 +224,7 @@ async def test_a_writer_that_does_not_exit_is_killed_and_its_round_fails(
             os.kill(pid, signal.SIGSTOP)
             tg.start_soon(held, store)
             await anyio.sleep(0.1)
-            assert store._sent  # sent, never to be answered
+            assert store._child is not None and store._child.sent  # never to be answered
     assert len(outcome) == 1 and isinstance(outcome[0], StoreUnavailable)
     assert not running(pid)
     con = sqlite3.connect(db)
