@@ -74,13 +74,13 @@ from actors.ports import (
 from adapters import sqlite_writer as wire
 from adapters.sqlite_schema import create_schema
 from adapters.sqlite_writer import (
-    _INSERT_NOTICE,
     BUSY_TIMEOUT_MS,
     CHECKPOINT_PAGES,
+    INSERT_NOTICE,
     RoundWriter,
-    _notice_row,
     checkpoint,
     checkpoint_connection,
+    notice_row,
 )
 from adapters.sqlite_writer_process import Rounds, WriterProcess
 from engine.events import Event
@@ -310,7 +310,7 @@ class SQLiteStore:
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         for pragma in ("journal_mode=WAL", f"synchronous={self.durability.upper()}",
-                       "busy_timeout=10000"):
+                       f"busy_timeout={BUSY_TIMEOUT_MS}"):
             await conn.execute_fetchall(f"PRAGMA {pragma}")  # see _all
         return conn
 
@@ -734,7 +734,7 @@ class KnowledgeStore:
             db.executemany("INSERT INTO knowledge (at, kind, subject, body) VALUES (?, ?, ?, ?)",
                            [(r.at, r.kind, r.subject, r.body) for r in records])
             at = records[-1].at if records else 0.0
-            db.executemany(_INSERT_NOTICE, [_notice_row(n, "", at) for n in notices or ()])
+            db.executemany(INSERT_NOTICE, [notice_row(n, "", at) for n in notices or ()])
 
         await self.store.write(write)
         if notices and self.store.on_notices is not None:

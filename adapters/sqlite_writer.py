@@ -43,9 +43,9 @@ from typing import Any
 
 import msgspec
 
-_INSERT_EVENT = ("INSERT INTO events (case_id, first_seq, last_seq, at, body)"
+INSERT_EVENT = ("INSERT INTO events (case_id, first_seq, last_seq, at, body)"
                  " VALUES (?, ?, ?, ?, ?)")
-_UPSERT_CASE = (
+UPSERT_CASE = (
     "INSERT INTO cases (case_id, workflow_id, workflow_version, state, created_at, updated_at,"
     " closed_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id) DO UPDATE SET"
     " workflow_id = excluded.workflow_id, workflow_version = excluded.workflow_version,"
@@ -58,18 +58,18 @@ _UPSERT_CASE = (
 # the cases_by_workflow index on every command (replaying an N = 100 run's rounds:
 # about 10 % of the writer's time per append). Still an upsert: a row that is
 # missing is written whole.
-_TOUCH_CASE = (
+TOUCH_CASE = (
     "INSERT INTO cases (case_id, workflow_id, workflow_version, state, created_at, updated_at,"
     " closed_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id) DO UPDATE SET"
     " updated_at = excluded.updated_at, seq = excluded.seq")
-_UPSERT_ITEM = (
+UPSERT_ITEM = (
     "INSERT INTO work_items (case_id, item, task, kind, role, state, enabled_at, due, assignee,"
     " held_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id, item) DO UPDATE"
     " SET state = excluded.state, due = excluded.due, assignee = excluded.assignee,"
     " held_until = excluded.held_until")
 _LOG_END = "SELECT last_seq FROM events WHERE case_id = ? ORDER BY first_seq DESC LIMIT 1"
-_DELETE_ITEM = "DELETE FROM work_items WHERE case_id = ? AND item = ?"
-_UPSERT_SNAPSHOT = (
+DELETE_ITEM = "DELETE FROM work_items WHERE case_id = ? AND item = ?"
+UPSERT_SNAPSHOT = (
     "INSERT INTO snapshots (case_id, seq, body) VALUES (?, ?, ?) ON CONFLICT (case_id)"
     " DO UPDATE SET seq = excluded.seq, body = excluded.body")
 
@@ -80,7 +80,7 @@ _OPEN_PHASE = (
 _CLOSE_PHASE = ("UPDATE phases SET left_at = ?, outcome = ? WHERE case_id = ?"
                 " AND left_at IS NULL")
 
-_INSERT_NOTICE = (
+INSERT_NOTICE = (
     "INSERT OR IGNORE INTO outbox (key, case_id, topic, channel, target, subject, body,"
     " payload, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
@@ -120,10 +120,10 @@ def take_frames(buf: bytearray) -> list[bytes]:
     return bodies
 
 
-def _rows(appends: Sequence[Any], body: Callable[[Any], bytes] = _encode,
+def round_rows(appends: Sequence[Any], body: Callable[[Any], bytes] = _encode,
           count: Callable[[Any], int] = len,
           ) -> tuple[list[tuple[Any, ...]], ...]:
-    """-> rows of events, cases (whole), cases (time and version: _TOUCH_CASE), work
+    """-> rows of events, cases (whole), cases (time and version: TOUCH_CASE), work
     items to upsert and to delete, snapshots. `body` and `count` read an append's
     events: a list of engine events in the store's own process, their msgpack bytes
     (msgspec.Raw) in the writer process."""
@@ -157,7 +157,7 @@ def _write_phases(db: sqlite3.Connection, appends: Sequence[Any]) -> None:
                 db.execute(_CLOSE_PHASE, (p.at, p.outcome, a.case_id))
 
 
-def _notice_row(n: Any, case_id: str, at: float) -> tuple[Any, ...]:
+def notice_row(n: Any, case_id: str, at: float) -> tuple[Any, ...]:
     return (n.key, n.case_id or case_id, n.topic, n.channel, n.target, n.subject, n.body,
             _json(n.payload).decode(), at, at)
 
@@ -167,7 +167,7 @@ def _write_notices(db: sqlite3.Connection, appends: Sequence[Any]) -> None:
     for a in appends:
         if a.notices:
             at = a.case.updated_at
-            db.executemany(_INSERT_NOTICE, [_notice_row(n, a.case_id, at) for n in a.notices])
+            db.executemany(INSERT_NOTICE, [notice_row(n, a.case_id, at) for n in a.notices])
 
 
 class RoundWriter:
@@ -232,24 +232,24 @@ class RoundWriter:
                   ) -> tuple[bool, int | None]:
         """Write the round in one transaction. -> (a uniqueness conflict stopped it,
         the log position of its last append if `follow`)."""
-        events, cases, touches, upserts, deletes, snaps = _rows(appends, self.body,
+        events, cases, touches, upserts, deletes, snaps = round_rows(appends, self.body,
                                                                 self.count)
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(_INSERT_EVENT, events)
+            db.executemany(INSERT_EVENT, events)
             # Asked only for someone to hand the round on to (a statement more per round).
             last_pos = (int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
                         if follow else None)
             if cases:
-                db.executemany(_UPSERT_CASE, cases)
+                db.executemany(UPSERT_CASE, cases)
             if touches:
-                db.executemany(_TOUCH_CASE, touches)
+                db.executemany(TOUCH_CASE, touches)
             if upserts:
-                db.executemany(_UPSERT_ITEM, upserts)
+                db.executemany(UPSERT_ITEM, upserts)
             if deletes:
-                db.executemany(_DELETE_ITEM, deletes)
+                db.executemany(DELETE_ITEM, deletes)
             if snaps:
-                db.executemany(_UPSERT_SNAPSHOT, snaps)
+                db.executemany(UPSERT_SNAPSHOT, snaps)
             _write_phases(db, appends)
             _write_notices(db, appends)
             db.execute("COMMIT")
@@ -268,15 +268,15 @@ class RoundWriter:
         db.execute("BEGIN IMMEDIATE")
         try:
             for i, a in enumerate(appends):
-                ev, cs, to, up, de, sn = _rows([a], self.body, self.count)
+                ev, cs, to, up, de, sn = round_rows([a], self.body, self.count)
                 db.execute("SAVEPOINT one")
                 try:
-                    db.executemany(_INSERT_EVENT, ev)
-                    db.executemany(_UPSERT_CASE, cs)
-                    db.executemany(_TOUCH_CASE, to)
-                    db.executemany(_UPSERT_ITEM, up)
-                    db.executemany(_DELETE_ITEM, de)
-                    db.executemany(_UPSERT_SNAPSHOT, sn)
+                    db.executemany(INSERT_EVENT, ev)
+                    db.executemany(UPSERT_CASE, cs)
+                    db.executemany(TOUCH_CASE, to)
+                    db.executemany(UPSERT_ITEM, up)
+                    db.executemany(DELETE_ITEM, de)
+                    db.executemany(UPSERT_SNAPSHOT, sn)
                     _write_phases(db, [a])
                     _write_notices(db, [a])
                     db.execute("RELEASE one")

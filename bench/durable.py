@@ -65,6 +65,7 @@ from actors import Runtime, VirtualClock, placeholder_actions  # noqa: E402
 from adapters.sqlite_store import SQLiteStore  # noqa: E402
 from engine import compile_document  # noqa: E402
 from mapek.monitor import Monitor  # noqa: E402
+from mapek.stats import bootstrap  # noqa: E402
 
 # The tutorial's TechCorp deal (specs/examples/techcorp-deal.json).
 DEAL = json.loads((ROOT / "specs" / "examples" / "techcorp-deal.json").read_text())
@@ -204,16 +205,11 @@ def _spread(pcts: list[float]) -> str:
 
 def _median_interval(pcts: list[float], level: float = 0.90, resamples: int = 4000,
                      ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the median of the pairs (fixed seed: the same
-    pairs give the same interval)."""
-    x = np.asarray(pcts, dtype=float)
-    if x.size < 2:
-        return float(x[0]), float(x[0])
-    rng = np.random.default_rng(0)
-    medians = np.median(x[rng.integers(0, x.size, (resamples, x.size))], axis=1)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(medians, [tail, 100 - tail])
-    return float(lo), float(hi)
+    """Percentile bootstrap interval of the median of the pairs (mapek.stats; fixed
+    seed: the same pairs give the same interval)."""
+    est = bootstrap(np.asarray(pcts, dtype=float), lambda a: np.median(a, axis=1),
+                    np.random.default_rng(0), resamples=resamples, level=level, minimum=2)
+    return (est.low, est.high) if est is not None else (pcts[0], pcts[0])
 
 
 def summary(row: dict[str, Any]) -> str:

@@ -2,11 +2,11 @@
 
 The log. The real runtime, with the five pipeline specs and the placeholder actions,
 drives deal cases in memory over a capturing store (no I/O per append); the store
-writes the appends it is handed to the SQLite file in big transactions, with
-`adapters.sqlite_store`'s schema and row format (`_rows`: one events row per append,
-the cases and work_items projections, snapshots exactly where the runtime asked for
-them -- every 100 events of a case). So the file is what a long-running server would
-have left, only written faster. The cases, in waves of a few thousand:
+writes the appends it is handed to the SQLite file in big transactions, with the
+store's schema (`adapters.sqlite_schema`) and row format (`sqlite_writer.round_rows`:
+one events row per append, the cases and work_items projections, snapshots exactly
+where the runtime asked for them -- every 100 events of a case). So the file is what a
+long-running server would have left, only written faster. The cases, in waves of a few thousand:
 
 * closed (45 %): approved, standard contract signed, paid: handed on WF2 -> WF3 -> WF5
   and completed;
@@ -119,16 +119,16 @@ class CaptureStore:
     def flush(self) -> None:
         if not self.buffer:
             return
-        events, cases, touches, upserts, deletes, snaps = sqlite_writer._rows(self.buffer)
+        events, cases, touches, upserts, deletes, snaps = sqlite_writer.round_rows(self.buffer)
         self.buffer = []
         db = self.db
         db.execute("BEGIN")
-        db.executemany(sqlite_writer._INSERT_EVENT, events)
-        db.executemany(sqlite_writer._UPSERT_CASE, cases)
-        db.executemany(sqlite_writer._TOUCH_CASE, touches)
-        db.executemany(sqlite_writer._UPSERT_ITEM, upserts)
-        db.executemany(sqlite_writer._DELETE_ITEM, deletes)
-        db.executemany(sqlite_writer._UPSERT_SNAPSHOT, snaps)
+        db.executemany(sqlite_writer.INSERT_EVENT, events)
+        db.executemany(sqlite_writer.UPSERT_CASE, cases)
+        db.executemany(sqlite_writer.TOUCH_CASE, touches)
+        db.executemany(sqlite_writer.UPSERT_ITEM, upserts)
+        db.executemany(sqlite_writer.DELETE_ITEM, deletes)
+        db.executemany(sqlite_writer.UPSERT_SNAPSHOT, snaps)
         db.execute("COMMIT")
 
     def save_specs(self, at: float) -> None:

@@ -14,6 +14,8 @@ import types
 import pytest
 from hypothesis import HealthCheck, settings
 
+from adapters.sqlite_store import WRITER_ENV
+
 settings.register_profile("caseloop", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("caseloop")
@@ -55,3 +57,11 @@ def simulated_db(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
                                     pattern="seasonal", seed=42, start=default_start(30),
                                     specs=str(specs)))
     return db
+
+
+@pytest.fixture(params=["thread", "process"])
+def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each of the SQLite store's writers in turn (SQLiteStore(writer=...) defaults to
+    the environment's choice): a test that uses this runs with both."""
+    monkeypatch.setenv(WRITER_ENV, request.param)
+    return str(request.param)

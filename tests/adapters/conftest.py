@@ -23,6 +23,12 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
+def db(tmp_path: pathlib.Path) -> str:
+    """A fresh SQLite file for one test."""
+    return str(tmp_path / "store.db")
+
+
+@pytest.fixture
 def caseloop_server(tmp_path: pathlib.Path) -> Iterator[Server]:
     with serving(tmp_path) as srv:
         yield srv

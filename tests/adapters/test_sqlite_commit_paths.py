@@ -9,7 +9,6 @@ writer in a process of its own, which then checkpoints the WAL itself).
 from __future__ import annotations
 
 import os
-import pathlib
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from test_sqlite_store import LOOP
 
 from actors import Runtime, VirtualClock
 from adapters import sqlite_store
-from adapters.sqlite_store import WRITER_ENV, SQLiteStore
+from adapters.sqlite_store import SQLiteStore
 from engine import replay
 
 pytestmark = pytest.mark.anyio
@@ -36,16 +35,6 @@ db.execute("COMMIT")
 print("released", flush=True)
 """
 
-
-@pytest.fixture
-def db(tmp_path: pathlib.Path) -> str:
-    return str(tmp_path / "store.db")
-
-
-@pytest.fixture(params=["thread", "process"])
-def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv(WRITER_ENV, request.param)
-    return str(request.param)
 
 
 @pytest.mark.usefixtures("writer")

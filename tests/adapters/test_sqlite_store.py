@@ -21,10 +21,11 @@ import pytest
 from actors import Runtime, VirtualClock
 from actors.ports import Append, AppendConflict, SpecRow
 from actors.projection import case_row, changes
-from adapters.sqlite_store import WRITER_ENV, SQLiteStore
+from adapters.sqlite_store import SQLiteStore
 from engine import Case, CaseSnapshot, compile_document, replay
 
-pytestmark = pytest.mark.anyio
+# Every test here runs with each of the store's writers (the `writer` fixture).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("writer")]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEAL = compile_document((ROOT / "specs" / "deal-approval-gate.json").read_text())
@@ -38,23 +39,6 @@ LOOP = compile_document({
 DEAL_DATA = {"deal_name": "TechCorp Enterprise Analytics", "customer_name": "TechCorp",
              "deal_acv": 600000}
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def db(tmp_path: pathlib.Path) -> str:
-    return str(tmp_path / "store.db")
-
-
-@pytest.fixture(autouse=True, params=["thread", "process"])
-def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test here runs with each of the store's writers (SQLiteStore(writer=...)
-    defaults to the environment's choice)."""
-    monkeypatch.setenv(WRITER_ENV, request.param)
-    return str(request.param)
 
 
 def append_of(case: Case, events: list[Any], now: float, *, snapshot: bool = False,

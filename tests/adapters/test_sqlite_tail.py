@@ -13,27 +13,17 @@ import msgspec
 import pytest
 
 from actors import Runtime, VirtualClock, placeholder_actions
-from adapters.sqlite_store import WRITER_ENV, SQLiteStore
+from adapters.sqlite_store import SQLiteStore
 from engine import compile_document
 from engine.events import Event
 
-pytestmark = pytest.mark.anyio
+# Each of the store's writers: what the child commits reads back the same.
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("writer")]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 APPROVALS = ("SendToSalesManager", "SendToLegal", "SendToFinance", "ExecutiveCheck")
 decode_batch = msgspec.msgpack.Decoder(list[list[Event]]).decode  # type: ignore[valid-type]
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True, params=["thread", "process"])
-def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each of the store's writers: what the child commits reads back the same."""
-    monkeypatch.setenv(WRITER_ENV, request.param)
-    return str(request.param)
 
 
 async def fill(store: SQLiteStore, cases: int) -> None:

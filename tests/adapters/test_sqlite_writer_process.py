@@ -28,16 +28,6 @@ from engine import Case, replay
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def db(tmp_path: pathlib.Path) -> str:
-    return str(tmp_path / "store.db")
-
-
 def running(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from test_monitor_sightings import LOG, FullFold, assert_same, role_of
 
 from actors.ports import Append, AppendConflict, CaseRow
-from adapters.sqlite_store import WRITER_ENV, SQLiteStore
+from adapters.sqlite_store import SQLiteStore
 from engine.events import CaseCreated, WorkItemCompleted, WorkItemEnabled, encode_events
 from mapek.monitor import Monitor
 
@@ -106,12 +106,6 @@ def test_any_log_handed_on_live_folds_as_the_log_read_in_full(
 def anyio_backend() -> str:
     return "asyncio"
 
-
-@pytest.fixture(params=["thread", "process"])
-def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each of the store's writers: the process's answers feed the followers too."""
-    monkeypatch.setenv(WRITER_ENV, request.param)
-    return str(request.param)
 
 
 def deal(case_id: str, n: int) -> list[list[Any]]:
