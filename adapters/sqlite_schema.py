@@ -164,6 +164,16 @@ def create_schema(db: sqlite3.Connection) -> None:
             " closed_at, CASE WHEN state = 'active' THEN NULL ELSE state END FROM cases"
             " WHERE NOT EXISTS (SELECT 1 FROM phases p WHERE p.case_id = cases.case_id)")
         db.execute("PRAGMA user_version = 1")
+    # Databases written before a touch of the cases row was kept from moving it back
+    # (adapters.sqlite_writer.TOUCH_CASE): a case whose last append shared a round with
+    # an earlier one may show the earlier one's time and version. The log says which.
+    if db.execute("PRAGMA user_version").fetchone()[0] < 2:
+        db.execute(
+            "UPDATE cases SET (seq, updated_at) = (SELECT e.last_seq, e.at FROM events e"
+            " WHERE e.case_id = cases.case_id ORDER BY e.first_seq DESC LIMIT 1)"
+            " WHERE seq < (SELECT max(e.last_seq) FROM events e"
+            " WHERE e.case_id = cases.case_id)")
+        db.execute("PRAGMA user_version = 2")
     # Databases from before dispatch holds: the work_items projection gains a column.
     if not any(r[1] == "held_until" for r in db.execute("PRAGMA table_info(work_items)")):
         db.execute("ALTER TABLE work_items ADD COLUMN held_until REAL")

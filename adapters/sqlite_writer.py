@@ -57,11 +57,13 @@ UPSERT_CASE = (
 # time and version. Setting the other columns too would rewrite the row's entry in
 # the cases_by_workflow index on every command (replaying an N = 100 run's rounds:
 # about 10 % of the writer's time per append). Still an upsert: a row that is
-# missing is written whole.
+# missing is written whole. A round writes its whole rows before its touches, so a
+# touch from earlier in the round than a whole row must not move the row back: only a
+# later version touches it.
 TOUCH_CASE = (
     "INSERT INTO cases (case_id, workflow_id, workflow_version, state, created_at, updated_at,"
     " closed_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id) DO UPDATE SET"
-    " updated_at = excluded.updated_at, seq = excluded.seq")
+    " updated_at = excluded.updated_at, seq = excluded.seq WHERE excluded.seq > cases.seq")
 UPSERT_ITEM = (
     "INSERT INTO work_items (case_id, item, task, kind, role, state, enabled_at, due, assignee,"
     " held_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id, item) DO UPDATE"
