@@ -298,7 +298,16 @@ class Runtime:
         return await self.tell(case_id, lambda c: c.cancel(self.clock.now(), reason))
 
     async def retry(self, case_id: str, item: int, by: str | None = None) -> Case:
-        case = await self.tell(case_id, lambda c: c.retry_item(item, self.clock.now(), by))
+        """Take a failed item up again. An action's item is run again, held by `by`
+        (who resolved the incident); a person's item goes back to its role unheld:
+        whoever retries it (a permission, not the task's role) must not end up holding
+        work they may not complete, keeping everyone else off it."""
+        def take_up(c: Case) -> list[Any]:
+            it = c.items.get(item)
+            human = it is not None and c.net.tasks[it.task].kind != AUTOMATIC
+            return c.retry_item(item, self.clock.now(), None if human else by)
+
+        case = await self.tell(case_id, take_up)
         self.incidents = [i for i in self.incidents
                           if not (i.case_id == case_id and i.item == item)]
         if item in case.items and case.net.tasks[case.items[item].task].kind == AUTOMATIC:
