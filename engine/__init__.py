@@ -22,7 +22,9 @@ from .errors import (
     InsufficientAuthority,
     NotEnabled,
     Problem,
+    ProtectedField,
     SpecError,
+    UnknownResult,
     UnknownTask,
 )
 from .events import EVENT_TYPES, Event, decode_events, encode_events
@@ -51,7 +53,9 @@ __all__ = [
     "Net",
     "NotEnabled",
     "Problem",
+    "ProtectedField",
     "SpecError",
+    "UnknownResult",
     "UnknownTask",
     "Verdict",
     "WorkItem",

@@ -55,6 +55,8 @@ from .errors import (
     GuardFailed,
     NotEnabled,
     Problem,
+    ProtectedField,
+    UnknownResult,
     UnknownTask,
 )
 from .events import (
@@ -448,6 +450,10 @@ class Case:
         if t.mi is not None and it.parent < 0:
             raise NotEnabled(f"task {t.id!r} runs as instances: complete those, or "
                              "force-complete the task")
+        if t.results and result not in t.results:
+            raise UnknownResult(
+                f"task {t.id!r} takes the result {_either(sorted(t.results))}, not "
+                f"{result!r}", field="result")
         output = output or {}
         if t.checklist:
             self._check_list(t, result, output)
@@ -456,6 +462,8 @@ class Case:
         # instance's output is collected, not merged, later). Fields the schema does
         # not name pass unchecked: the usual output (an approval) skips the call.
         if merged and it.parent < 0 and not self.net.schema_fields.isdisjoint(merged):
+            if not t.outputs:
+                self._check_unchanged(t, merged)
             self.net.validate_data(merged, partial=True)
         if it.parent >= 0:
             self._emit(WorkItemCompleted(it.id, at, result, merged or None, by=by))
@@ -475,6 +483,18 @@ class Case:
         if t.cancel_mask or t.cancel_tasks:
             self._cancel_region(t, at, consumed, keep=it.id)
         self._emit(WorkItemCompleted(it.id, at, result, merged or None, consumed, produced, by))
+
+    def _check_unchanged(self, t: Task, output: dict[str, Any]) -> None:
+        """The case's declared data that already has a value (the deal's ACV, its
+        discount) is what approvers sign off: a completion's output may add fields, and
+        declared ones still unset, but changes a set one only through the task's output
+        mapping (a justification that revises the discount says so in the spec)."""
+        data = self.data
+        for f in self.net.schema_fields.intersection(output):
+            if f in data and data[f] != output[f]:
+                raise ProtectedField(
+                    f"task {t.id!r} may not change {f!r} ({data[f]!r} -> {output[f]!r}): "
+                    "only a task whose output mapping writes it may", field=f"output_data.{f}")
 
     def _check_list(self, t: Task, result: str | None, output: dict[str, Any]) -> None:
         """A quality gate: the completion confirms every required checklist item (when
@@ -882,6 +902,12 @@ class Case:
     def apply(self, e: Any) -> None:
         """Apply one event: the only place a case's state changes."""
         APPLY[type(e)](self, e)
+
+
+def _either(words: list[str]) -> str:
+    """'a', 'a' or 'b', 'a', 'b' or 'c'."""
+    quoted = [repr(w) for w in words]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _guard_failed(g: Guard, exc: GuardError) -> GuardFailed:

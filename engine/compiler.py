@@ -182,6 +182,14 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
         if ts.accepts_signal and ts.authority:
             add(Problem(f"{base}/accepts_signal", "a task with authority limits is signed "
                         "off by a person: a signal checks no limit"))
+        if ts.results:
+            if ts.kind in ("empty", "composite"):
+                add(Problem(f"{base}/results", f"a task of kind {ts.kind!r} reports no "
+                            "result"))
+            if (ts.timer is not None and ts.timer.on_timeout == "complete"
+                    and ts.timer.result not in ts.results):
+                add(Problem(f"{base}/timer/result", f"{ts.timer.result!r} is not one of the "
+                            "task's results"))
         if ts.checklist_when is not None:
             if not ts.checklist:
                 add(Problem(f"{base}/checklist_when", "a condition for an empty checklist"))

@@ -73,6 +73,20 @@ class UnknownTask(EngineError):
     kind = "not_found"
 
 
+class ProtectedField(EngineError):
+    """A completion's output would change declared case data its task does not map."""
+
+    code = 2003
+    kind = "invalid"
+
+
+class UnknownResult(EngineError):
+    """A completion reports a result its task does not list (`results` in the spec)."""
+
+    code = 2003
+    kind = "invalid"
+
+
 class NotEnabled(EngineError):
     code = 2003
     kind = "conflict"

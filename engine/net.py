@@ -94,6 +94,7 @@ class Task:
         "preset",
         "preset_mask",
         "relax",
+        "results",
         "role",
         "routes",
         "spec",
@@ -120,6 +121,7 @@ class Task:
         self.checklist: tuple[str, ...] = tuple(spec.checklist)
         self.checklist_when: Guard | None = None
         self.accepts_signal: bool = spec.accepts_signal or spec.kind == "automatic"
+        self.results: frozenset[str] = frozenset(spec.results)
         self.preset: tuple[int, ...] = ()
         self.preset_mask = 0
         self.postset: tuple[int, ...] = ()

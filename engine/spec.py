@@ -95,6 +95,10 @@ class TaskSpec(_Spec):
     # the billing system). Automatic tasks always may (their callbacks); approvals never
     # should: a signal carries no person, so no role or authority is checked.
     accepts_signal: bool = False
+    # The results a completion may report (the words its routes and outputs read).
+    # Empty: any result. Given, anything else is refused, so a misspelt "Rejected" is
+    # an error to the person, not a route the guards send on as if it were another.
+    results: list[str] = []
     # Authority the completer needs: kind of limit -> expression measuring it, e.g.
     # {"discount": "discount_percent"}; checked against roles.yaml by the adapter.
     authority: dict[str, str] = {}

@@ -218,8 +218,9 @@ async def test_task_not_enabled_is_409(api: httpx.AsyncClient) -> None:
 
 async def test_task_already_completed_is_409(api: httpx.AsyncClient) -> None:
     await create_deal(api, "d1")
-    assert (await api.post(complete_url("d1", "SendToFinance"), json={})).status_code == 200
-    r = await api.post(complete_url("d1", "SendToFinance"), json={})
+    approve = {"result": "approved"}
+    assert (await api.post(complete_url("d1", "SendToFinance"), json=approve)).status_code == 200
+    r = await api.post(complete_url("d1", "SendToFinance"), json=approve)
     error(r, 409, 3004)
 
 
@@ -228,8 +229,9 @@ async def test_task_already_completed_is_409(api: httpx.AsyncClient) -> None:
 async def test_conflict_details_name_the_task(api: httpx.AsyncClient, task: str,
                                               code: int) -> None:
     await create_deal(api, "d1")
-    assert (await api.post(complete_url("d1", "SendToFinance"), json={})).status_code == 200
-    r = await api.post(complete_url("d1", task), json={})
+    approve = {"result": "approved"}
+    assert (await api.post(complete_url("d1", "SendToFinance"), json=approve)).status_code == 200
+    r = await api.post(complete_url("d1", task), json=approve)
     assert fields(error(r, 409, code)) == ["task"]
 
 
@@ -285,6 +287,37 @@ async def test_guard_failed_is_422_and_leaves_the_case(api: httpx.AsyncClient) -
     r = await api.post(complete_url("g1", "Check"), json={})
     assert fields(error(r, 422, 2004)) == ["missing_field"]
     assert await snapshot(api, "g1") == before
+
+
+@pytest.mark.parametrize("result", ["Rejected", "REJECT", "approve", None])
+async def test_a_result_the_task_does_not_take_is_422_and_changes_nothing(
+        api: httpx.AsyncClient, result: str | None) -> None:
+    # The gate's routes send anything but 'rejected' to approval: a misspelt rejection
+    # must not approve the deal.
+    await create_deal(api, "d1")
+    before = await snapshot(api, "d1")
+    r = await api.post(complete_url("d1", "SendToFinance"),
+                       json={} if result is None else {"result": result})
+    err = error(r, 422, 2003)
+    assert fields(err) == ["result"]
+    assert "'approved' or 'rejected'" in err["message"]
+    assert await snapshot(api, "d1") == before
+    r = await api.post(complete_url("d1", "SendToFinance"), json={"result": "rejected"})
+    assert r.status_code == 200, r.text
+    assert (await api.get(f"{API}/cases/d1")).json()["data"]["approval_status"] == "rejected"
+
+
+async def test_an_approval_that_would_rewrite_the_deal_figures_is_422(
+        api: httpx.AsyncClient) -> None:
+    # Found by an audit: legal counsel raised the ACV and discount the other approvers had
+    # signed off, the executive approval was never asked for, and the deal went on.
+    await create_deal(api, "d1", acv=200000, discount=0.10)
+    before = await snapshot(api, "d1")
+    r = await api.post(complete_url("d1", "SendToLegal"), json={
+        "result": "approved", "output_data": {"deal_acv": 5000000, "discount_percent": 0.9}})
+    err = error(r, 422, 2003)
+    assert fields(err) in (["output_data.deal_acv"], ["output_data.discount_percent"])
+    assert await snapshot(api, "d1") == before
 
 
 # ========================================================= 403: authority (open mode)
@@ -619,8 +652,8 @@ async def test_output_that_breaks_the_data_schema_is_refused(api: httpx.AsyncCli
     await create_deal(api, "d_schema")
     before = await snapshot(api, "d_schema")
     r = await api.post(complete_url("d_schema", "SendToFinance"),
-                       json={"result": "approved", "output_data": {"deal_acv": "lots"}})
-    assert fields(error(r, 422, 1001)) == ["deal_acv"]
+                       json={"result": "approved", "output_data": {"margin_percent": "lots"}})
+    assert fields(error(r, 422, 1001)) == ["margin_percent"]
     assert await snapshot(api, "d_schema") == before
 
 

@@ -16,6 +16,9 @@ from engine import (
     DataInvalid,
     GuardFailed,
     NotEnabled,
+    ProtectedField,
+    SpecError,
+    UnknownResult,
     UnknownTask,
     compile_document,
     decode_events,
@@ -129,6 +132,74 @@ def timed_spec(on_timeout: str) -> dict[str, Any]:
                   {"from": "Amend", "to": "Sign"},
                   {"from": "Escalate", "to": "end"}, {"from": "Sign", "to": "end"}],
     }
+
+
+def test_a_task_listing_its_results_refuses_any_other_and_changes_nothing() -> None:
+    spec = {"id": "wf", "tasks": [{"id": "Decide", "split": "xor",
+                                   "results": ["yes", "no"]}, {"id": "Yes"}],
+            "flows": [{"from": "start", "to": "Decide"},
+                      {"from": "Decide", "to": "end", "when": "result == 'no'"},
+                      {"from": "Decide", "to": "Yes"}, {"from": "Yes", "to": "end"}]}
+    case, _ = Case.create(compile_document(spec), "c1", {}, 0.0)
+    before = fingerprint(case)
+    for result in ("No", "maybe", None):
+        with pytest.raises(UnknownResult) as info:
+            case.complete("Decide", 1.0, result)
+        assert (info.value.code, info.value.field) == (2003, "result")
+        assert "'no' or 'yes'" in info.value.message
+        assert fingerprint(case) == before
+    case.complete("Decide", 1.0, "no")
+    assert case.status == "completed"
+
+
+@pytest.mark.parametrize(("task", "path"), [
+    ({"id": "T", "kind": "empty", "results": ["a"]}, "/tasks/0/results"),
+    ({"id": "T", "results": ["a"], "timer": {"after": "1h"}}, "/tasks/0/timer/result"),
+])
+def test_results_a_task_cannot_report_are_spec_errors(task: dict[str, Any],
+                                                      path: str) -> None:
+    spec = {"id": "wf", "tasks": [task],
+            "flows": [{"from": "start", "to": "T"}, {"from": "T", "to": "end"}]}
+    with pytest.raises(SpecError) as info:
+        compile_document(spec)
+    assert path in [p.path for p in info.value.problems]
+
+
+def test_a_timer_may_complete_with_one_of_the_results() -> None:
+    spec = {"id": "wf", "tasks": [{"id": "T", "results": ["done", "late"],
+                                   "timer": {"after": 60, "result": "late"}}],
+            "flows": [{"from": "start", "to": "T"}, {"from": "T", "to": "end"}]}
+    case, _ = Case.create(compile_document(spec), "c1", {}, 0.0)
+    case.fire_timer(case.work_items()[0].id, 60.0)
+    assert case.status == "completed"
+
+
+def test_a_completion_may_not_change_the_declared_figures_others_signed_off() -> None:
+    case, _ = Case.create(gate(), "d1", DEAL, 0.0)
+    before = fingerprint(case)
+    for output in ({"deal_acv": 50000}, {"discount_percent": 0.9, "note": "ok"}):
+        with pytest.raises(ProtectedField) as info:
+            case.complete("SendToLegal", 1.0, "approved", output)
+        assert info.value.code == 2003 and info.value.kind == "invalid"
+        assert info.value.field == f"output_data.{next(iter(output))}"
+        assert fingerprint(case) == before
+    # What it may write: fields of its own, a declared one still unset, the same value.
+    case.complete("SendToLegal", 1.0, "approved", {"legal_approval": "APPROVED",
+                                                   "margin_percent": 0.4, "deal_acv": 600000})
+    assert case.data["legal_approval"] == "APPROVED" and case.data["margin_percent"] == 0.4
+
+
+def test_a_task_mapping_a_declared_field_may_revise_it() -> None:
+    spec = {"id": "wf", "data": {"properties": {"discount_percent": {"type": "number"}}},
+            "tasks": [{"id": "Justify", "output": {"discount_percent": "discount_percent"}},
+                      {"id": "Note"}],
+            "flows": [{"from": "start", "to": "Justify"}, {"from": "Justify", "to": "Note"},
+                      {"from": "Note", "to": "end"}]}
+    case, _ = Case.create(compile_document(spec), "c1", {"discount_percent": 0.2}, 0.0)
+    case.complete("Justify", 1.0, None, {"discount_percent": 0.12})
+    assert case.data["discount_percent"] == 0.12
+    with pytest.raises(ProtectedField):
+        case.complete("Note", 2.0, None, {"discount_percent": 0.5})
 
 
 def test_timer_routes_on_timeout_and_is_harmless_early_or_late() -> None:
