@@ -24,11 +24,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import io
 import json
 import os
 import pathlib
+import sqlite3
+import stat
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +39,10 @@ from typing import Any
 from adapters.registry import SPEC_SUFFIXES, looks_like_workflow
 from engine import Case, Net, SpecError, compile, decode_spec
 from engine.spec import SpecDecodeError
+
+
+class CommandFailed(Exception):
+    """What the person gave cannot be used: `caseloop COMMAND: error: MESSAGE`, exit 1."""
 
 
 def _spec_files(paths: Sequence[str]) -> list[tuple[pathlib.Path, bool]]:
@@ -142,6 +149,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from adapters.http import Settings, create_app
+    from adapters.http.app import check_config
     from adapters.http.context import LOOPBACK_NAMES
     from adapters.people import load_tokens
 
@@ -166,12 +174,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 2
         if start.tzinfo is None:
             start = start.replace(tzinfo=dt.UTC)
-    app = create_app(Settings(db=args.db, specs=specs, tokens=tokens, slos=args.slos,
-                              roles=args.roles, durability=args.durability,
-                              writer=args.writer,
-                              channels=args.channels or os.environ.get("CASELOOP_CHANNELS"),
-                              bench_route=args.bench_route,
-                              virtual_clock=start.timestamp() if start else None))
+    settings = Settings(db=args.db, specs=specs, tokens=tokens, slos=args.slos,
+                        roles=args.roles, durability=args.durability, writer=args.writer,
+                        channels=args.channels or os.environ.get("CASELOOP_CHANNELS"),
+                        bench_route=args.bench_route,
+                        virtual_clock=start.timestamp() if start else None)
+    # uvicorn reports a failed lifespan as a traceback and "Application startup
+    # failed": a missing or broken config file is found here first, as one line.
+    check_config(settings)
+    app = create_app(settings)
     # A backstop for the live streams' own shutdown hook (adapters/http/live.py): what
     # is still open 10 s after the signal is cancelled rather than holding the exit.
     # loop="asyncio", not uvicorn's "auto" (uvloop when installed): the loop the tests
@@ -222,6 +233,71 @@ def cmd_report(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def port(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0 to 65535): {text!r}")
+    return n
+
+
+def check_database(path: str) -> None:
+    """Open the SQLite file `path` before the command uses it, so that a file that is no
+    database, or a directory that does not exist, is one line naming it rather than the
+    store's traceback from deep inside. A missing file is left to the command: serve and
+    simulate create it, import, export and report say it is missing."""
+    p = pathlib.Path(path)
+    if p.is_dir():
+        raise CommandFailed(f"--db {path}: is a directory, not a database file")
+    if not p.exists():
+        if not p.parent.is_dir():
+            raise CommandFailed(f"--db {path}: no directory {str(p.parent)!r}")
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(p)) as db:
+            db.execute("PRAGMA schema_version")  # reads the header: "not a database"
+    except sqlite3.DatabaseError as exc:
+        raise CommandFailed(f"--db {path}: {exc}") from None
+
+
+def _named_paths(args: argparse.Namespace) -> list[pathlib.Path]:
+    """Every path the command line could have named (its strings, defaults included)."""
+    values: list[Any] = []
+    for v in vars(args).values():
+        values += v if isinstance(v, list) else [v]
+    return [pathlib.Path(v).absolute() for v in values if isinstance(v, str) and v]
+
+
+def _about_named_file(name: Any, args: argparse.Namespace, on_the_way: bool = False
+                      ) -> bool:
+    """Is `name` one of the paths the person gave, or inside one (or, `on_the_way`, a
+    directory on the way to one: mkdir of its parents)? Then an error about it is
+    theirs to fix, not a bug."""
+    if not isinstance(name, str | os.PathLike) or not str(name):
+        return False
+    p = pathlib.Path(name).absolute()
+    return any(p == q or q in p.parents or (on_the_way and p in q.parents)
+               for q in _named_paths(args))
+
+
+def _quiet_broken_pipe() -> int:
+    # The reader of stdout has gone (`caseloop export | head`): stop like other Unix
+    # tools, and point stdout at devnull so the flush at exit does not fail again
+    # (Python docs, "Note on SIGPIPE").
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
+
+
+def _stdout_is_a_pipe() -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="caseloop", description="caseloop workflow engine")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -233,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.set_defaults(fn=cmd_walk)
     s = sub.add_parser("serve", help="run the HTTP API (uvicorn) on the SQLite store")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--port", type=port, default=8080)
     s.add_argument("--db", default="caseloop.db", help="SQLite database file")
     s.add_argument("--specs", default="specs",
                    help="workflow specs registered at start (and roles.yaml, slos.yaml)")
@@ -298,7 +374,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "read on (IANA name, e.g. America/New_York)")
     r.set_defaults(fn=cmd_report)
     args = ap.parse_args(argv)
-    return int(args.fn(args))
+    command = f"{ap.prog} {args.command}"
+    # Only mistakes in what the person named end in one line (exit 1; 2 is argparse's,
+    # for a command line that does not parse): any other exception is a bug, and its
+    # traceback is what finds it.
+    try:
+        if getattr(args, "db", None):
+            check_database(args.db)
+        return int(args.fn(args))
+    except CommandFailed as exc:
+        message = str(exc)
+    except BrokenPipeError:
+        if not _stdout_is_a_pipe():
+            raise
+        return _quiet_broken_pipe()
+    except OSError as exc:
+        if not _about_named_file(exc.filename, args, on_the_way=True):
+            raise
+        message = f"{exc.filename}: {exc.strerror or exc}"
+    except ValueError as exc:
+        # The config loaders' errors begin with the file they read ("nope.yaml: ...").
+        if not _about_named_file(str(exc).split(": ", 1)[0], args):
+            raise
+        message = str(exc)
+    print(f"{command}: error: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from adapters.config import load_yaml
 from engine import Case, Guard, GuardError, InsufficientAuthority
 from engine.net import AUTOMATIC
 
@@ -97,8 +98,7 @@ class Directory(msgspec.Struct, forbid_unknown_fields=True):
 
 def load_directory(path: str | pathlib.Path) -> Directory:
     """Read roles.yaml; every person's role must be declared."""
-    raw = yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
-    d = msgspec.convert(raw, Directory)
+    d = load_yaml(path, Directory, "roles")
     for user, p in d.people.items():
         if p.role not in d.roles:
             raise ValueError(f"{path}: /people/{user}/role: unknown role {p.role!r}")

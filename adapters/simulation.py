@@ -222,7 +222,9 @@ def run_cli(args: Any) -> int:
             summary = anyio.run(run)
         except ValueError as exc:
             bar.stop()
-            console.print(f"caseloop simulate: {exc}")
+            # one line however long (a config error names its file and field)
+            console.print(f"caseloop simulate: error: {exc}", markup=False, highlight=False,
+                          soft_wrap=True)
             return 1
     Console().print(summary_table(summary, args.db))
     console.print(f"serve it: caseloop serve --db {args.db}")

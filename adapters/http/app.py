@@ -90,6 +90,24 @@ def _config(settings: Settings, attr: str, name: str) -> pathlib.Path | None:
     return None
 
 
+def check_config(s: Settings) -> None:
+    """Read the config files the lifespan will read, raising what it would (a located
+    ValueError, or OSError): `caseloop serve` calls this before uvicorn starts, which
+    would report a failed start as a traceback. The tokens file is load_tokens' own."""
+    roles = _config(s, "roles", "roles.yaml")
+    if roles is not None:
+        load_directory(roles)
+    for attr, name, load in (("channels", "channels.yaml", load_channels),
+                             ("slos", "slos.yaml", load_slos),
+                             ("integrations", "integrations.yaml", load_integrations)):
+        path = _config(s, attr, name)
+        if path is not None:
+            load(path)
+    icp = _config(s, "icp", "icp.yaml")
+    if icp is not None:
+        load_profile(icp.read_text(encoding="utf-8"), str(icp))
+
+
 def pipeline_actions(s: Settings, store: SQLiteStore, directory: Directory,
                      routing: PolicyBook | None = None) -> ActionRegistry:
     """The given registry, else the pipeline's actions: ICP scoring when a profile is

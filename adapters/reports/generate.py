@@ -123,7 +123,8 @@ def run_cli(args: Any) -> int:
         outcome = anyio.run(lambda: generate(args.db, args.out, args.specs,
                                              time_zone=args.time_zone))
     except (ValueError, FileNotFoundError) as exc:
-        Console(stderr=True).print(f"caseloop report: {exc}", markup=False, highlight=False)
+        Console(stderr=True).print(f"caseloop report: error: {exc}", markup=False,
+                                   highlight=False, soft_wrap=True)
         return 1
     if outcome.up_to_date:
         console.print(f"{outcome.out}: up to date ({len(outcome.unchanged)} pages, "
