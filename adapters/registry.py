@@ -1,10 +1,14 @@
 """Workflow registration: versions, idempotence, and reloading after a restart.
 
-Registering a spec that is already registered (same content, whatever its `version`
-field says) changes nothing and answers with the version it has. A changed spec under
-the same id becomes the next version; cases keep the version they started with, new
-cases take the latest. Every version is kept in the store, so a restart compiles the
-same nets for the cases that still run on old versions.
+Registering the spec new cases already take (same content, whatever its `version`
+field says) changes nothing and answers with its version. Any other content under the
+same id becomes the next version -- an older version's content too: who posts a spec
+means new cases to run it, and versions are immutable (cases keep the version they
+started with, new cases take the latest), so going back is going forward to a copy.
+The spec directory registered at start is the exception: content some version already
+has changes nothing there, or every restart would undo what was registered since.
+Every version is kept in the store, so a restart compiles the same nets for the cases
+that still run on old versions.
 """
 
 from __future__ import annotations
@@ -56,17 +60,18 @@ class Registry:
         return len(rows)
 
     async def register(self, document: bytes | str | dict[str, Any], now: float,
-                       ) -> Registered:
-        """Decode, compile and store a spec. Raises SpecDecodeError / SpecError."""
+                       *, at_start: bool = False) -> Registered:
+        """Decode, compile and store a spec; new cases take it (see the module
+        docstring; `at_start`: the spec directory). Raises SpecDecodeError / SpecError."""
         async with self._lock:
-            return await self._register(document, now)
+            return await self._register(document, now, at_start)
 
     async def _register(self, document: bytes | str | dict[str, Any], now: float,
-                        ) -> Registered:
+                        at_start: bool) -> Registered:
         spec = decode_spec(document)
         digest = spec_digest(spec)
         known = self._versions.get(spec.id, [])
-        for row in known:
+        for row in known if at_start else known[-1:]:  # rows in version order
             if row.digest == digest:
                 return Registered(self.runtime.net(spec.id, row.version), digest, False)
         version = max(spec.version, max((r.version for r in known), default=0) + 1)

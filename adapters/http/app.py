@@ -143,12 +143,14 @@ def sla_book(s: Settings, directory: Directory, channels: set[str],
 
 async def load_registry(s: Settings, store: SQLiteStore, rt: Runtime) -> Registry:
     """Every stored workflow version compiled into `rt`, then the specs in `s.specs`
-    registered (a new or changed spec becomes a version; an unchanged one is a no-op)."""
+    registered (a new or changed spec becomes a version; one some version already has
+    is a no-op, so a version registered over HTTP since outlives the restart)."""
     registry = Registry(store, rt)
     await registry.load()
     if s.specs:
         for f in workflow_files(s.specs):
-            reg = await registry.register(f.read_text(encoding="utf-8"), rt.clock.now())
+            reg = await registry.register(f.read_text(encoding="utf-8"), rt.clock.now(),
+                                          at_start=True)
             if reg.created:
                 s.messages.append(f"registered {reg.net.workflow_id} "
                                   f"v{reg.net.version} from {f}")

@@ -165,7 +165,7 @@ class WorkflowDetail(_Out):
 class Registered(_Out):
     workflow_id: str
     version: int
-    created: bool  # false: this exact spec was already registered (idempotent)
+    created: bool  # false: new cases already take this exact spec (idempotent)
     digest: str
     warnings: list[str]
 

@@ -1,4 +1,9 @@
-"""Workflow endpoints: register (versioned, idempotent), list, show, metrics."""
+"""Workflow endpoints: register (versioned, idempotent), list, show, metrics.
+
+Registering changes what every new case runs -- a one-task copy of a spec would skip
+its approvals -- so it needs the `manage_workflows` permission (roles.yaml; the local
+operator of open mode has every permission). Reading needs none.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from .context import Context, ctx
 from .errors import WORKFLOW_NOT_FOUND, ApiError, malformed
 from .idempotency import idempotent
 
+REGISTER_PERMISSION = "manage_workflows"
 
 def resolve(c: Context, workflow_id: str) -> str:
     """The spec id; the tutorial's `wf_lead_qualification` form is an alias."""
@@ -41,11 +47,11 @@ def resolve(c: Context, workflow_id: str) -> str:
 
 
 @api.route("POST", "/workflows", "Register a workflow spec (JSON or YAML body)", Registered,
-           body=WorkflowSpec, status=201, also=(200,), errors=(400, 422))
+           body=WorkflowSpec, status=201, also=(200,), errors=(400, 403, 422))
 @idempotent
 async def register_workflow(request: Request) -> Response:
     c = ctx(request)
-    c.who(request)
+    c.directory.require(c.who(request), REGISTER_PERMISSION)  # before the body is read
     body = await raw_body(request)
     try:
         text = body.decode("utf-8")

@@ -56,3 +56,30 @@ async def test_changes_registered_together_get_distinct_versions(tmp_path: pathl
         assert await Registry(store, rt2).load() == 4
         assert {v: [t.id for t in rt2.net("approval", v).tasks] for v in (1, 2, 3, 4)} == tasks
         assert rt2.net("approval").version == 4
+
+
+async def test_an_older_versions_content_again_is_the_next_version(tmp_path: pathlib.Path,
+                                                                   ) -> None:
+    """Posted, it is what new cases take: versions are immutable, so going back is a new
+    version with the old content. The spec directory at start goes back to nothing."""
+    db = str(tmp_path / "r.db")
+    async with SQLiteStore(db) as store:
+        rt = Runtime(store, VirtualClock(0.0))
+        reg = Registry(store, rt)
+        first = await reg.register(spec("Approve"), 0.0)
+        await reg.register(spec("Review"), 1.0)
+        back = await reg.register(spec("Approve"), 2.0)
+        assert (back.created, back.net.version, back.digest) == (True, 3, first.digest)
+        assert rt.net("approval").version == 3
+        assert [t.id for t in rt.net("approval").tasks] == ["Approve"]
+        assert [t.id for t in rt.net("approval", 2).tasks] == ["Review"]
+        again = await reg.register(spec("Approve"), 3.0)
+        assert (again.created, again.net.version) == (False, 3)
+        at_start = await reg.register(spec("Review"), 4.0, at_start=True)
+        assert (at_start.created, at_start.net.version) == (False, 2)
+        assert rt.net("approval").version == 3
+    async with SQLiteStore(db) as store:
+        rt2 = Runtime(store, VirtualClock(0.0))
+        assert await Registry(store, rt2).load() == 3
+        assert rt2.net("approval").version == 3
+        assert [t.id for t in rt2.net("approval").tasks] == ["Approve"]
