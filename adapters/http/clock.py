@@ -5,6 +5,10 @@
 Advancing walks from deadline to deadline: each due timer fires at its own time and
 the runtime settles (automatic tasks run, hand-overs happen) before the next one, so
 the events read as they would have in real time.
+
+Moving the clock passes every case's deadlines at once (timeouts route around
+approvals, escalations fire), so it needs the `advance_clock` permission (roles.yaml;
+the local operator of open mode, who drives demos and tests, has every permission).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .errors import ApiError, malformed
 from .idempotency import idempotent
 
 MAX_STEPS = 100_000  # deadlines passed in one advance; beyond that something loops
+ADVANCE_PERMISSION = "advance_clock"
 
 
 @api.route("GET", "/clock", "The server's time, and whether it is virtual", ClockView,
@@ -37,11 +42,11 @@ async def show_clock(request: Request) -> Response:
 @api.route("POST", "/clock/advance",
            "Move a virtual clock forward (serve --virtual-clock only): by a duration or "
            "to a time; due timers fire in order", ClockView, body=AdvanceClock,
-           errors=(400, 404, 409))
+           errors=(400, 403, 404, 409))
 @idempotent
 async def advance_clock(request: Request) -> Response:
     c = ctx(request)
-    c.who(request)
+    c.directory.require(c.who(request), ADVANCE_PERMISSION)
     clock, rt = c.runtime.clock, c.runtime
     if not isinstance(clock, VirtualClock):
         raise ApiError(404, 2001, "this server runs on the system clock; start it with "

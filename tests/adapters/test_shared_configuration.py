@@ -1,6 +1,6 @@
 """Who may change what every case runs, as against working a case: registering a
-workflow needs `manage_workflows` (roles.yaml), and a spec posted is the spec new cases
-take -- an older version's too.
+workflow needs `manage_workflows`, moving a virtual clock `advance_clock` (roles.yaml),
+and a spec posted is the spec new cases take -- an older version's too.
 
 The real app (create_app, its lifespan, a SQLite file under tmp_path, the shipped specs
 and roles.yaml) in-process through httpx.ASGITransport, in open mode; the token-mode
@@ -10,6 +10,7 @@ case is the reported one, against a real `caseloop serve` with bearer tokens.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import pathlib
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ ONE_TASK = {"id": GATE, "tasks": [{"id": "A"}],  # the gate with every approval 
             "flows": [{"from": "start", "to": "A"}, {"from": "A", "to": "end"}]}
 DEAL = {"deal_name": "TechCorp", "customer_name": "TechCorp", "deal_acv": 120000,
         "discount_percent": 0}
+START = dt.datetime(2025, 11, 17, 9, tzinfo=dt.UTC).timestamp()
 
 
 @contextlib.asynccontextmanager
@@ -153,3 +155,16 @@ async def test_a_restart_keeps_the_version_registered_since(tmp_path: pathlib.Pa
         assert (detail["version"], len(detail["versions"])) == (2, 2)
         assert (await new_deal(api, "after-restart"))["workflow_version"] == 2
 
+
+# ------------------------------------------------------------------- the virtual clock
+async def test_moving_the_virtual_clock_needs_advance_clock(tmp_path: pathlib.Path) -> None:
+    async with serve(tmp_path, virtual_clock=START) as api:
+        before = (await api.get(f"{API}/clock")).json()
+        for user in (SDR, CEO):  # no role of roles.yaml has it
+            r = await api.post(f"{API}/clock/advance", json={"by": "30d"},
+                               headers=as_user(user))
+            refused(r, "X-Caseloop-User")
+        assert (await api.get(f"{API}/clock")).json() == before
+        r = await api.post(f"{API}/clock/advance", json={"by": "1h"})  # the operator
+        assert r.status_code == 200, r.text
+        assert r.json()["now"] != before["now"]
