@@ -147,6 +147,7 @@ def _walk_output(task: str) -> dict[str, Any]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    import yaml
 
     from adapters.http import Settings, create_app
     from adapters.http.app import check_config
@@ -154,7 +155,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from adapters.people import load_tokens
 
     tokens = args.tokens or os.environ.get("CASELOOP_TOKENS")
-    if args.host not in LOOPBACK_NAMES and not (tokens and load_tokens(tokens)):
+    if tokens:
+        # Asked for token mode: a file that is missing or names no one must stop the
+        # start, not fall back to open mode, where every request is the local operator.
+        given = "--tokens" if args.tokens else "CASELOOP_TOKENS"
+        try:
+            named = load_tokens(tokens)
+        except FileNotFoundError:
+            problem = "does not exist"
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            problem = f"cannot be read: {' '.join(str(exc).split())}"
+        else:
+            problem = "" if named else "names no one"
+        if problem:
+            print(f"refusing to start: the tokens file {tokens} ({given}) {problem}. "
+                  f"Create tokens with `caseloop token create USER --tokens {tokens}`, "
+                  "or leave tokens out for open mode on 127.0.0.1.", file=sys.stderr)
+            return 2
+    elif args.host not in LOOPBACK_NAMES:
         print(f"refusing to listen on {args.host}: without auth anyone who can reach it "
               "could act as the local operator. Create tokens (`caseloop token create "
               "USER --tokens FILE`) and pass --tokens FILE, or bind 127.0.0.1.",
@@ -315,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="workflow specs registered at start (and roles.yaml, slos.yaml)")
     s.add_argument("--no-specs", action="store_true", help="register nothing at start")
     s.add_argument("--tokens", help="tokens file (caseloop token create); env "
-                   "CASELOOP_TOKENS. Without one: open mode, loopback only")
+                   "CASELOOP_TOKENS; missing or empty: refused. Without one: open mode, "
+                   "loopback only")
     s.add_argument("--durability", choices=["normal", "full"], default="normal",
                    help="normal survives a killed process; full also power loss")
     s.add_argument("--writer", choices=["thread", "process"], default=None,

@@ -175,10 +175,12 @@ class TokenFile(msgspec.Struct):
 def load_tokens(path: str | pathlib.Path, directory: Directory | None = None,
                 ) -> dict[str, str]:
     """digest -> person. With a directory, every token must name one of its people: a
-    token for the local operator, or for nobody known, is refused (ValueError)."""
+    token for the local operator, or for nobody known, is refused (ValueError). A
+    missing file is an error (FileNotFoundError), not an empty one: a server told to
+    require tokens must not fall back to open mode over a typo in the path."""
     p = pathlib.Path(path)
     if not p.exists():
-        return {}
+        raise FileNotFoundError(f"no tokens file {path}")
     raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     tokens = msgspec.convert(raw, TokenFile).tokens
     if directory is not None:
@@ -190,8 +192,9 @@ def load_tokens(path: str | pathlib.Path, directory: Directory | None = None,
 
 
 def create_token(path: str | pathlib.Path, user: str) -> str:
-    """Mint a token for `user`, record its digest in the tokens file, return the token."""
-    tokens = load_tokens(path)
+    """Mint a token for `user`, record its digest in the tokens file (created if need
+    be), return the token."""
+    tokens = load_tokens(path) if pathlib.Path(path).exists() else {}
     token = "cl_" + secrets.token_urlsafe(32)
     tokens[token_digest(token)] = user
     p = pathlib.Path(path)

@@ -70,7 +70,7 @@ class Settings:
     icp: str | None = None  # ICP profile; default: icp.yaml in `specs` (none: placeholder)
     integrations: str | None = None  # default: integrations.yaml in `specs`
     channels: str | None = None  # notification channels; default: channels.yaml in `specs`
-    tokens: str | None = None  # tokens file; none (or empty): open mode
+    tokens: str | None = None  # tokens file; none: open mode (missing or empty: refused)
     durability: str = "normal"
     writer: str | None = None  # the store's writer: thread | process (None: its default)
     bench_route: bool = False  # mount POST /bench/bare (bench/http.py only)
@@ -233,6 +233,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         roles = _config(s, "roles", "roles.yaml")
         directory = load_directory(roles) if roles else Directory()
         tokens = load_tokens(s.tokens, directory) if s.tokens else {}
+        # Asked for token mode: falling back to open mode would let every request act
+        # as the local operator.
+        if s.tokens and not tokens:
+            raise ValueError(f"{s.tokens}: the tokens file names no one "
+                             "(caseloop token create USER --tokens FILE)")
         channels = _channels(s)
         async with SQLiteStore(s.db, durability=s.durability,  # type: ignore[arg-type]
                                writer=s.writer) as store:  # type: ignore[arg-type]
