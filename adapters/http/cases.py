@@ -15,9 +15,9 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from actors.runtime import CaseNotFound
+from actors.runtime import CaseNotFound, WorkflowNotFound
 from adapters.people import OPERATOR, authorize
-from engine import Case, EngineError, InsufficientAuthority
+from engine import AlreadyDone, Case, EngineError, InsufficientAuthority, UnknownTask
 
 from .api import Query, api
 from .bodies import (
@@ -46,6 +46,33 @@ class NoWaitingWork(EngineError):
 
     code = 2003
     kind = "conflict"
+
+
+async def tell_task(request: Request, command: Any) -> Case:
+    """Run a claim or completion naming a task by its id. A task the case's current
+    workflow does not have, but one it was handed on from does, is work the case has
+    left behind (done, or withdrawn by a rejection): 409, like any second completion
+    -- a client retrying a completion that raced the hand-on must not read "no such
+    task" (404) and think its URL wrong."""
+    c = ctx(request)
+    case_id, task = request.path_params["case_id"], request.path_params["task"]
+    try:
+        return await c.runtime.tell(case_id, command)  # type: ignore[no-any-return]
+    except UnknownTask as exc:
+        if exc.field != "task":
+            raise
+        left = await c.store.query(
+            "SELECT workflow_id, version FROM phases WHERE case_id = ? AND left_at IS NOT"
+            " NULL ORDER BY entered_at DESC", (case_id,))
+        for workflow_id, version in left:
+            try:
+                had_it = task in c.runtime.net(workflow_id, version).task_index
+            except WorkflowNotFound:
+                continue
+            if had_it:
+                raise AlreadyDone(f"case {case_id!r} has left {workflow_id!r}, whose task "
+                                  f"{task!r} this is", field="task") from None
+        raise
 
 
 @api.route("POST", "/workflows/{workflow_id}/cases", "Start a case of a workflow", CaseView,
@@ -149,7 +176,7 @@ async def start_task(request: Request) -> Response:
         authorize(directory, user, case, task, None, "started_by")
         return case.start(task, clock.now(), None if user == OPERATOR else user)
 
-    case = await c.runtime.tell(request.path_params["case_id"], claim)
+    case = await tell_task(request, claim)
     return respond(case_view(case))
 
 
@@ -172,7 +199,7 @@ async def complete_task(request: Request) -> Response:
         authorize(directory, user, case, task, output)
         return case.complete(task, clock.now(), result, output, user)
 
-    case = await c.runtime.tell(request.path_params["case_id"], complete)
+    case = await tell_task(request, complete)
     return respond(case_view(case))
 
 

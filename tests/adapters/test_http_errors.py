@@ -224,6 +224,26 @@ async def test_task_already_completed_is_409(api: httpx.AsyncClient) -> None:
     error(r, 409, 3004)
 
 
+async def test_completing_a_task_of_a_workflow_the_case_has_left_is_409(
+        api: httpx.AsyncClient) -> None:
+    # A retried approval that raced the hand-on: "no such task" (404) would tell the
+    # client its URL is wrong.
+    await create_deal(api, "d1")
+    approve = {"result": "approved"}
+    for task in ("SendToSalesManager", "SendToFinance"):  # what a 40K deal needs
+        assert (await api.post(complete_url("d1", task), json=approve)).status_code == 200
+    with anyio.fail_after(10):  # the merge is an automatic task: it runs on its own
+        while (await api.get(f"{API}/cases/d1")).json()["workflow_id"] == \
+                "deal-approval-gate":
+            await anyio.sleep(0.02)
+    for action in ("complete", "start"):
+        r = await api.post(f"{API}/cases/d1/tasks/SendToFinance/{action}", json={})
+        err = error(r, 409, 3004)
+        assert fields(err) == ["task"] and "deal-approval-gate" in err["message"]
+    # A task the case never had is still unknown.
+    error(await api.post(complete_url("d1", "NoSuchTask"), json=approve), 404, 2003)
+
+
 @pytest.mark.parametrize("task, code", [("AllApprovalsComplete", 2003),
                                         ("SendToFinance", 3004)])
 async def test_conflict_details_name_the_task(api: httpx.AsyncClient, task: str,
