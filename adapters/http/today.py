@@ -10,6 +10,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.people import OPERATOR
+
 from .api import Query, api
 from .bodies import Today, TodayItem
 from .codec import iso, respond, stamp
@@ -24,6 +26,9 @@ async def today(request: Request) -> Response:
     c = ctx(request)
     asker = c.who(request)
     user = request.query_params.get("user") or asker
+    if user == OPERATOR:  # open mode's local operator has no work of their own
+        raise malformed("user", "whose day? name the person: ?user=... (or the "
+                        "X-Caseloop-User header)")
     if c.directory.person(user) is None:
         raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
     now = c.runtime.clock.now()

@@ -224,6 +224,13 @@ async def test_task_already_completed_is_409(api: httpx.AsyncClient) -> None:
     error(r, 409, 3004)
 
 
+async def test_today_in_open_mode_asks_whose_day(api: httpx.AsyncClient) -> None:
+    err = error(await api.get(f"{API}/today"), 400, 1000)
+    assert fields(err) == ["user"] and "?user=" in err["message"]
+    r = await api.get(f"{API}/today", params={"user": FINANCE})
+    assert r.status_code == 200, r.text
+
+
 async def test_completing_a_task_of_a_workflow_the_case_has_left_is_409(
         api: httpx.AsyncClient) -> None:
     # A retried approval that raced the hand-on: "no such task" (404) would tell the
