@@ -306,6 +306,15 @@ async def test_not_a_spec_is_422(api: httpx.AsyncClient, body: bytes, field: str
     assert fields(err) == [field]
 
 
+@pytest.mark.parametrize("wid", ["../../etc", "deal approval", "", "-x", "a/b", "x" * 129])
+async def test_a_workflow_id_no_url_could_name_is_422(api: httpx.AsyncClient,
+                                                      wid: str) -> None:
+    spec = {"id": wid, "tasks": [{"id": "A"}],
+            "flows": [{"from": "start", "to": "A"}, {"from": "A", "to": "end"}]}
+    assert fields(error(await api.post(f"{API}/workflows", json=spec), 422, 2000)) == ["/id"]
+    await register(api, {**spec, "id": "deal-approval_v2.1"})
+
+
 async def test_guard_failed_is_422_and_leaves_the_case(api: httpx.AsyncClient) -> None:
     await register(api, GUARDED)
     r = await api.post(f"{API}/workflows/guarded-split/cases", json={"case_id": "g1"})
