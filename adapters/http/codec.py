@@ -16,7 +16,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .errors import malformed
+from .errors import ApiError, malformed
 
 T = TypeVar("T")
 
@@ -33,15 +33,34 @@ def _field(path: str | None) -> str:
     return re.sub(r"\[(\d+)\]", r".\1", path).lstrip(".") or "body"
 
 
-async def raw_body(request: Request) -> bytes:
-    """The body, refused before it is read if it announces more than MAX_BODY."""
+async def capped_body(request: Request, limit: int, too_large: ApiError) -> bytes:
+    """The body, refused with `too_large` as soon as it is known to pass `limit`.
+
+    A Content-Length above the limit is refused before anything is read; a chunked
+    body (no length) is read chunk by chunk and refused the moment the running total
+    passes the limit, so a client cannot make the server hold more than the limit and
+    one chunk, however much it sends.
+    """
     announced = request.headers.get("content-length", "")
-    if announced.isdigit() and int(announced) > MAX_BODY:
-        raise malformed("body", f"larger than {MAX_BODY} bytes")
-    body = await request.body()
-    if len(body) > MAX_BODY:  # chunked, without a length
-        raise malformed("body", f"larger than {MAX_BODY} bytes")
+    if announced.isdigit() and int(announced) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    # Starlette's own cache of a read body: the stream can be read only once, and the
+    # Idempotency-Key wrapper reads the body before its handler reads it again.
+    request._body = body
     return body
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body, refused (400) as soon as it is known to pass MAX_BODY."""
+    return await capped_body(request, MAX_BODY,
+                             malformed("body", f"larger than {MAX_BODY} bytes"))
 
 
 async def read_body(request: Request, type_: type[T]) -> T:

@@ -34,7 +34,7 @@ from mapek.monitor import Monitor
 
 from .api import Query, api
 from .bodies import _Out
-from .codec import respond
+from .codec import capped_body, respond
 from .context import Context, ctx
 from .errors import IDEMPOTENCY_REUSED, MALFORMED, ApiError, error_response, malformed
 from .idempotency import MAX_KEY, TTL
@@ -119,16 +119,7 @@ async def _csv_body(request: Request) -> bytes:
     """The body, refused (413) as soon as it is known to pass MAX_HISTORY."""
     too_large = ApiError(413, MALFORMED, f"the event log is larger than {MAX_HISTORY} bytes;"
                          " split it into several imports", [("body", "too large")])
-    announced = request.headers.get("content-length", "")
-    if announced.isdigit() and int(announced) > MAX_HISTORY:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_HISTORY:  # chunked, without a length
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await capped_body(request, MAX_HISTORY, too_large)
 
 
 @api.route("GET", "/workflows/{workflow_id}/history/export",

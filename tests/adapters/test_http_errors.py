@@ -26,6 +26,7 @@ import pytest
 
 from adapters.cli import main as cli_main
 from adapters.http import Settings, create_app
+from adapters.http.codec import MAX_BODY
 
 pytestmark = pytest.mark.anyio
 
@@ -600,6 +601,27 @@ async def test_huge_body_is_400(api: httpx.AsyncClient, path: str) -> None:
     huge = b'{"data": {"deal_name": "' + b"x" * (2 << 20) + b'"}}'
     r = await api.post(API + path, content=huge)
     assert fields(error(r, 400, 1000)) == ["body"]
+
+
+@pytest.mark.parametrize("path", ["/workflows/deal-approval-gate/cases", "/workflows"])
+@pytest.mark.parametrize("key", [None, "chunked-1"])  # the Idempotency-Key wrapper reads too
+async def test_huge_chunked_body_is_400_before_it_is_all_read(
+        api: httpx.AsyncClient, path: str, key: str | None) -> None:
+    """A body without Content-Length is refused as soon as it passes MAX_BODY, not after
+    the server has held all of it (a 1.5 GB chunked upload once took 3.1 GB of memory)."""
+    chunk, sent = b" " * (64 << 10), 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(256):  # 16 MiB, 16 times the limit
+            sent += len(chunk)
+            yield chunk
+
+    headers = {"Idempotency-Key": key} if key else {}
+    r = await api.post(API + path, content=endless(), headers=headers)
+    assert "content-length" not in r.request.headers
+    assert fields(error(r, 400, 1000)) == ["body"]
+    assert sent <= MAX_BODY + 2 * len(chunk), f"read {sent} bytes before refusing"
 
 
 async def test_invalid_utf8_workflow_registration_is_400(api: httpx.AsyncClient) -> None:
