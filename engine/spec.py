@@ -187,6 +187,40 @@ def _pointer(msgspec_path: str) -> str:
     return p or "/"
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases (`*name`).
+
+    Aliases let a few hundred bytes of YAML expand into gigabytes of nested lists
+    ("billion laughs"): a 600-byte spec once became 147 MB of `metadata`, froze the
+    server and was stored. A workflow spec never needs them, so the first alias is
+    refused where it stands (an anchor alone repeats nothing and is harmless).
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._path: list[str] = []  # where the node being composed sits, to locate an alias
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        # A mapping's value comes with its key node, a sequence's item with its
+        # position, a key with None: only the first two name a step of the path.
+        step = None if parent is None or index is None else (
+            str(index.value) if isinstance(index, yaml.ScalarNode) else str(index))
+        if step is not None:
+            self._path.append(step)
+        try:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                mark = event.start_mark
+                raise SpecDecodeError("/" + "/".join(self._path),
+                                      f"YAML aliases are not accepted (*{event.anchor} at line "
+                                      f"{mark.line + 1}, column {mark.column + 1}); write the "
+                                      "value out")
+            return super().compose_node(parent, index)
+        finally:
+            if step is not None:
+                self._path.pop()
+
+
 def decode_spec(document: bytes | str | dict[str, Any], fmt: str | None = None) -> WorkflowSpec:
     """Decode a spec from JSON or YAML text, or from an already-parsed mapping.
 
@@ -201,7 +235,7 @@ def decode_spec(document: bytes | str | dict[str, Any], fmt: str | None = None) 
         if fmt == "json":
             return msgspec.json.decode(text, type=WorkflowSpec)
         try:
-            obj = yaml.safe_load(text)
+            obj = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader: no Python objects
         except yaml.YAMLError as exc:
             raise SpecDecodeError("", f"not valid YAML: {exc}") from None
         if not isinstance(obj, dict):

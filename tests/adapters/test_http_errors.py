@@ -316,6 +316,30 @@ async def test_a_workflow_id_no_url_could_name_is_422(api: httpx.AsyncClient,
     await register(api, {**spec, "id": "deal-approval_v2.1"})
 
 
+BILLION_LAUGHS = b"""id: laughs
+metadata:
+  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]
+  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+  d: [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+tasks: [{id: A, role: sdr}]
+flows: [{from: start, to: A}, {from: A, to: end}]
+"""
+
+
+async def test_yaml_spec_with_aliases_is_422_located(api: httpx.AsyncClient) -> None:
+    """Aliases are how a few hundred bytes of YAML expand to gigabytes ("billion
+    laughs"); a spec never needs them, so the first one is refused where it stands."""
+    err = error(await api.post(f"{API}/workflows", content=BILLION_LAUGHS), 422, 2000)
+    assert fields(err) == ["/metadata/b/0"]
+    assert "alias" in err["details"][0]["problem"]
+    assert (await api.get(f"{API}/workflows/laughs")).status_code == 404  # nothing stored
+    anchored = (b"id: anchored\nmetadata: {a: &a [lol]}\ntasks: [{id: A, role: sdr}]\n"
+                b"flows: [{from: start, to: A}, {from: A, to: end}]\n")
+    r = await api.post(f"{API}/workflows", content=anchored)  # an anchor alone repeats nothing
+    assert r.status_code == 201, r.text
+
+
 async def test_guard_failed_is_422_and_leaves_the_case(api: httpx.AsyncClient) -> None:
     await register(api, GUARDED)
     r = await api.post(f"{API}/workflows/guarded-split/cases", json={"case_id": "g1"})
