@@ -68,7 +68,10 @@ class Registry:
 
     async def _register(self, document: bytes | str | dict[str, Any], now: float,
                         at_start: bool) -> Registered:
-        spec = decode_spec(document)
+        # Decoding and compiling run on a worker thread: a YAML spec near the body limit
+        # takes seconds to parse, the soundness check a second or two, and every other
+        # request would wait for them.
+        spec = await anyio.to_thread.run_sync(decode_spec, document)
         digest = spec_digest(spec)
         known = self._versions.get(spec.id, [])
         for row in known if at_start else known[-1:]:  # rows in version order
@@ -76,7 +79,7 @@ class Registry:
                 return Registered(self.runtime.net(spec.id, row.version), digest, False)
         version = max(spec.version, max((r.version for r in known), default=0) + 1)
         spec = msgspec.structs.replace(spec, version=version)
-        net = compile(spec)  # every problem, located; nothing stored if it raises
+        net = await anyio.to_thread.run_sync(compile, spec)  # nothing stored if it raises
         row = SpecRow(spec.id, version, digest, msgspec.json.encode(spec).decode(), now)
         await self.store.save_spec(row)
         self._versions.setdefault(spec.id, []).append(row)

@@ -29,9 +29,14 @@ from .net import (
 )
 from .spec import DataSchema, FieldSpec, WorkflowSpec, decode_spec, parse_duration
 
-__all__ = ["DEFAULT_STATE_BOUND", "compile", "compile_document"]
+__all__ = ["DEFAULT_STATE_BOUND", "MAX_NODES", "compile", "compile_document"]
 
 DEFAULT_STATE_BOUND = 20_000
+# Tasks and conditions (a flow from task to task is a condition too) a checked spec
+# may have. The structural checks cost the square of that and more, and registration
+# runs them while the client waits: 3,000 tasks took 8 s. The shipped specs have at
+# most 36; a workflow this large is several workflows handing the case on.
+MAX_NODES = 500
 
 
 def compile_document(document: bytes | str | dict[str, Any], *, check_soundness: bool = True,
@@ -48,6 +53,8 @@ def compile_document(document: bytes | str | dict[str, Any], *, check_soundness:
 
 def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
             state_bound: int = DEFAULT_STATE_BOUND) -> Net:
+    if check_soundness:  # not when loading what is stored: older specs must still load
+        _limit_size(spec)
     problems: list[Problem] = []
     add = problems.append
 
@@ -264,6 +271,19 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
             raise SpecError(spec.id, verdict.problems)
         net.warnings = tuple(verdict.warnings)
     return net
+
+
+def _limit_size(spec: WorkflowSpec) -> None:
+    """Refuse a spec of more than MAX_NODES tasks and conditions, before any check whose
+    cost grows faster than the spec (counted in one pass over the flows)."""
+    task_ids = {t.id for t in spec.tasks}
+    between = {(f.source, f.target) for f in spec.flows
+               if f.source in task_ids and f.target in task_ids}
+    nodes = len(spec.tasks) + len(spec.conditions) + len(between)
+    if nodes > MAX_NODES:
+        raise SpecError(spec.id, [Problem("/tasks", (
+            f"{nodes} tasks and conditions ({len(between)} of them flows from task to task); "
+            f"at most {MAX_NODES}: split the workflow and hand the case on (`on_complete`)"))])
 
 
 def _mask(indices: tuple[int, ...] | list[int]) -> int:

@@ -11,6 +11,7 @@ only the CLI refusal to serve without tokens on 0.0.0.0 starts a subprocess.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import pathlib
@@ -338,6 +339,52 @@ async def test_yaml_spec_with_aliases_is_422_located(api: httpx.AsyncClient) -> 
                 b"flows: [{from: start, to: A}, {from: A, to: end}]\n")
     r = await api.post(f"{API}/workflows", content=anchored)  # an anchor alone repeats nothing
     assert r.status_code == 201, r.text
+
+
+def wide(n: int) -> dict[str, Any]:
+    """One AND-split into n tasks joined again: 2**n markings, each n firings wide."""
+    names = [f"T{i}" for i in range(n)]
+    return {"id": f"wide-{n}", "tasks": [{"id": "Fork", "role": "sdr", "split": "and"},
+                                         {"id": "Join", "role": "sdr", "join": "and"}]
+            + [{"id": t, "role": "sdr"} for t in names],
+            "flows": [{"from": "start", "to": "Fork"}, {"from": "Join", "to": "end"}]
+            + [{"from": "Fork", "to": t} for t in names]
+            + [{"from": t, "to": "Join"} for t in names]}
+
+
+async def test_a_wide_spec_registers_in_bounded_time_without_stalling_the_server(
+        api: httpx.AsyncClient) -> None:
+    """100 parallel tasks (9 KB) held the server for 31 s while their soundness was
+    checked: the check now gives up past a work bound, on a worker thread, so other
+    requests are answered meanwhile."""
+    answered: list[float] = []  # when each /health answer arrived
+    done = anyio.Event()
+
+    async def register_wide() -> httpx.Response:
+        try:
+            return await api.post(f"{API}/workflows", json=wide(100))
+        finally:
+            done.set()
+
+    async def poll_health() -> None:
+        while not done.is_set():
+            assert (await api.get("/health")).status_code == 200
+            answered.append(time.monotonic())
+            await anyio.sleep(0.01)
+
+    started = time.monotonic()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(poll_health)
+        r = await register_wide()
+    took = time.monotonic() - started
+    assert r.status_code == 201, r.text
+    assert "steps of work" in r.json()["warnings"][0]
+    assert took < 20, f"registration took {took:.1f} s"
+    # Blocking the event loop for the check would leave a gap as long as the check.
+    gaps = [b - a for a, b in itertools.pairwise([started, *answered])]
+    assert len(answered) >= 3 and max(gaps) < took / 2, (took, gaps)
+    more = error(await api.post(f"{API}/workflows", json=wide(200)), 422, 2000)
+    assert fields(more) == ["/tasks"]  # 602 tasks and conditions: refused unchecked
 
 
 async def test_guard_failed_is_422_and_leaves_the_case(api: httpx.AsyncClient) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import pytest
 
 from engine import SpecError, compile_document
+from engine.compiler import MAX_NODES
 
 
 def seq(*tasks: str, **extra: Any) -> dict[str, Any]:
@@ -142,6 +144,34 @@ def test_too_large_to_decide_is_accepted_with_an_explicit_warning() -> None:
     net = compile_document(spec, state_bound=50)
     assert net.warnings and "not decided" in net.warnings[0]
     assert compile_document(spec).warnings == ()  # the default bound decides it
+
+
+def parallel(n: int) -> dict[str, Any]:
+    """One AND-split into n tasks joined again: 2**n markings, each n firings wide."""
+    names = [f"T{i}" for i in range(n)]
+    return {"id": "wide", "tasks": [{"id": "Fork"}, {"id": "Join", "join": "and"}]
+            + [{"id": t} for t in names],
+            "flows": [{"from": "start", "to": "Fork"}, {"from": "Join", "to": "end"}]
+            + [{"from": "Fork", "to": t} for t in names]
+            + [{"from": t, "to": "Join"} for t in names]}
+
+
+def test_a_wide_net_is_given_up_on_within_the_work_bound() -> None:
+    # 20,000 states of 100 parallel tasks were 400 million steps: 31 s of a server
+    # that checks at registration. The work bound gives up after ten million.
+    started = time.monotonic()
+    net = compile_document(parallel(100))
+    assert time.monotonic() - started < 10, "the soundness check ran past its work bound"
+    assert len(net.warnings) == 1 and "steps of work" in net.warnings[0]
+
+
+def test_more_than_max_nodes_is_refused_at_tasks() -> None:
+    # n + 2 tasks and 2n conditions, the flows from task to task (start and end are
+    # not counted): 3n + 2 nodes.
+    assert compile_document(parallel(166), state_bound=50).warnings  # 500: allowed
+    found = problems(parallel(167))  # 503
+    assert list(found) == ["/tasks"] and f"at most {MAX_NODES}" in found["/tasks"]
+    assert compile_document(parallel(167), check_soundness=False)  # stored specs still load
 
 
 def test_yaml_and_json_give_the_same_net() -> None:
