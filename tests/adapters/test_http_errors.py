@@ -658,6 +658,53 @@ async def test_concurrent_requests_with_one_key_create_one_case(
     assert [c["case_id"] for c in cases] == [answers[0].json()["case_id"]]
 
 
+# ========================================================== the virtual clock's limits
+MONDAY = 1_741_000_000.0  # 2025-03-03, a Monday
+
+
+@pytest.fixture
+async def virtual(tmp_path: pathlib.Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in open mode on a virtual clock (`serve --virtual-clock`)."""
+    async with serve(tmp_path, virtual_clock=MONDAY) as client:
+        yield client
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"by": "999999999999w"}, "by"),  # once moved the clock past year 9999, for good
+    ({"by": "9" * 400}, "by"),  # infinitely many seconds
+    ({"by": "5300w"}, "by"),  # a little over a century
+    ({"to": "9999-12-31T00:00:00Z"}, "to"),
+])
+async def test_advancing_the_clock_too_far_is_422_and_leaves_it(
+        virtual: httpx.AsyncClient, body: dict[str, str], field: str) -> None:
+    before = (await virtual.get(f"{API}/clock")).json()["now"]
+    err = error(await virtual.post(f"{API}/clock/advance", json=body), 422, 1000)
+    assert fields(err) == [field]
+    r = await virtual.get(f"{API}/clock")  # answered 500 forever once the date overflowed
+    assert r.status_code == 200 and r.json()["now"] == before, r.text
+    await create_deal(virtual, "after")
+    r = await virtual.post(f"{API}/clock/advance", json={"by": "5200w"})  # 99.7 years
+    assert r.status_code == 200 and r.json()["now"].startswith("2124-"), r.text
+    assert (await virtual.get(f"{API}/cases/after")).status_code == 200
+
+
+async def test_advancing_the_clock_needs_the_advance_clock_permission(
+        virtual: httpx.AsyncClient) -> None:
+    r = await virtual.post(f"{API}/clock/advance", json={"by": "1h"}, headers=as_user(SDR))
+    assert fields(error(r, 403, 3002)) == ["X-Caseloop-User"]
+    r = await virtual.post(f"{API}/clock/advance", json={"by": "1h"},
+                           headers=as_user(CFO))  # manage_policies and more, not this
+    assert fields(error(r, 403, 3002)) == ["X-Caseloop-User"]
+    r = await virtual.post(f"{API}/clock/advance", json={"by": "1h"})  # the local operator
+    assert r.status_code == 200, r.text
+
+
+async def test_advancing_the_system_clock_is_404_not_an_unknown_workflow(
+        api: httpx.AsyncClient) -> None:
+    err = error(await api.post(f"{API}/clock/advance", json={"by": "1h"}), 404, 1000)
+    assert fields(err) == ["clock"]
+
+
 async def test_empty_idempotency_key_is_400(api: httpx.AsyncClient) -> None:
     r = await api.post(f"{API}/workflows/deal-approval-gate/cases", json={"data": deal()},
                        headers={"Idempotency-Key": ""})
