@@ -13,15 +13,15 @@ written in one transaction, and the Monitor absorbs them at once, so the next
 metrics request sees them. A file with any problem is refused whole: 422, code 1002,
 each problem located as "line N: column".
 
-`Idempotency-Key` works as on every POST (adapters/http/idempotency.py), here
-without that wrapper's 1 MiB cap: a retried upload must not import a file twice.
+`Idempotency-Key` works as on every POST, by the same code and under the same per-key
+lock (adapters/http/idempotency.py: answer_once), here without that wrapper's 1 MiB
+cap: a retried upload must not import a file twice, nor two sent at once.
 
 Export reads what the store holds (adapters/history_export.py) and streams it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import anyio
@@ -36,8 +36,8 @@ from .api import Query, api
 from .bodies import _Out
 from .codec import capped_body, respond
 from .context import Context, ctx
-from .errors import IDEMPOTENCY_REUSED, MALFORMED, ApiError, error_response, malformed
-from .idempotency import MAX_KEY, TTL
+from .errors import MALFORMED, ApiError, malformed
+from .idempotency import answer_once, scoped_key
 from .workflows import resolve
 
 IMPORT_PERMISSION = "manage_policies"
@@ -64,31 +64,12 @@ async def import_history(request: Request) -> Response:
     user = c.who(request)
     c.directory.require(user, IMPORT_PERMISSION)
     wid = resolve(c, request.path_params["workflow_id"])
-    key = request.headers.get("idempotency-key")
-    if key is not None and not 0 < len(key) <= MAX_KEY:
-        raise ApiError(400, MALFORMED, f"Idempotency-Key must be 1..{MAX_KEY} characters",
-                       [("Idempotency-Key", "bad length")])
+    scoped = scoped_key(request)  # a bad key is refused before the body is read
     _require_csv(request)
     body = await _csv_body(request)
-    if key is None:
+    if scoped is None:
         return await _import(c, wid, body)
-    scoped = f"{user}\x00{key}"
-    digest = hashlib.sha256(f"POST {request.url.path}\x00".encode() + body).hexdigest()
-    now = c.runtime.clock.now()
-    stored = await c.store.idempotent_response(scoped, now)
-    if stored is not None:
-        if stored[0] != digest:
-            raise ApiError(422, IDEMPOTENCY_REUSED, "this Idempotency-Key was used with "
-                           "another request", [("Idempotency-Key", "reused")])
-        return Response(stored[2], stored[1], {"Idempotent-Replayed": "true"},
-                        media_type="application/json")
-    try:
-        response = await _import(c, wid, body)
-    except ApiError as exc:  # a refused file is an answer too: the same file, the same
-        response = error_response(exc.status, exc.code, exc.message, exc.details)
-    await c.store.remember_response(scoped, digest, response.status_code,
-                                    bytes(response.body), now + TTL, now)
-    return response
+    return await answer_once(request, scoped, body, lambda: _import(c, wid, body))
 
 
 async def _import(c: Context, wid: str, body: bytes) -> Response:

@@ -8,6 +8,7 @@ is checked in the database file itself, read-only beside the running server (WAL
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import importlib.util
 import json
@@ -15,6 +16,7 @@ import pathlib
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -216,6 +218,27 @@ def test_an_idempotency_key_imports_once(srv: Server, wf: str) -> None:
     assert len(stored(srv.db, wf)) == GOOD_ITEMS
     error(post(srv, wf, GOOD + "D-9,Qualify,enabled,2025-03-03T09:00:00Z,,,,\n", key),
           422, 1004)
+
+
+def test_uploads_sent_at_once_with_one_key_import_once(srv: Server, wf: str) -> None:
+    """Three concurrent uploads with one key once imported three times (import_id 1, 2
+    and 3): the key was looked up before any had stored its answer. Now they wait on
+    the key's lock, as every other POST's do."""
+    rows = "".join(f"C-{i},Qualify,completed,2025-03-03T09:00:00Z,,,,\n" for i in range(3000))
+    body = GOOD + rows  # parsing takes long enough for the uploads to overlap
+    key = {"Idempotency-Key": "history-upload-at-once"}
+    start = threading.Barrier(3)
+
+    def upload(_: int) -> httpx.Response:
+        start.wait()
+        return post(srv, wf, body, key)
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(upload, range(3)))
+    assert [a.status_code for a in answers] == [201] * 3, [a.text for a in answers]
+    assert len({a.json()["import_id"] for a in answers}) == 1, [a.json() for a in answers]
+    assert [a.headers.get("Idempotent-Replayed") for a in answers].count("true") == 2
+    assert len(stored(srv.db, wf)) == GOOD_ITEMS + 3000
 
 
 # ------------------------------------------------------------------------ export
