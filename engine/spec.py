@@ -255,13 +255,23 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
+# The longest duration anything takes: a deadline beyond it would lie past what a date
+# can hold ("999999999999w" registered, and every view of a case of it failed).
+MAX_DURATION = 100 * 365.25 * 86400.0  # a century
+
+
 def parse_duration(value: str | float) -> float:
-    """Seconds from 90, "90s", "30m", "72h", "5d" or "2w". Raises ValueError."""
+    """Seconds from 90, "90s", "30m", "72h", "5d" or "2w", at most MAX_DURATION.
+    Raises ValueError."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 90, '30m', '72h', '5d')")
-    return float(m[1]) * _UNIT[m[2] or "s"]
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 90, '30m', '72h', '5d')")
+        seconds = float(m[1]) * _UNIT[m[2] or "s"]
+    if not seconds <= MAX_DURATION:  # also NaN and infinity
+        raise ValueError(f"{value!r} is longer than a century")
+    return seconds

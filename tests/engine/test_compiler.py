@@ -206,3 +206,15 @@ def test_cli_reports_located_problems_and_fails(tmp_path: Any,
                    '[{"from": "start", "to": "A"}, {"from": "A", "to": "Nope"}]}')
     assert main(["validate", str(bad)]) == 1
     assert f"error {bad}:/flows/1/to: unknown task or condition 'Nope'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("after", ["999999999999w", "9" * 400, 1e300, "5300w"])
+def test_a_timer_longer_than_a_century_is_located(after: Any) -> None:
+    # Its deadline would lie past what a date can hold: every view of the case failed.
+    spec = {"id": "wf", "tasks": [{"id": "T", "timer": {"after": after}}],
+            "flows": [{"from": "start", "to": "T"}, {"from": "T", "to": "end"}]}
+    found = problems(spec)
+    assert list(found) == ["/tasks/0/timer/after"] and "century" in found[
+        "/tasks/0/timer/after"]
+    spec["tasks"][0]["timer"]["after"] = "5200w"  # just under: fine
+    assert compile_document(spec)
