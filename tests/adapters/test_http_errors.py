@@ -387,6 +387,18 @@ async def test_a_wide_spec_registers_in_bounded_time_without_stalling_the_server
     assert fields(more) == ["/tasks"]  # 602 tasks and conditions: refused unchecked
 
 
+async def test_a_hand_over_to_an_unregistered_workflow_is_a_warning(
+        api: httpx.AsyncClient) -> None:
+    spec = {"id": "t8", "on_complete": [{"workflow": "nope"}], "tasks": [{"id": "A"}],
+            "flows": [{"from": "start", "to": "A"}, {"from": "A", "to": "end"}]}
+    r = await api.post(f"{API}/workflows", json=spec)
+    assert r.status_code == 201, r.text
+    assert [w for w in r.json()["warnings"] if "'nope'" in w], r.json()
+    r = await api.post(f"{API}/workflows", json={**spec, "id": "t9",
+                                                  "on_complete": [{"workflow": "t8"}]})
+    assert r.json()["warnings"] == [], r.json()
+
+
 async def test_guard_failed_is_422_and_leaves_the_case(api: httpx.AsyncClient) -> None:
     await register(api, GUARDED)
     r = await api.post(f"{API}/workflows/guarded-split/cases", json={"case_id": "g1"})
