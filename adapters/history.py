@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 import re
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from mapek.monitor import Monitor, Observation
 
@@ -252,20 +253,44 @@ _INSERT = ("INSERT INTO imported_items (import_id, workflow_id, case_id, task, r
            " enabled_at, started_at, completed_at, attributes) VALUES (?,?,?,?,?,?,?,?,?)")
 
 
-async def write_history(store: Any, workflow_id: str, history: History) -> int:
-    """Every item in one transaction under a new import id; -> the import id."""
+class Imported(NamedTuple):
+    import_id: int
+    created: bool  # false: this very history was imported before, as `import_id`
+
+
+def history_digest(history: History) -> str:
+    """What a history says, not how its file said it: its items and each case's
+    attributes, in an order of their own (a file's rows may come in any)."""
+    def dump(x: Any) -> str:
+        return json.dumps(x, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+    body = dump([sorted(dump(i) for i in history.items), sorted(history.attributes.items())])
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+async def write_history(store: Any, workflow_id: str, history: History) -> Imported:
+    """Every item in one transaction under a new import id. A history the workflow
+    already imported is not written again: importing the same export twice would count
+    every item twice in what the MAPE-K loop learns."""
     as_json = {case_id: json.dumps(a, ensure_ascii=False, separators=(",", ":"))
                for case_id, a in history.attributes.items()}
+    digest = history_digest(history)
 
-    def write(db: sqlite3.Connection) -> int:
-        # Inside BEGIN IMMEDIATE: no other import can take the same id.
+    def write(db: sqlite3.Connection) -> Imported:
+        # Inside BEGIN IMMEDIATE: no other import can take the same id or digest.
+        before = db.execute("SELECT import_id FROM history_imports WHERE workflow_id = ?"
+                            " AND digest = ?", (workflow_id, digest)).fetchone()
+        if before is not None:
+            return Imported(int(before[0]), False)
         (import_id,) = db.execute(
             "SELECT COALESCE(MAX(import_id), 0) + 1 FROM imported_items").fetchone()
         db.executemany(_INSERT, ((import_id, workflow_id, *i, as_json.get(i[0]))
                                  for i in history.items))
-        return int(import_id)
+        db.execute("INSERT INTO history_imports (import_id, workflow_id, digest) VALUES"
+                   " (?, ?, ?)", (import_id, workflow_id, digest))
+        return Imported(int(import_id), True)
 
-    return int(await store.write(write))
+    return await store.write(write)  # type: ignore[no-any-return]
 
 
 class ImportedRow:

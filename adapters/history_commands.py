@@ -63,9 +63,13 @@ async def import_file(args: argparse.Namespace, out: TextIO) -> int:
         except HistoryInvalid as exc:
             lines = [f"error {path}: {where}: {problem}" for where, problem in exc.problems]
             raise CommandFailed("\n".join([*lines, f"{path}: nothing imported"])) from None
-        import_id = await write_history(store, wid, history)
+        done = await write_history(store, wid, history)
+    if not done.created:
+        print(f"{path}: this history was imported into {wid} before (import "
+              f"{done.import_id}): nothing imported", file=out)
+        return 0
     print(f"imported {history.rows} rows as {len(history.items)} work items of "
-          f"{history.cases} cases into {wid} (import {import_id})", file=out)
+          f"{history.cases} cases into {wid} (import {done.import_id})", file=out)
     return 0
 
 

@@ -109,6 +109,14 @@ CREATE TABLE IF NOT EXISTS imported_items (
     attributes TEXT  -- JSON object: the file's other columns for this case
 );
 CREATE INDEX IF NOT EXISTS imported_by_workflow ON imported_items (workflow_id, import_id);
+-- Which history each import wrote (adapters.history.history_digest): the same history
+-- is imported once per workflow.
+CREATE TABLE IF NOT EXISTS history_imports (
+    import_id INTEGER PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    UNIQUE (workflow_id, digest)
+);
 -- MAPE-K knowledge, append-only: policy versions, recommendations and their status
 -- changes, fitted models. The current state is a fold over it; nothing is rewritten,
 -- so the table is also the audit trail.

@@ -49,6 +49,7 @@ INVALID_DATA = 1002  # the engine's DataInvalid code: invalid data, located
 class HistoryImported(_Out):
     workflow_id: str
     import_id: int  # the rows of imported_items this file wrote carry it
+    created: bool  # false: the same history was imported before, as import_id (200)
     rows: int  # event rows read (blank lines not counted)
     items: int  # work items the rows were paired into
     cases: int
@@ -58,7 +59,7 @@ class HistoryImported(_Out):
            "Import work history from a CSV event log (Content-Type: text/csv; columns "
            "case_id, task, event, timestamp, optional resource, any other column a case "
            "attribute); all or nothing, problems located by line",
-           HistoryImported, status=201, errors=(400, 403, 404, 413, 415, 422))
+           HistoryImported, status=201, also=(200,), errors=(400, 403, 404, 413, 415, 422))
 async def import_history(request: Request) -> Response:
     c = ctx(request)
     user = c.who(request)
@@ -77,11 +78,12 @@ async def _import(c: Context, wid: str, body: bytes) -> Response:
         history = await anyio.to_thread.run_sync(parse_history, body)
     except HistoryInvalid as exc:
         raise ApiError(422, INVALID_DATA, exc.message, exc.problems) from None
-    import_id = await write_history(c.store, wid, history)
-    if c.monitor is not None:
-        await absorb_imported(c.monitor, c.store, import_id=import_id)
-    return respond(HistoryImported(wid, import_id, history.rows, len(history.items),
-                                   history.cases), 201)
+    done = await write_history(c.store, wid, history)
+    if c.monitor is not None and done.created:
+        await absorb_imported(c.monitor, c.store, import_id=done.import_id)
+    return respond(HistoryImported(wid, done.import_id, done.created, history.rows,
+                                   len(history.items), history.cases),
+                   201 if done.created else 200)
 
 
 def _require_csv(request: Request) -> None:

@@ -117,6 +117,23 @@ def test_import_pairs_rows_into_items(srv: Server, wf: str) -> None:
                              at("2025-03-06T12:00:00-05:00"), None)
 
 
+def test_the_same_history_twice_is_imported_once(srv: Server, wf: str) -> None:
+    # An exploratory test imported one export twice: every item counted twice in what
+    # the MAPE-K loop learns.
+    first = post(srv, wf, GOOD)
+    assert first.status_code == 201 and first.json()["created"] is True, first.text
+    header, *rows = GOOD.splitlines(keepends=True)
+    for again in (GOOD, header + "".join(reversed(rows))):  # the same, in any order
+        r = post(srv, wf, again)
+        assert r.status_code == 200, r.text
+        assert (r.json()["import_id"], r.json()["created"]) == (first.json()["import_id"],
+                                                                False)
+    assert len(stored(srv.db, wf)) == GOOD_ITEMS
+    more = post(srv, wf, GOOD + "D-3,Qualify,enabled,2025-03-07T09:00:00Z,,,,\n")
+    assert more.status_code == 201 and more.json()["import_id"] != first.json()["import_id"]
+    assert len(stored(srv.db, wf)) == 2 * GOOD_ITEMS + 1  # a new history, all of it
+
+
 def test_the_tutorial_alias_names_the_workflow_too(srv: Server) -> None:
     r = post(srv, "wf_pricing_exception", "case_id,task,event,timestamp\n"
              "P-1,CheckMargin,completed,2025-01-02T03:04:05Z\n")
@@ -340,6 +357,10 @@ def test_cli_import_and_export_on_the_store(server_factory: Any,
                     str(srv.db))
     assert done.returncode == 0, done.stderr
     assert "imported 6 rows as 3 work items of 3 cases into deal-approval-gate" in done.stdout
+    done = caseloop("import", "--workflow", "deal-approval-gate", str(good), "--db",
+                    str(srv.db))
+    assert done.returncode == 0, done.stderr
+    assert "imported into deal-approval-gate before" in done.stdout, done.stdout
 
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join([*rows, "C-9,SendToFinance,completed,2025-01-01 09:00,"]) + "\n")
