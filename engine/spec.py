@@ -160,6 +160,11 @@ class WorkflowSpec(_Spec):
     # cancel_remaining: reaching `end` cancels what is left (WCP-43, explicit);
     # implicit: the case ends when nothing more can happen (WCP-11).
     completion: Literal["strict", "cancel_remaining", "implicit"] = "strict"
+    # How its cases begin. "hand_on": only by another workflow's hand-over, with what
+    # that workflow decided -- a case started directly would carry whatever its starter
+    # wrote, an approval_status of "approved" included (the adapter lets a permission
+    # through: moving deals in from another system).
+    entry: Literal["any", "hand_on"] = "any"
     data: DataSchema | None = None
     tasks: list[TaskSpec] = []
     conditions: list[ConditionSpec] = []
@@ -260,6 +265,10 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 60480
 MAX_DURATION = 100 * 365.25 * 86400.0  # a century
 
 
+class DurationTooLong(ValueError):
+    """A well-formed duration longer than MAX_DURATION."""
+
+
 def parse_duration(value: str | float) -> float:
     """Seconds from 90, "90s", "30m", "72h", "5d" or "2w", at most MAX_DURATION.
     Raises ValueError."""
@@ -273,5 +282,5 @@ def parse_duration(value: str | float) -> float:
             raise ValueError(f"not a duration: {value!r} (use e.g. 90, '30m', '72h', '5d')")
         seconds = float(m[1]) * _UNIT[m[2] or "s"]
     if not seconds <= MAX_DURATION:  # also NaN and infinity
-        raise ValueError(f"{value!r} is longer than a century")
+        raise DurationTooLong(f"{value!r} is longer than a century")
     return seconds

@@ -39,6 +39,9 @@ from .views import case_view, history_events
 from .workflows import resolve
 
 CASE_ERRORS = (400, 403, 404, 409, 422)
+# Who may start a case of a workflow entered by hand-over (a deal moved in from another
+# system): those who may change the workflows themselves.
+DIRECT_ENTRY = "manage_workflows"
 
 
 class NoWaitingWork(EngineError):
@@ -80,8 +83,13 @@ async def tell_task(request: Request, command: Any) -> Case:
 @idempotent
 async def create_case(request: Request) -> Response:
     c = ctx(request)
-    c.who(request)
+    user = c.who(request)
     wid = resolve(c, request.path_params["workflow_id"])
+    if c.runtime.net(wid).spec.entry == "hand_on" and not c.directory.may(user, DIRECT_ENTRY):
+        raise InsufficientAuthority(
+            f"cases of {wid!r} begin by hand-over from another workflow (its spec's "
+            f"entry); starting one directly needs the {DIRECT_ENTRY} permission",
+            field="workflow_id")
     body = await read_body(request, CreateCase)
     key = getattr(request.state, "idempotency_key", None)
     # With an Idempotency-Key the generated id follows from it: a retry after a crash

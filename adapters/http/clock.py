@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from actors import VirtualClock
 from engine import parse_duration
+from engine.spec import DurationTooLong
 
 from .api import api
 from .bodies import AdvanceClock, ClockView
@@ -67,6 +68,9 @@ async def advance_clock(request: Request) -> Response:
     if body.by is not None:
         try:
             target = clock.now() + parse_duration(body.by)
+        except DurationTooLong:  # well-formed, too far: as MAX_ADVANCE below
+            raise ApiError(422, MALFORMED, "by: at most a century ahead at once",
+                           [("by", "more than 100 years ahead")]) from None
         except ValueError as exc:
             raise malformed("by", str(exc)) from None
     else:

@@ -510,6 +510,21 @@ async def test_person_completing_an_automatic_task_is_403(api: httpx.AsyncClient
     assert fields(error(r, 403, 3002)) == ["task"]
 
 
+async def test_a_workflow_entered_by_hand_over_is_not_started_directly(
+        api: httpx.AsyncClient) -> None:
+    # Found by an audit: an SDR started contract-processing with approval_status
+    # 'approved', and the deal skipped its approvals.
+    deal_data = {**deal(), "approval_status": "approved"}
+    url = f"{API}/workflows/contract-processing/cases"
+    r = await api.post(url, json={"case_id": "c1", "data": deal_data}, headers=as_user(SDR))
+    err = error(r, 403, 3002)
+    assert fields(err) == ["workflow_id"] and "hand-over" in err["message"]
+    assert (await api.get(f"{API}/cases/c1")).status_code == 404
+    for who in (as_user(CFO), {}):  # manage_workflows; open mode's operator has it too
+        r = await api.post(url, json={"data": deal_data}, headers=who)
+        assert r.status_code == 201, r.text
+
+
 async def test_cancel_needs_the_permission(api: httpx.AsyncClient) -> None:
     await create_deal(api, "d1")
     before = await snapshot(api, "d1")
