@@ -9,6 +9,10 @@
 the server's stderr in the message otherwise; `Server.stop` sends SIGTERM, then kills
 after a grace period. The fixtures in `conftest.py` wrap this.
 
+`in_process(tmp_path, **settings)` is the other way in: the same app (create_app, its
+lifespan, a SQLite file under tmp_path, the shipped specs) called in-process through
+httpx.ASGITransport, for tests of one refusal or answer that need no process.
+
 This module has a unique name on purpose: tests/adapters has no `__init__.py` (a
 package named `adapters` there would shadow the real one), so pytest puts this
 directory on sys.path and the test modules import `http_kit` directly.
@@ -24,7 +28,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -34,6 +38,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
 READY_TIMEOUT = 20.0
 STOP_GRACE = 10.0
+
+
+@contextlib.asynccontextmanager
+async def in_process(tmp_path: pathlib.Path, **settings: Any,
+                     ) -> AsyncIterator[httpx.AsyncClient]:
+    from adapters.http import Settings, create_app
+
+    app = create_app(Settings(db=str(tmp_path / "t.db"), specs=str(SPECS), **settings))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app, raise_app_exceptions=False),
+            base_url="http://127.0.0.1") as client:
+        yield client
 
 
 def free_port() -> int:

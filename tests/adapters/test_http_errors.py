@@ -10,7 +10,6 @@ only the CLI refusal to serve without tokens on 0.0.0.0 starts a subprocess.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -24,9 +23,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from http_kit import in_process
 
 from adapters.cli import main as cli_main
-from adapters.http import Settings, create_app
 from adapters.http.codec import MAX_BODY
 
 pytestmark = pytest.mark.anyio
@@ -61,19 +60,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@contextlib.asynccontextmanager
-async def serve(tmp_path: pathlib.Path, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(db=str(tmp_path / "t.db"), specs=str(SPECS), **settings))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app, raise_app_exceptions=False),
-            base_url="http://127.0.0.1") as client:
-        yield client
-
-
 @pytest.fixture
 async def api(tmp_path: pathlib.Path) -> AsyncIterator[httpx.AsyncClient]:
     """The app in open mode."""
-    async with serve(tmp_path) as client:
+    async with in_process(tmp_path) as client:
         yield client
 
 
@@ -555,7 +545,7 @@ def tokens(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> dict[s
 @pytest.fixture
 async def secured(tmp_path: pathlib.Path,
                   tokens: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(tmp_path, tokens=tokens["file"]) as client:
+    async with in_process(tmp_path, tokens=tokens["file"]) as client:
         r = await client.post(f"{API}/workflows/deal-approval-gate/cases",
                               json={"case_id": "d1", "data": deal()},
                               headers=bearer(tokens[SDR]))
@@ -692,7 +682,7 @@ MONDAY = 1_741_000_000.0  # 2025-03-03, a Monday
 @pytest.fixture
 async def virtual(tmp_path: pathlib.Path) -> AsyncIterator[httpx.AsyncClient]:
     """The app in open mode on a virtual clock (`serve --virtual-clock`)."""
-    async with serve(tmp_path, virtual_clock=MONDAY) as client:
+    async with in_process(tmp_path, virtual_clock=MONDAY) as client:
         yield client
 
 

@@ -9,7 +9,6 @@ case is the reported one, against a real `caseloop serve` with bearer tokens.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import pathlib
@@ -18,9 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from http_kit import SPECS, Server, make_tokens
-
-from adapters.http import Settings, create_app
+from http_kit import SPECS, Server, in_process, make_tokens
 
 pytestmark = pytest.mark.anyio
 
@@ -37,18 +34,9 @@ DEAL = {"deal_name": "TechCorp", "customer_name": "TechCorp", "deal_acv": 120000
 START = dt.datetime(2025, 11, 17, 9, tzinfo=dt.UTC).timestamp()
 
 
-@contextlib.asynccontextmanager
-async def serve(tmp_path: pathlib.Path, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(db=str(tmp_path / "t.db"), specs=str(SPECS), **settings))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app, raise_app_exceptions=False),
-            base_url="http://127.0.0.1") as client:
-        yield client
-
-
 @pytest.fixture
 async def api(tmp_path: pathlib.Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(tmp_path) as client:
+    async with in_process(tmp_path) as client:
         yield client
 
 
@@ -147,10 +135,10 @@ async def test_posting_the_original_spec_again_makes_it_current(
 async def test_a_restart_keeps_the_version_registered_since(tmp_path: pathlib.Path) -> None:
     """The spec directory registered at start is not a post: its unchanged files must not
     take back a version registered over HTTP."""
-    async with serve(tmp_path) as api:
+    async with in_process(tmp_path) as api:
         r = await api.post(f"{API}/workflows", json=ONE_TASK)
         assert (r.status_code, r.json()["version"]) == (201, 2), r.text
-    async with serve(tmp_path) as api:
+    async with in_process(tmp_path) as api:
         detail = (await api.get(f"{API}/workflows/{GATE}")).json()
         assert (detail["version"], len(detail["versions"])) == (2, 2)
         assert (await new_deal(api, "after-restart"))["workflow_version"] == 2
@@ -158,7 +146,7 @@ async def test_a_restart_keeps_the_version_registered_since(tmp_path: pathlib.Pa
 
 # ------------------------------------------------------------------- the virtual clock
 async def test_moving_the_virtual_clock_needs_advance_clock(tmp_path: pathlib.Path) -> None:
-    async with serve(tmp_path, virtual_clock=START) as api:
+    async with in_process(tmp_path, virtual_clock=START) as api:
         before = (await api.get(f"{API}/clock")).json()
         for user in (SDR, CEO):  # no role of roles.yaml has it
             r = await api.post(f"{API}/clock/advance", json={"by": "30d"},
