@@ -595,9 +595,17 @@ class Runtime:
                 return
             out = dict(out or {})
             result = out.pop("result", None)
-            with contextlib.suppress(EngineError):  # cancelled or withdrawn meanwhile
+            try:
                 await self._tell_retrying(case_id, lambda c, r=result, o=out: c.complete(
                     item, self.clock.now(), r, o, f"action:{name}"))
+            except EngineError as exc:
+                if exc.kind != "invalid":
+                    return  # cancelled or withdrawn meanwhile, or done already
+                # The case refused what the action answered (a result its task does not
+                # list, data its schema does not take): running it again answers the
+                # same, and an item left enabled would wait for nothing. Someone looks.
+                error = f"its answer was refused: {exc.message}"
+                break
             return
         self.incidents.append(Incident(case_id, item, t.id, name, attempt, error,
                                        self.clock.now()))

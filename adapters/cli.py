@@ -280,10 +280,16 @@ def check_database(path: str) -> None:
         raise CommandFailed(f"--db {path}: {exc}") from None
 
 
+# The options and arguments that name files or directories (not --host, --log-level...).
+_PATH_ARGS = ("db", "out", "specs", "tokens", "slos", "roles", "channels", "config",
+              "file", "paths")
+
+
 def _named_paths(args: argparse.Namespace) -> list[pathlib.Path]:
-    """Every path the command line could have named (its strings, defaults included)."""
+    """Every path the command line named (defaults included)."""
     values: list[Any] = []
-    for v in vars(args).values():
+    for name in _PATH_ARGS:
+        v = getattr(args, name, None)
         values += v if isinstance(v, list) else [v]
     return [pathlib.Path(v).absolute() for v in values if isinstance(v, str) and v]
 

@@ -21,8 +21,8 @@ import msgspec
 import yaml
 
 from adapters.config import load_yaml
-from engine import Case, Guard, GuardError, InsufficientAuthority
-from engine.net import AUTOMATIC
+from engine import Case, Guard, GuardError, InsufficientAuthority, WorkItem
+from engine.net import AUTOMATIC, Task
 
 OPERATOR = "operator"  # the local operator of open mode: every role, no limits
 
@@ -115,7 +115,8 @@ def authorize(directory: Directory, user: str, case: Case, ref: int | str,
 
     The person must hold the task's role (or act as it), must not be taking over an
     item someone else claimed, and must have the authority the task declares, measured
-    on the case data as this completion would leave it.
+    on the case data as this completion would leave it. Nobody, the local operator
+    included, may change the figures others signed off (`Case.check_output`: 422).
     """
     it = case.work_item(ref)  # the engine's own 404/409 refusal for a bad ref
     t = case.net.tasks[it.task]
@@ -123,8 +124,13 @@ def authorize(directory: Directory, user: str, case: Case, ref: int | str,
         raise InsufficientAuthority(f"task {t.id!r} is automatic: its action completes it "
                                     "(a failed action is retried via /incidents)",
                                     field="task")
-    if user == OPERATOR:
-        return
+    if user != OPERATOR:
+        _authority(directory, user, it, t, case, output, who_field)
+    case.check_output(it.id, output)  # the signed-off figures: nobody's to rewrite
+
+
+def _authority(directory: Directory, user: str, it: WorkItem, t: Task, case: Case,
+               output: dict[str, Any] | None, who_field: str) -> None:
     if t.role is not None and t.role not in directory.roles_of(user):
         who = "an unknown person" if directory.person(user) is None else f"{user!r}"
         raise InsufficientAuthority(f"task {t.id!r} needs role {t.role!r}; {who} does not "

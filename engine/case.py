@@ -462,8 +462,6 @@ class Case:
         # instance's output is collected, not merged, later). Fields the schema does
         # not name pass unchecked: the usual output (an approval) skips the call.
         if merged and it.parent < 0 and not self.net.schema_fields.isdisjoint(merged):
-            if not t.outputs:
-                self._check_unchanged(t, merged)
             self.net.validate_data(merged, partial=True)
         if it.parent >= 0:
             self._emit(WorkItemCompleted(it.id, at, result, merged or None, by=by))
@@ -484,14 +482,22 @@ class Case:
             self._cancel_region(t, at, consumed, keep=it.id)
         self._emit(WorkItemCompleted(it.id, at, result, merged or None, consumed, produced, by))
 
-    def _check_unchanged(self, t: Task, output: dict[str, Any]) -> None:
-        """The case's declared data that already has a value (the deal's ACV, its
-        discount) is what approvers sign off: a completion's output may add fields, and
-        declared ones still unset, but changes a set one only through the task's output
-        mapping (a justification that revises the discount says so in the spec)."""
+    def check_output(self, ref: int | str, output: dict[str, Any] | None) -> None:
+        """Refuse (ProtectedField) an output that a person or another system completing
+        work item `ref` may not write. The case's declared data that has a value (the
+        deal's ACV, its discount) is what approvers sign off: their output may add
+        fields, and fill declared ones still unset, but changes a set one only through
+        the task's output mapping (a justification that revises the discount says so in
+        the spec). The adapters ask this of every completion they take from outside;
+        the spec's own timers and the runtime's actions are not asked."""
+        if not output:
+            return
+        t = self.net.tasks[self._item(ref).task]
+        if t.outputs:  # the mapping alone decides what reaches the data
+            return
         data = self.data
         for f in self.net.schema_fields.intersection(output):
-            if f in data and data[f] != output[f]:
+            if data.get(f) is not None and data[f] != output[f]:
                 raise ProtectedField(
                     f"task {t.id!r} may not change {f!r} ({data[f]!r} -> {output[f]!r}): "
                     "only a task whose output mapping writes it may", field=f"output_data.{f}")

@@ -10,6 +10,7 @@ space exploration, whose counter-example is reported as a firing sequence.
 from __future__ import annotations
 
 import copy
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,10 @@ DEFAULT_STATE_BOUND = 20_000
 # runs them while the client waits: 3,000 tasks took 8 s. The shipped specs have at
 # most 36; a workflow this large is several workflows handing the case on.
 MAX_NODES = 500
+# A workflow's id is part of URLs (/workflows/{id}/cases) and of other specs' hand-overs:
+# one path segment, nothing to escape ("../../etc" registered, and no URL could name
+# it). Checked at registration only, like the size: ids stored before still load.
+WORKFLOW_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def compile_document(document: bytes | str | dict[str, Any], *, check_soundness: bool = True,
@@ -54,6 +59,10 @@ def compile_document(document: bytes | str | dict[str, Any], *, check_soundness:
 def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
             state_bound: int = DEFAULT_STATE_BOUND) -> Net:
     if check_soundness:  # not when loading what is stored: older specs must still load
+        if not WORKFLOW_ID.fullmatch(spec.id):
+            raise SpecError(spec.id, [Problem("/id", (
+                "one URL path segment: letters, digits, '_', '.' or '-', at most 128, "
+                "starting with a letter or digit"))])
         _limit_size(spec)
     problems: list[Problem] = []
     add = problems.append
@@ -182,6 +191,11 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
                                 ts.timer.result, ts.timer.output)
             except ValueError as exc:
                 add(Problem(f"{base}/timer/after", str(exc)))
+        if "delay" in ts.params:  # read by the runtime before it runs the action
+            try:
+                parse_duration(ts.params["delay"])
+            except (ValueError, TypeError) as exc:
+                add(Problem(f"{base}/params/delay", str(exc)))
         if ts.multiple_instance is not None:
             t.mi = _compile_mi(ts.multiple_instance, f"{base}/multiple_instance", add)
         t.outputs = _guard_map(ts.output, f"{base}/output", add)

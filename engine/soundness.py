@@ -15,7 +15,8 @@ only problems actually seen (a real deadlock, a real leftover token) are reporte
 The bound is on states and on work: a state costs a look at every task and a copy
 of the marking per firing, so a wide net's 20,000 states are far more work than a
 narrow one's (100 parallel tasks: 400 million steps, 31 s of a server that checks at
-registration). Past WORK_BOUND steps the exploration stops with the same warning.
+registration). Past WORK_BOUND steps the exploration stops likewise: accepted, with a
+warning that names the work bound.
 The largest spec the property tests generate takes about 1.4 million.
 """
 

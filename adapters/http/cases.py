@@ -235,6 +235,7 @@ async def signal_case(request: Request) -> Response:
                     raise InsufficientAuthority(
                         f"task {t.id!r} is completed by a person of role {t.role!r}, not by "
                         "a signal (the spec's accepts_signal)", field="name")
+                case.check_output(it.id, body.output_data)
                 return case.complete(it.id, now(), body.result, body.output_data, by)
         if name in case.net.cond_index:
             return case.signal(name, now())  # refused unless it is a trigger condition

@@ -162,6 +162,30 @@ async def test_last_failure_records_an_incident_and_retry_runs_it_again(db: str)
         assert any(type(e) is WorkItemCompleted and e.item == item.id for e in log)
 
 
+async def test_an_answer_the_case_refuses_is_an_incident_not_a_stuck_item(db: str) -> None:
+    # The task lists its results; the action answers another. Before, the refusal was
+    # taken for "withdrawn meanwhile" and the item waited, enabled, for nothing.
+    listing = net_of({
+        "id": "listing", "name": "Listing", "version": 1,
+        "tasks": [{"id": "Fetch", "kind": "automatic", "action": "fetch",
+                   "results": ["big", "small"], "split": "xor"}, {"id": "Big"},
+                  {"id": "Small"}],
+        "flows": [{"from": "start", "to": "Fetch"},
+                  {"from": "Fetch", "to": "Big", "when": "result == 'big'"},
+                  {"from": "Fetch", "to": "Small"},
+                  {"from": "Big", "to": "end"}, {"from": "Small", "to": "end"}]})
+    handler = Flaky(0, {"result": "huge"})
+    clock = VirtualClock(0.0)
+    async with running(db, clock, [listing], registry(handler)) as (_, rt):
+        await rt.create("listing", "f1", {})
+        await run_clock(rt, clock)
+        (inc,) = rt.incidents
+        assert inc.task == "Fetch" and "refused" in inc.error and "'huge'" in inc.error
+        assert len(handler.calls) == 1, "the same answer again would be refused again"
+        (item,) = (await rt.get("f1")).work_items()
+        assert item.state == "failed"
+
+
 async def test_failed_items_stay_failed_after_restart_until_retried(db: str) -> None:
     handler = Flaky(99)
     clock = VirtualClock(0.0)

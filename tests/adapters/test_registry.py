@@ -8,12 +8,14 @@ import pathlib
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from actors import Runtime, VirtualClock
+from actors.ports import SpecRow
 from adapters.registry import Registry, spec_digest
 from adapters.sqlite_store import SQLiteStore
-from engine import decode_spec
+from engine import SpecError, decode_spec
 
 pytestmark = pytest.mark.anyio
 
@@ -83,3 +85,18 @@ async def test_an_older_versions_content_again_is_the_next_version(tmp_path: pat
         assert await Registry(store, rt2).load() == 3
         assert rt2.net("approval").version == 3
         assert [t.id for t in rt2.net("approval").tasks] == ["Approve"]
+
+
+async def test_a_stored_spec_with_an_id_no_longer_accepted_still_loads(
+        tmp_path: pathlib.Path) -> None:
+    # Ids are one URL segment since session 11, checked when registering; a database
+    # holding an older id must still start (a review found it refused to).
+    odd = {**spec("Approve"), "id": "Lead Qualification (EU)"}
+    async with SQLiteStore(str(tmp_path / "r.db")) as store:
+        rt = Runtime(store, VirtualClock(0.0))
+        with pytest.raises(SpecError) as info:
+            await Registry(store, rt).register(odd, 0.0)
+        assert [p.path for p in info.value.problems] == ["/id"]
+        await store.save_spec(SpecRow(odd["id"], 1, spec_digest(decode_spec(odd)),
+                                      msgspec.json.encode(decode_spec(odd)).decode(), 0.0))
+        assert await Registry(store, Runtime(store, VirtualClock(0.0))).load() == 1

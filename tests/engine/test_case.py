@@ -179,13 +179,16 @@ def test_a_completion_may_not_change_the_declared_figures_others_signed_off() ->
     before = fingerprint(case)
     for output in ({"deal_acv": 50000}, {"discount_percent": 0.9, "note": "ok"}):
         with pytest.raises(ProtectedField) as info:
-            case.complete("SendToLegal", 1.0, "approved", output)
+            case.check_output("SendToLegal", output)
         assert info.value.code == 2003 and info.value.kind == "invalid"
         assert info.value.field == f"output_data.{next(iter(output))}"
         assert fingerprint(case) == before
-    # What it may write: fields of its own, a declared one still unset, the same value.
-    case.complete("SendToLegal", 1.0, "approved", {"legal_approval": "APPROVED",
-                                                   "margin_percent": 0.4, "deal_acv": 600000})
+    # What it may write: fields of its own, a declared one unset or null, the same value.
+    case = Case.create(gate(), "d2", {**DEAL, "deal_value_3yr": None}, 0.0)[0]
+    fine = {"legal_approval": "APPROVED", "margin_percent": 0.4, "deal_acv": 600000,
+            "deal_value_3yr": 1800000}
+    case.check_output("SendToLegal", fine)
+    case.complete("SendToLegal", 1.0, "approved", fine)
     assert case.data["legal_approval"] == "APPROVED" and case.data["margin_percent"] == 0.4
 
 
@@ -196,10 +199,24 @@ def test_a_task_mapping_a_declared_field_may_revise_it() -> None:
             "flows": [{"from": "start", "to": "Justify"}, {"from": "Justify", "to": "Note"},
                       {"from": "Note", "to": "end"}]}
     case, _ = Case.create(compile_document(spec), "c1", {"discount_percent": 0.2}, 0.0)
+    case.check_output("Justify", {"discount_percent": 0.12})
     case.complete("Justify", 1.0, None, {"discount_percent": 0.12})
     assert case.data["discount_percent"] == 0.12
     with pytest.raises(ProtectedField):
-        case.complete("Note", 2.0, None, {"discount_percent": 0.5})
+        case.check_output("Note", {"discount_percent": 0.5})
+
+
+def test_a_timer_may_write_the_declared_data_its_spec_says() -> None:
+    # The spec's own timer is not a person rewriting figures: it completes (a review
+    # found it refused, and the item stuck past its deadline for good).
+    spec = {"id": "wf", "data": {"properties": {"level": {"type": "string",
+                                                          "default": "low"}}},
+            "tasks": [{"id": "B", "timer": {"after": 60, "result": "expired",
+                                            "output": {"level": "escalated"}}}],
+            "flows": [{"from": "start", "to": "B"}, {"from": "B", "to": "end"}]}
+    case, _ = Case.create(compile_document(spec), "c1", {}, 0.0)
+    case.fire_timer(case.work_items()[0].id, 60.0)
+    assert case.status == "completed" and case.data["level"] == "escalated"
 
 
 def test_timer_routes_on_timeout_and_is_harmless_early_or_late() -> None:

@@ -218,3 +218,11 @@ def test_a_timer_longer_than_a_century_is_located(after: Any) -> None:
         "/tasks/0/timer/after"]
     spec["tasks"][0]["timer"]["after"] = "5200w"  # just under: fine
     assert compile_document(spec)
+
+
+@pytest.mark.parametrize("delay", ["20000w", "soon", -5])
+def test_an_action_delay_the_runtime_cannot_wait_is_located(delay: Any) -> None:
+    spec = {"id": "wf", "tasks": [{"id": "T", "kind": "automatic", "action": "a",
+                                   "params": {"delay": delay}}],
+            "flows": [{"from": "start", "to": "T"}, {"from": "T", "to": "end"}]}
+    assert list(problems(spec)) == ["/tasks/0/params/delay"]
