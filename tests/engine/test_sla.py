@@ -526,14 +526,12 @@ def test_checklist_when_on_the_case_data() -> None:
 
 
 def test_checklist_when_on_an_output_field_shadowing_the_data() -> None:
-    # A field the data schema does not declare (a declared one that is set is not the
-    # completion's to change: test_case.py).
-    when = "risk_score > 100"
+    when = "deal_acv > 100000"
     # the completion raises the figure: the gate sees the output over the data
-    err = refused(at_review(when, {"risk_score": 40}), "approved", {"risk_score": 500})
+    err = refused(at_review(when, {"deal_acv": 40000}), "approved", {"deal_acv": 500000})
     assert len(err.problems) == 2
-    case = at_review(when, {"risk_score": 250})
-    case.complete("Review", 2.0, "approved", {"risk_score": 50})
+    case = at_review(when, {"deal_acv": 250000})
+    case.complete("Review", 2.0, "approved", {"deal_acv": 50000})
     assert case.enabled_tasks() == ["Sign"]
 
 
