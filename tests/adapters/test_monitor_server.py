@@ -8,7 +8,8 @@ import pathlib
 
 import anyio
 import pytest
-from test_http_errors import create_deal, serve
+from http_kit import in_process
+from test_http_errors import create_deal
 
 from adapters.http import app as http_app
 
@@ -23,7 +24,7 @@ def anyio_backend() -> str:
 async def test_the_servers_monitor_folds_new_cases_without_being_asked(
         tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http_app, "FOLLOW_EVERY", 0.1)
-    async with serve(tmp_path) as client:
+    async with in_process(tmp_path) as client:
         for i in range(3):
             await create_deal(client, f"d{i}")
         monitor = client._transport.app.state.ctx.monitor  # type: ignore[attr-defined]
