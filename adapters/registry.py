@@ -39,6 +39,7 @@ class Registered(msgspec.Struct):
     net: Net
     digest: str
     created: bool
+    warnings: list[str]  # the soundness check's, and hand-overs to nowhere yet
 
 
 class Registry:
@@ -76,7 +77,8 @@ class Registry:
         known = self._versions.get(spec.id, [])
         for row in known if at_start else known[-1:]:  # rows in version order
             if row.digest == digest:
-                return Registered(self.runtime.net(spec.id, row.version), digest, False)
+                net = self.runtime.net(spec.id, row.version)
+                return Registered(net, digest, False, self._warnings(net))
         version = max(spec.version, max((r.version for r in known), default=0) + 1)
         spec = msgspec.structs.replace(spec, version=version)
         net = await anyio.to_thread.run_sync(compile, spec)  # nothing stored if it raises
@@ -84,7 +86,17 @@ class Registry:
         await self.store.save_spec(row)
         self._versions.setdefault(spec.id, []).append(row)
         self.runtime.add_net(net)
-        return Registered(net, digest, True)
+        return Registered(net, digest, True, self._warnings(net))
+
+    def _warnings(self, net: Net) -> list[str]:
+        # A hand-over to a workflow nobody registered ends the case there, silently: say
+        # so while the spec's author is looking (not an error: the pipeline's workflows
+        # are registered one by one, and the target may come next).
+        known = {n.workflow_id for n in self.runtime.workflows()}
+        return list(net.warnings) + [
+            f"on_complete hands on to {wf!r}, which is not registered: until it is, cases "
+            "that reach it end here" for wf in sorted({wf for wf, _ in net.handovers
+                                                        if wf not in known})]
 
     def versions(self, workflow_id: str) -> list[SpecRow]:
         return list(self._versions.get(workflow_id, []))

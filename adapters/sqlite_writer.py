@@ -88,6 +88,7 @@ INSERT_NOTICE = (
 
 _encode = msgspec.msgpack.Encoder().encode
 _json = msgspec.json.encode
+Rows = list[tuple[Any, ...]]
 
 # A checkpoint about every this many WAL pages: SQLite's own interval.
 CHECKPOINT_PAGES = 1000
@@ -147,6 +148,17 @@ def round_rows(appends: Sequence[Any], body: Callable[[Any], bytes] = _encode,
         if a.snapshot is not None:
             snaps.append((cid, c.seq, a.snapshot))
     return events, cases, touches, upserts, deletes, snaps
+
+
+def write_projections(db: sqlite3.Connection, cases: Rows, touches: Rows, upserts: Rows,
+                      deletes: Rows, snaps: Rows) -> None:
+    """The projection rows of `round_rows`, in the order the round must have them:
+    whole cases rows before touches (TOUCH_CASE moves a row only forward), item upserts
+    before deletes (an item enabled and closed in one round is gone)."""
+    for sql, rows in ((UPSERT_CASE, cases), (TOUCH_CASE, touches), (UPSERT_ITEM, upserts),
+                      (DELETE_ITEM, deletes), (UPSERT_SNAPSHOT, snaps)):
+        if rows:  # most rounds have no snapshot, many no whole cases row
+            db.executemany(sql, rows)
 
 
 def _write_phases(db: sqlite3.Connection, appends: Sequence[Any]) -> None:
@@ -242,16 +254,7 @@ class RoundWriter:
             # Asked only for someone to hand the round on to (a statement more per round).
             last_pos = (int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
                         if follow else None)
-            if cases:
-                db.executemany(UPSERT_CASE, cases)
-            if touches:
-                db.executemany(TOUCH_CASE, touches)
-            if upserts:
-                db.executemany(UPSERT_ITEM, upserts)
-            if deletes:
-                db.executemany(DELETE_ITEM, deletes)
-            if snaps:
-                db.executemany(UPSERT_SNAPSHOT, snaps)
+            write_projections(db, cases, touches, upserts, deletes, snaps)
             _write_phases(db, appends)
             _write_notices(db, appends)
             db.execute("COMMIT")
@@ -270,15 +273,11 @@ class RoundWriter:
         db.execute("BEGIN IMMEDIATE")
         try:
             for i, a in enumerate(appends):
-                ev, cs, to, up, de, sn = round_rows([a], self.body, self.count)
+                ev, *projections = round_rows([a], self.body, self.count)
                 db.execute("SAVEPOINT one")
                 try:
                     db.executemany(INSERT_EVENT, ev)
-                    db.executemany(UPSERT_CASE, cs)
-                    db.executemany(TOUCH_CASE, to)
-                    db.executemany(UPSERT_ITEM, up)
-                    db.executemany(DELETE_ITEM, de)
-                    db.executemany(UPSERT_SNAPSHOT, sn)
+                    write_projections(db, *projections)
                     _write_phases(db, [a])
                     _write_notices(db, [a])
                     db.execute("RELEASE one")

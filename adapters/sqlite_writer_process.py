@@ -203,9 +203,7 @@ class WriterProcess:
     def appended(self, waiting: int) -> None:
         """An append joined the open round, which now holds `waiting`."""
         if waiting >= self.cohort and len(self.sent) < IN_FLIGHT_MAX:
-            rnd = self.rounds.take()
-            if rnd is not None:
-                self.send(rnd)  # a cohort: see on_reply
+            self._send_if_room()  # a cohort: see on_reply
         elif not self.flush_due:
             # After the callbacks ready now (the other senders woken with this one).
             self.flush_due = True

@@ -119,16 +119,12 @@ class CaptureStore:
     def flush(self) -> None:
         if not self.buffer:
             return
-        events, cases, touches, upserts, deletes, snaps = sqlite_writer.round_rows(self.buffer)
+        events, *projections = sqlite_writer.round_rows(self.buffer)
         self.buffer = []
         db = self.db
         db.execute("BEGIN")
         db.executemany(sqlite_writer.INSERT_EVENT, events)
-        db.executemany(sqlite_writer.UPSERT_CASE, cases)
-        db.executemany(sqlite_writer.TOUCH_CASE, touches)
-        db.executemany(sqlite_writer.UPSERT_ITEM, upserts)
-        db.executemany(sqlite_writer.DELETE_ITEM, deletes)
-        db.executemany(sqlite_writer.UPSERT_SNAPSHOT, snaps)
+        sqlite_writer.write_projections(db, *projections)
         db.execute("COMMIT")
 
     def save_specs(self, at: float) -> None:

@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from actors import VirtualClock
 from engine import parse_duration
-from engine.spec import DurationTooLong
+from engine.spec import MAX_DURATION, DurationTooLong
 
 from .api import api
 from .bodies import AdvanceClock, ClockView
@@ -34,7 +34,7 @@ from .idempotency import idempotent
 
 MAX_STEPS = 100_000  # deadlines passed in one advance; beyond that something loops
 ADVANCE_PERMISSION = "advance_clock"
-MAX_ADVANCE = 100 * 365.25 * 86400.0  # a century: more than any demo or simulation needs
+MAX_ADVANCE = MAX_DURATION  # a century: more than any demo or simulation needs
 # Deadlines are set from the clock (a timer of weeks or years ahead) and written as
 # dates too: a millennium of headroom below the year 9999.
 LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC).timestamp()
@@ -69,8 +69,7 @@ async def advance_clock(request: Request) -> Response:
         try:
             target = clock.now() + parse_duration(body.by)
         except DurationTooLong:  # well-formed, too far: as MAX_ADVANCE below
-            raise ApiError(422, MALFORMED, "by: at most a century ahead at once",
-                           [("by", "more than 100 years ahead")]) from None
+            raise _too_far("by") from None
         except ValueError as exc:
             raise malformed("by", str(exc)) from None
     else:
@@ -79,8 +78,7 @@ async def advance_clock(request: Request) -> Response:
             raise ApiError(409, 2003, "a clock does not go backwards", [("to", "in the past")])
     field = "by" if body.by is not None else "to"
     if target - clock.now() > MAX_ADVANCE:  # type: ignore[operator]
-        raise ApiError(422, MALFORMED, f"{field}: at most a century ahead at once",
-                       [(field, "more than 100 years ahead")])
+        raise _too_far(field)
     if target > LATEST:  # type: ignore[operator]
         raise ApiError(422, MALFORMED, f"{field}: a virtual clock stops at {stamp(LATEST)}",
                        [(field, f"past {stamp(LATEST)}")])
@@ -94,3 +92,8 @@ async def advance_clock(request: Request) -> Response:
     clock.advance_to(target)  # type: ignore[arg-type]
     await rt.wait_idle()
     return respond(ClockView(stamp(clock.now()), True))
+
+
+def _too_far(field: str) -> ApiError:
+    return ApiError(422, MALFORMED, f"{field}: at most a century ahead at once",
+                    [(field, "more than 100 years ahead")])
