@@ -139,10 +139,18 @@ def _authority(directory: Directory, user: str, it: WorkItem, t: Task, case: Cas
         raise InsufficientAuthority(f"task {t.id!r} is claimed by {it.by!r}",
                                     field=who_field)
     for kind, measure in t.authority:
+        limit = directory.limit(user, kind)
         value = _measure(measure, case.data, output)
         if value is None:
-            continue  # nothing to measure: the data schema decides whether that is allowed
-        limit = directory.limit(user, kind)
+            # The case does not carry the figure (an optional field left out): a
+            # limited approver cannot be shown to be within it, so only an unlimited
+            # one signs off (fail closed: Legal approved a contract of unknown value).
+            if limit != float("inf"):
+                raise InsufficientAuthority(
+                    f"{user!r} has a {kind} limit and {measure.text} is not set on the "
+                    "case to check it against; only an unlimited role may sign this off",
+                    field=f"authority.{kind}")
+            continue
         if limit is None or value > limit:
             have = "no" if limit is None else f"a {limit:g}"
             raise InsufficientAuthority(
@@ -155,12 +163,15 @@ def _measure(measure: Guard, data: dict[str, Any], output: dict[str, Any] | None
     """The larger of the measure on the case data and on the data as this completion
     would leave it: an approver cannot lower the figure they approve, nor approve the
     old figure while writing a larger one. A figure that is there but not a number
-    cannot be signed off (3002); one absent from both is not measured."""
+    cannot be signed off (3002). None when the case data does not carry it: the
+    approver's own output cannot supply the figure their authority is measured on."""
     values = []
     for local in (None, output) if output else (None,):
         try:
             v = measure(data, local)
         except GuardError:
+            if local is None:
+                return None
             continue
         if not isinstance(v, int | float) or isinstance(v, bool):
             raise InsufficientAuthority(f"{measure.text} is {v!r}, not a figure that can be "

@@ -25,7 +25,7 @@ LEGAL = "priya.patel@acme.com"
 SDR = "sarah.chen@acme.com"
 MONDAY_10AM_PT = "2026-06-01T17:00:00Z"
 DEAL = {"deal_name": "Acme Analytics", "customer_name": "Acme", "deal_acv": 600000,
-        "discount_percent": 0}
+        "deal_value_3yr": 1800000, "discount_percent": 0}
 
 
 def history_csv(ev, scenario: str, n: int = 1600, seed: int = 3) -> str:

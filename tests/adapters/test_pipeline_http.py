@@ -505,6 +505,24 @@ def test_authority_limits_refuse_with_3002_and_leave_the_case_unchanged(api: Api
     assert api.case("deal_huge") == before
     assert len(api.history("deal_huge")) == seen
 
+    # A contract of unknown value (deal_value_3yr is optional in WF2's schema) is not
+    # within Legal's 5M: refused, also when Legal writes a figure of their own; the
+    # CFO (unlimited, acts as legal counsel) may sign it off.
+    api.create("deal-approval-gate", "deal_unvalued", {
+        "deal_name": "Unvalued", "customer_name": "Unvalued Co", "deal_acv": 2000000,
+        "discount_percent": 0})
+    before, seen = api.case("deal_unvalued"), len(api.history("deal_unvalued"))
+    for output in ({}, {"deal_value_3yr": 1000}):
+        err = api.error(api.complete("deal_unvalued", "SendToLegal", LEGAL, "approved",
+                                     output), 403, 3002)
+        assert [d["field"] for d in err["details"]] == ["authority.contract_value"], err
+        assert "not set" in err["details"][0]["problem"], err
+    api.settle()
+    assert api.case("deal_unvalued") == before
+    assert len(api.history("deal_unvalued")) == seen
+    case = api.done("deal_unvalued", "SendToLegal", CFO, "approved")
+    assert "SendToLegal" not in case["enabled_tasks"]
+
 
 # ------------------------------------------------------ WF3: custom contract, timeout
 def test_custom_contract_checklist_and_amendment_timeout_escalates(api: Api) -> None:
