@@ -18,7 +18,8 @@ another; one whose change was rolled back or rejected is not proposed again; a
 
 `apply` writes a new policy version (mapek.policy.PolicyBook, which the runtime
 consults for new work items) and marks the recommendation applied; `rollback` makes a
-new version equal to the one before it. After `verify_after` items of the task have
+new version that undoes that change alone (the task's part as it was before it; other
+recommendations applied since keep theirs). After `verify_after` items of the task have
 completed under the policy, the loop compares the realized effect with the estimate:
 within `verify_tolerance` it is verified, worse it is rolled back and the change's
 owners are notified. A dispatch window is judged by the mean time before vs after on
@@ -316,12 +317,14 @@ class MapeK:
     async def _rollback(self, rid: str, by: str, note: str = "",
                         verification: dict[str, Any] | None = None) -> Recommendation:
         rec = self.get(rid)
-        if rec.status not in ("applied", "verified") or rec.applied_version is None:
+        if (rec.status not in ("applied", "verified") or rec.applied_version is None
+                or rec.change is None):
             raise Refused(f"recommendation {rid} is {rec.status}; only an applied one can "
                           "be rolled back")
         now = self.now()
-        version = self.book.restore(rec.applied_version - 1, now,
-                                    f"{rid} rolled back by {by}", rid)
+        # Undo this change only: other recommendations applied since keep their policy.
+        version = self.book.undo(rec.change, rec.applied_version - 1, now,
+                                 f"{rid} rolled back by {by}", rid)
         done = msgspec.structs.replace(rec, status="rolled_back", updated_at=now,
                                        verification=verification or rec.verification)
         self.recommendations[rid] = done

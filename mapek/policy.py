@@ -6,7 +6,9 @@ A `PolicyVersion` is the whole policy at one moment: a list of `TaskPolicy` entr
 one per (workflow, task) that deviates from the default (dispatch at once, route to
 anyone of the role, escalate per slos.yaml). Versions are immutable and numbered;
 applying a change makes a new version from the current one plus the change, rolling
-back makes a new version equal to an earlier one. Nothing is edited in place, so the
+back one change makes a new version from the current one with that change's part of
+its task as it was before the change (`undo`; `restore` brings back a whole earlier
+version). Nothing is edited in place, so the
 history is the audit trail, and the knowledge log stores each version as it is made.
 
 `PolicyBook` is what the runtime consults, through the ports actors/ defines:
@@ -166,6 +168,16 @@ class Change(msgspec.Struct, frozen=True, omit_defaults=True):
                                            assigned_at=self.assigned_at if routed else None)
         return msgspec.structs.replace(cur, escalation=self.escalation)
 
+    def undone_on(self, cur: TaskPolicy, before: TaskPolicy) -> TaskPolicy:
+        """`cur` with the part this change sets as it was in `before` (the task's policy
+        when the change was applied); the parts other changes set stay as they are."""
+        if self.kind == "dispatch_window":
+            return msgspec.structs.replace(cur, dispatch=before.dispatch)
+        if self.kind == "routing":
+            return msgspec.structs.replace(cur, prefer=before.prefer, avoid=before.avoid,
+                                           assigned_at=before.assigned_at)
+        return msgspec.structs.replace(cur, escalation=before.escalation)
+
 
 class PolicyVersion(msgspec.Struct, frozen=True):
     version: int
@@ -218,15 +230,35 @@ class PolicyBook:
               recommendation: str | None = None) -> PolicyVersion:
         change.check()
         key = (change.workflow_id, change.task)
+        return self._with(key, change.applied_to(self._task_in(self.current, key)), at,
+                          reason, recommendation, self.current.version)
+
+    def undo(self, change: Change, applied_to: int, at: float, reason: str,
+             recommendation: str | None = None) -> PolicyVersion:
+        """A rollback of one change that was applied to version `applied_to`: a new
+        version equal to the current one except that the part of the task the change set
+        is as it was in `applied_to`. Changes applied since, to other tasks or other
+        parts, stay in place (restoring the whole of `applied_to` would drop them)."""
+        key = (change.workflow_id, change.task)
+        before = self._task_in(self.version(applied_to), key)
+        return self._with(key, change.undone_on(self._task_in(self.current, key), before),
+                          at, reason, recommendation, applied_to)
+
+    @staticmethod
+    def _task_in(v: PolicyVersion, key: tuple[str, str]) -> TaskPolicy:
+        return next((t for t in v.tasks if (t.workflow_id, t.task) == key), None) \
+            or TaskPolicy(*key)
+
+    def _with(self, key: tuple[str, str], new: TaskPolicy, at: float, reason: str,
+              recommendation: str | None, based_on: int) -> PolicyVersion:
+        """The next version: the current one with `key`'s policy replaced by `new`."""
         tasks = {(t.workflow_id, t.task): t for t in self.current.tasks}
-        new = change.applied_to(tasks.get(key) or TaskPolicy(*key))
         if new.is_default():
             tasks.pop(key, None)
         else:
             tasks[key] = new
         v = PolicyVersion(self.current.version + 1, at, reason,
-                          tuple(tasks[k] for k in sorted(tasks)), recommendation,
-                          self.current.version)
+                          tuple(tasks[k] for k in sorted(tasks)), recommendation, based_on)
         self._install(v)
         return v
 

@@ -126,3 +126,37 @@ async def test_no_effect_no_recommendation_and_small_history_claims_nothing(
         await loop2.cycle(force=True)
         assert loop2.for_workflow("wf") == [] or all(
             r.status == "rejected" for r in loop2.for_workflow("wf"))
+
+
+async def test_rolling_back_one_recommendation_keeps_the_others_applied_since(
+        tmp_path, mapek_eval) -> None:
+    """Two timing recommendations (two workflows) applied one after the other: rolling
+    back the first undoes its window alone. Restoring the whole version before it would
+    drop the second's window while that one still says `applied`, and rolling the second
+    back would then bring the first's window back."""
+    first = observations(mapek_eval, "clear_effect", seed=5)
+    second = [msgspec.structs.replace(o, workflow_id="wf2", case_id=f"b{o.case_id}")
+              for o in observations(mapek_eval, "clear_effect", seed=6)]
+    clock = Clock(max(o.closed_at for o in first + second) + 3600)
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        loop = await loop_over(store, first + second, clock)
+        await loop.cycle()
+        (a,) = loop.for_workflow("wf")
+        (b,) = loop.for_workflow("wf2")
+        await loop.apply(a.id, "ann")
+        await loop.apply(b.id, "ann")
+        monday_11am_pt = 1795460400.0  # 2026-11-23 19:00 UTC: before the 2pm window
+        assert loop.book.hold_until("wf2", "Sign", monday_11am_pt) is not None
+
+        await loop.rollback(a.id, "ann")
+        assert loop.get(b.id).status == "applied"
+        assert [(t.workflow_id, t.task) for t in loop.book.current.tasks] == [("wf2", "Sign")]
+        assert loop.book.hold_until("wf", "Sign", monday_11am_pt) is None
+        assert loop.book.hold_until("wf2", "Sign", monday_11am_pt) is not None
+
+        await loop.rollback(b.id, "ann")
+        assert loop.book.current.tasks == ()
+        assert [v.based_on for v in loop.book.history] == [0, 0, 1, 0, 1]
+
+        again = await loop_over(store, [], clock)
+        assert again.book.current.tasks == ()
