@@ -11,7 +11,8 @@ A file is one header row and one row per lifecycle event of a work item:
 
 `event` is enabled, started or completed (XES's schedule, start and complete too);
 `timestamp` is ISO 8601 with a UTC offset -- a naive time is refused, since guessing
-the zone would shift every duration the loop learns from. `resource` is optional;
+the zone would shift every duration the loop learns from -- between the years 1900 and
+8999 in UTC (what every date the loop and the export write can hold). `resource` is optional;
 every other column is a case attribute (the first non-empty value per case counts).
 Task names need not be tasks of the registered spec: history may come from another
 system, and the loop compares it by name.
@@ -51,6 +52,12 @@ RESERVED = (*REQUIRED, "resource")
 EVENTS = {"enabled": 0, "schedule": 0, "started": 1, "start": 1, "completed": 2,
           "complete": 2}
 LIFECYCLE = ("enabled", "started", "completed")
+# Times the loop and the export can turn into dates, in any time zone and rounded to the
+# quarter hour: 0001-01-01T00:00+01:00 is year 0 in UTC, which no date can hold, and one
+# such item made every recommendation, analysis and export fail, for good.
+EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
+EARLIEST = dt.datetime(EARLIEST_YEAR, 1, 1, tzinfo=dt.UTC).timestamp()
+LATEST = dt.datetime(LATEST_YEAR, 1, 1, tzinfo=dt.UTC).timestamp()
 MAX_PROBLEMS = 20  # a file wrong throughout says so in 20 lines, not 100,000
 
 # Numbers in attribute columns become numbers (ACV, discount segment the loop's
@@ -97,9 +104,13 @@ def parse_time(text: str) -> float:
         raise ValueError(f"{text!r} has no UTC offset; write it as e.g. "
                          "2025-03-03T09:00:00+01:00 or 2025-03-03T08:00:00Z")
     try:
-        return t.timestamp()
+        at = t.timestamp()
     except (OverflowError, ValueError):
         raise ValueError(f"{text!r} is out of range") from None
+    if not EARLIEST <= at < LATEST:
+        raise ValueError(f"{text!r} is out of range: history from {EARLIEST_YEAR} to "
+                         f"{LATEST_YEAR - 1} (UTC)")
+    return at
 
 
 def attribute_value(text: str) -> Any:

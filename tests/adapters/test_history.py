@@ -185,6 +185,23 @@ def test_a_naive_timestamp_is_refused(srv: Server, wf: str) -> None:
     assert stored(srv.db, wf) == []
 
 
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-23:59",
+                                  "1899-12-31T23:59:59Z", "9000-01-01T00:00:00Z"])
+def test_a_time_no_date_can_hold_is_refused(srv: Server, wf: str, when: str) -> None:
+    """Year 0 or 10000 in UTC was stored, and from then on every recommendation (of
+    every workflow: one cycle analyses them all), the analysis and the export failed
+    with a 500 as they turned the item's time into a date."""
+    body = error(post(srv, wf, "case_id,task,event,timestamp\n"
+                      "Y-1,Qualify,enabled,2025-03-03T09:00:00Z\n"
+                      f"Y-1,Qualify,completed,{when}\n"), 422, 1002)
+    assert body["details"][0]["field"] == "line 3: timestamp"
+    assert "out of range" in body["details"][0]["problem"]
+    assert stored(srv.db, wf) == []
+    assert export(srv, wf, "xes").status_code == 200
+    r = httpx.get(f"{srv.url}/api/v1/workflows/{wf}/mape-k/recommendations", timeout=60)
+    assert r.status_code == 200, r.text
+
+
 @pytest.mark.parametrize(("data", "field", "problem"), [
     (b"", "line 1: header", "empty file"),
     (b"case_id,task,event,timestamp\n", "line 2: row", "no rows"),
