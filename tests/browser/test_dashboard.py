@@ -222,6 +222,31 @@ def test_apply_and_roll_back_from_the_page(tab: Tab, api: httpx.Client) -> None:
     tab.shot("recommendations-rolled-back")
 
 
+def test_advice_offers_no_apply_and_says_why(tab: Tab, api: httpx.Client, mapek_eval) -> None:
+    """Capacity advice (no policy adds a person) carries no change: its card once had an
+    Apply button that only ever got the API's 409, and every card said its saving was
+    the digital twin's, which only a timing saving is."""
+    from test_mapek_kinds_http import csv_of
+
+    queue, _ = mapek_eval.queue_world(6)  # two lawyers work a queue: capacity advice
+    r = api.post("/workflows/deal-approval-gate/history/import", content=csv_of(queue),
+                 headers={"Content-Type": "text/csv"})
+    assert r.status_code in (200, 201), r.text
+    found = api.get("/workflows/deal-approval-gate/mape-k/recommendations").json()
+    advice = [x for x in found["recommendations"]
+              if x["status"] == "ready_to_apply" and not x["change"]]
+    assert any(x["type"] == "capacity" for x in advice), found
+
+    tab.open("#/recommendations")
+    for rec in advice:
+        card = tab.page.locator(f".rec[data-rec-id='{rec['id']}']")
+        assert card.count() == 1
+        assert card.locator("button").count() == 0
+        assert "nothing to apply" in card.locator(".actions").inner_text()
+        assert "digital twin" not in card.inner_text()
+    tab.shot("recommendations-advice")
+
+
 def test_case_timeline_shows_the_history(tab: Tab, api: httpx.Client) -> None:
     cases = api.get("/cases", params={"workflow": "revenue-recognition",
                                       "state": "completed", "limit": 1}).json()["cases"]

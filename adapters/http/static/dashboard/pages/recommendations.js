@@ -11,6 +11,13 @@ import {
 const STATUS_KIND = {
   ready_to_apply: "info", applied: "good", verified: "good", rolled_back: "muted", rejected: "muted",
 };
+// Only a timing saving is the twin's; the other planners estimate from the history.
+const ESTIMATED_BY = {
+  timing_optimization: "estimated (digital twin)",
+  routing_optimization: "estimated from history",
+  capacity: "estimated from history",
+  escalation: "expected from history",
+};
 const DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 // What the last Apply / Roll back said, per recommendation: kept across the page's
 // refreshes (the one the action starts, and the live one that follows) for a while.
@@ -70,9 +77,16 @@ function recCard(rec, workflowId, mayManage, onChanged) {
     });
     return b;
   };
-  if (rec.status === "ready_to_apply") actions.append(act("Apply", "apply", "Applying…"));
+  // Advice (capacity, routing that nothing assigns) has no change: the API refuses to
+  // apply it (409), so it offers no button, only what to do instead.
+  const advice = !(rec.change && rec.change.kind);
+  if (rec.status === "ready_to_apply" && !advice) actions.append(act("Apply", "apply", "Applying…"));
+  if (rec.status === "ready_to_apply" && advice) {
+    actions.append(el("span", { class: "hint advice" },
+      "Advice: no policy can make this change, so there is nothing to apply."));
+  }
   if (rec.status === "applied" || rec.status === "verified") actions.append(act("Roll back", "rollback", "Rolling back…"));
-  if (actions.childElementCount && !mayManage) {
+  if (actions.querySelector("button") && !mayManage) {
     actions.append(el("span", { class: "hint" },
       "Needs the manage_policies permission (a director or the CFO): pick one under “Acting as”."));
   }
@@ -81,7 +95,7 @@ function recCard(rec, workflowId, mayManage, onChanged) {
     el("div", { class: "rec-meta" }, status, " ", badge(words(rec.type), "muted"),
       ` · ${words(workflowId)}${rec.task ? ` · ${rec.task}` : ""} · proposed ${fmtTime(rec.created_at)}`),
     el("div", { class: "rec-numbers" },
-      el("div", {}, el("span", { class: "big" }, rec.estimated_improvement), el("span", { class: "muted" }, "estimated (digital twin)")),
+      el("div", {}, el("span", { class: "big" }, rec.estimated_improvement), el("span", { class: "muted" }, ESTIMATED_BY[rec.type] || "estimated")),
       el("div", {}, el("span", { class: "big" }, fmtPct(rec.confidence, 0)), el("span", { class: "muted" }, "confidence"))),
     change ? el("p", { class: "change" }, change) : null,
     rec.verification ? el("details", { open: true }, el("summary", {}, "Measured after applying"), facts(rec.verification)) : null,
