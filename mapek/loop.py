@@ -60,7 +60,7 @@ from .plan import (
     subject,
     timing_proposal,
 )
-from .policy import PolicyBook
+from .policy import Change, PolicyBook
 from .timing import (
     TaskHistory,
     TimingConfig,
@@ -87,12 +87,15 @@ class NotFound(KeyError):
 
 
 class Refused(ValueError):
-    """An action the recommendation does not allow: its status (apply twice), or it is
-    advice with no change to apply (`field` "change")."""
+    """An action the recommendation does not allow: its status (apply twice), it is
+    advice with no change to apply (`field` "change"), or its change names a task the
+    workflow does not have (`field` "change.task" or "change.assigned_at")."""
 
-    def __init__(self, message: str, field: str = "status") -> None:
+    def __init__(self, message: str, field: str = "status", problem: str | None = None,
+                 ) -> None:
         super().__init__(message)
         self.field = field
+        self.problem = problem
 
 
 Notify = Callable[[Recommendation, str], list[Notice]]
@@ -105,7 +108,8 @@ class MapeK:
                  notify: Notify | None = None, target_of: TargetOf | None = None,
                  settings: LoopSettings | None = None, slo_of: SloOf | None = None,
                  escalate_to: EscalateTo | None = None,
-                 assigned_at: AssignedAt | None = None) -> None:
+                 assigned_at: AssignedAt | None = None,
+                 has_task: Callable[[str, str], bool] | None = None) -> None:
         self.monitor = monitor
         self.knowledge = knowledge
         self.book = book
@@ -119,6 +123,9 @@ class MapeK:
         self.slo_of: SloOf = slo_of or self._terms_of_target
         self.escalate_to = escalate_to  # role -> role that hears early alerts
         self.assigned_at = assigned_at  # (workflow, task) -> the assignment deciding it
+        # (workflow, task) -> is it a task of the workflow's current version? Imported
+        # history may name tasks of another system; a policy for one would never act.
+        self.has_task = has_task or (lambda workflow_id, task: True)
         self._analyses: dict[str, tuple[tuple[int, int], Analysis]] = {}
         self.settings = settings or LoopSettings()
         self.recommendations: dict[str, Recommendation] = {}
@@ -137,6 +144,16 @@ class MapeK:
     async def _write(self, records: list[Record], notices: list[Notice] | None = None,
                      ) -> None:
         await self.knowledge.append_knowledge(records, notices)
+
+    def _unknown_task(self, change: Change) -> tuple[str, str] | None:
+        """(field, name) of what `change` names that no current workflow version has."""
+        if not self.has_task(change.workflow_id, change.task):
+            return "change.task", f"{change.workflow_id}/{change.task}"
+        if change.assigned_at is not None:
+            wf, _, task = change.assigned_at.partition("/")
+            if not self.has_task(wf, task):
+                return "change.assigned_at", change.assigned_at
+        return None
 
     def _next_id(self) -> str:
         n = max((int(r.id.split("_")[1]) for r in self.recommendations.values()
@@ -250,6 +267,13 @@ class MapeK:
         records: list[Record] = []
         seen: set[tuple[str, str, str]] = set()
         for p in proposals:
+            if p.change is not None and (gone := self._unknown_task(p.change)) is not None:
+                # History from elsewhere (an import) can show an effect on a task this
+                # workflow does not have: worth knowing, but nothing here can act on it.
+                p = msgspec.structs.replace(p, change=None, description=(
+                    f"{p.description.rstrip('.')}. The workflow has no task {gone[1]!r} "
+                    "(the history came from elsewhere), so no policy can make this "
+                    "change: advice."))
             key = (p.type, p.workflow_id, p.subject)
             seen.add(key)
             same = [r for r in self.recommendations.values() if _key(r) == key]
@@ -299,6 +323,11 @@ class MapeK:
         if rec.change is None:
             raise Refused(f"recommendation {rid} is advice ({rec.type}); it changes no "
                           "policy, so there is nothing to apply", "change")
+        gone = self._unknown_task(rec.change)
+        if gone is not None:
+            raise Refused(f"recommendation {rid} changes {gone[1]}, which is not a task of "
+                          "the workflow's current version: no new work would ever follow "
+                          "the policy", gone[0], "unknown task")
         now = self.now()
         version = self.book.apply(rec.change, now, f"{rid} applied by {by}", rid)  # PolicyError
         done = msgspec.structs.replace(rec, status="applied", applied_version=version.version,
@@ -354,7 +383,10 @@ class MapeK:
         for rec in list(self.recommendations.values()):
             if (rec.status == "ready_to_apply" and rec.reversible and rec.change is not None
                     and rec.confidence >= s.auto_apply_confidence):
-                await self._apply(rec.id, "mapek (auto-apply)")
+                try:
+                    await self._apply(rec.id, "mapek (auto-apply)")
+                except Refused:
+                    continue  # its task left the workflow since: left for a person
 
     # -------------------------------------------------------------------- verify
     async def _verify(self, closed: list[Observation], still_open: list[Observation],

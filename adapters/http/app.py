@@ -186,6 +186,14 @@ def _role_of(rt: Runtime) -> Callable[[str, str], str | None]:
     return role
 
 
+def _has_task(rt: Runtime, workflow_id: str, task: str) -> bool:
+    """Is `task` a task of the current version of `workflow_id`?"""
+    try:
+        return task in rt.net(workflow_id).task_index
+    except WorkflowNotFound:
+        return False
+
+
 def _target_of(slas: SlaBook | None) -> Callable[[str, str], float | None]:
     def target(workflow_id: str, task: str) -> float | None:
         t = slas.target(workflow_id, task) if slas is not None else None
@@ -276,7 +284,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                              settings=s.mapek,
                              slo_of=slas.terms if slas is not None else None,
                              escalate_to=slas.escalation_role if slas is not None else None,
-                             assigned_at=AssignmentMap(rt.workflows))
+                             assigned_at=AssignmentMap(rt.workflows),
+                             has_task=lambda wf, task: _has_task(rt, wf, task))
                 await loop.load()
                 tg.start_soon(_mapek_cycles, loop, s.mapek_every)
                 app.state.ctx = Context(store, rt, registry, directory, tokens, slas,

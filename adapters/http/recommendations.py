@@ -130,7 +130,8 @@ async def _act(request: Request, action: str) -> Response:
         else:
             rec = await loop.reject(rid, user, body.note)
     except Refused as exc:
-        reason = "none: advice" if exc.field == "change" else loop.get(rid).status
+        reason = exc.problem or ("none: advice" if exc.field == "change"
+                                 else loop.get(rid).status)
         raise ApiError(409, 2003, str(exc), [(exc.field, reason)]) from None
     except PolicyError as exc:
         raise ApiError(422, 2004, str(exc), [(exc.field, str(exc))]) from None

@@ -142,3 +142,20 @@ def test_unknown_recommendations_and_workflows_are_404(api: Api) -> None:
     api.error(act(api, "rec_999", "apply"), 404, 2003)
     api.error(api.get("/workflows/no-such/mape-k/recommendations"), 404, 2001)
     api.error(act(api, "rec_1", "reject"), 404, 2003)
+
+
+def test_an_imported_task_the_workflow_lacks_is_advice_not_a_policy(api: Api, mapek_eval,
+                                                                   ) -> None:
+    """History from another system may name a task this workflow does not have. Its
+    timing effect was recommended ready to apply, and applying it wrote a policy version
+    for that task: 200 'applied', a policy no work item would ever consult, never
+    verified. It is advice now, which apply refuses (409, field `change`)."""
+    legacy = "LegacyLegalCheck"
+    import_history(api, history_csv(mapek_eval, "clear_effect").replace(TASK, legacy))
+    (rec,) = [r for r in recs(api) if r["task"] == legacy]
+    assert rec["type"] == "timing_optimization" and rec["status"] == "ready_to_apply"
+    assert rec["change"] == {}
+    assert f"no task '{WF}/{legacy}'" in rec["description"], rec["description"]
+    err = api.error(act(api, rec["id"], "apply"), 409, 2003)
+    assert err["details"][0]["field"] == "change"
+    assert api.ok(api.get("/policies"))["current_version"] == 0

@@ -160,3 +160,27 @@ async def test_rolling_back_one_recommendation_keeps_the_others_applied_since(
 
         again = await loop_over(store, [], clock)
         assert again.book.current.tasks == ()
+
+
+async def test_a_change_for_a_task_the_workflow_no_longer_has_is_not_applied(
+        tmp_path, mapek_eval) -> None:
+    """The workflow got a version without the task after the recommendation was made:
+    apply refuses (field change.task) rather than write a policy nothing consults, and
+    auto-apply leaves it alone instead of failing the cycle."""
+    obs = observations(mapek_eval, "clear_effect")
+    clock = Clock(max(o.closed_at for o in obs) + 3600)
+    tasks = {("wf", "Sign")}
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        loop = await loop_over(store, obs, clock)
+        loop.has_task = lambda wf, task: (wf, task) in tasks
+        await loop.cycle()
+        (rec,) = loop.for_workflow("wf")
+        assert rec.status == "ready_to_apply" and rec.change is not None
+        tasks.clear()  # a new version of "wf" without Sign
+        with pytest.raises(Refused) as e:
+            await loop.apply(rec.id, "ann")
+        assert e.value.field == "change.task"
+        assert loop.book.current.version == 0 and loop.get(rec.id).status == "ready_to_apply"
+        loop.settings = LoopSettings(auto_apply=True)
+        assert await loop.cycle(force=True)
+        assert loop.book.current.version == 0
