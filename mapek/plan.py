@@ -292,7 +292,7 @@ def timing_proposal(f: TimingFinding, est: dict[str, Any]) -> Proposal | None:
             f"{f.window.max_wait_hours:g}h) for {saving:.1f}h faster response")
     return Proposal("timing_optimization", f.workflow_id, f.task, f.task,
                     Change("dispatch_window", f.workflow_id, f.task, window=f.window), desc,
-                    round(f.confidence, 3), f"{saving:.1f} hours saved per deal",
+                    round(f.confidence, 3), f"{saving:.1f} hours saved per item",
                     round(saving, 2), timing_evidence(f, est), f)
 
 

@@ -184,3 +184,21 @@ async def test_a_change_for_a_task_the_workflow_no_longer_has_is_not_applied(
         loop.settings = LoopSettings(auto_apply=True)
         assert await loop.cycle(force=True)
         assert loop.book.current.version == 0
+
+
+async def test_a_timing_saving_is_stated_per_item_as_the_twin_measures_it(
+        tmp_path, mapek_eval) -> None:
+    """The twin's saving is the mean over the task's items (one arrival each), and the
+    verification compares per-item means; the recommendation said 'per deal', which a
+    task done several times in a deal (a review loop) multiplies."""
+    looped = [msgspec.structs.replace(o, case_id=f"deal{i // 2}", item=i % 2 + 1)  # two a deal
+              for i, o in enumerate(observations(mapek_eval, "clear_effect"))]
+    clock = Clock(max(o.closed_at for o in looped) + 3600)
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        loop = await loop_over(store, looped, clock)
+        await loop.cycle()
+        (rec,) = loop.for_workflow("wf")
+        arrivals = rec.evidence["twin"]["arrivals"]
+        assert arrivals == rec.evidence["sample_size"] > len(looped) // 2  # items, not deals
+        assert rec.estimated_improvement == \
+            f"{rec.estimated_improvement_hours:.1f} hours saved per item"
