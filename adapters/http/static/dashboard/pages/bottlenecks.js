@@ -64,7 +64,7 @@ export default {
       }));
       const head = j.bottleneck
         ? el("p", { class: "finding" }, badge("bottleneck", "bad"), " ", el("strong", {}, j.bottleneck),
-          ` decides most of these joins; waiting for it adds ${fmtHours((j.by_task.find((t) => t.task === j.bottleneck) || {}).extra_wait_hours?.value)} after the other approvals are in.`)
+          ` decides most of these joins; waiting for it adds ${fmtHours((j.by_task.find((t) => t.task === j.bottleneck) || {}).extra_wait_hours?.value)} after the other branches are done.`)
         : el("p", { class: "finding muted" }, "No branch stands out with confidence yet.");
       grid.append(card(`${words(j.workflow)}: ${j.tasks.join(" + ")}`,
         `${fmtInt(j.n)} joins · median wait ${interval(j.wait_hours, fmtHours)}`,

@@ -69,7 +69,7 @@ function recCard(rec, workflowId, mayManage, onChanged) {
           { method: "POST", body: {} });
         onChanged(updated, path === "apply"
           ? `Applied: policy version ${updated.policy_version ?? "?"} is in force for new work.`
-          : "Rolled back: the policy before it is in force again.");
+          : "Rolled back: its change is undone; other applied changes stay.");
       } catch (err) {
         note.replaceChildren(errorBox(err));
         for (const x of actions.querySelectorAll("button")) x.disabled = false;
