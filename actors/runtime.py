@@ -141,7 +141,7 @@ class Runtime:
         self._timer_sleeping_until = 0.0
         self.incidents: list[Incident] = []
         self.max_action_workers = max_action_workers
-        self._action_queue: deque[tuple[str, int, bool]] = deque()
+        self._action_queue: deque[tuple[str, int, bool, int, bool]] = deque()
         self._action_workers = 0
         self._idle_workers: list[anyio.Event] = []
         # The running backend's Event and CancelScope classes, made directly: anyio.Event()
@@ -518,12 +518,14 @@ class Runtime:
                 self._work(-1)
 
     # ------------------------------------------------------------------ actions
-    def _spawn_action(self, case_id: str, item: int, started: bool = False) -> None:
+    def _spawn_action(self, case_id: str, item: int, started: bool = False,
+                      attempt: int = 0, waited: bool = False) -> None:
         """Queue an automatic item for the action workers: a pool of long-lived tasks,
-        grown on demand up to `max_action_workers` (a task per action costs more)."""
+        grown on demand up to `max_action_workers` (a task per action costs more).
+        `attempt`: tries made so far; `waited`: its delay is behind it."""
         assert self._tg is not None
         self._work(+1)
-        self._action_queue.append((case_id, item, started))
+        self._action_queue.append((case_id, item, started, attempt, waited))
         if self._idle_workers:
             self._idle_workers.pop().set()
         elif self._action_workers < self.max_action_workers:
@@ -533,9 +535,9 @@ class Runtime:
     async def _action_worker(self) -> None:
         while True:
             while self._action_queue:
-                case_id, item, started = self._action_queue.popleft()
+                case_id, item, started, attempt, waited = self._action_queue.popleft()
                 try:
-                    await self._action(case_id, item, started)
+                    await self._action(case_id, item, started, attempt, waited)
                 except Exception as exc:  # a bug must not take the runtime down
                     self.incidents.append(Incident(case_id, item, "?", "?", 0,
                                                    f"runtime error: {exc!r}",
@@ -546,7 +548,26 @@ class Runtime:
             self._idle_workers.append(wake)
             await wake.wait()
 
-    async def _action(self, case_id: str, item: int, started: bool) -> None:
+    def _later(self, due: float, case_id: str, item: int, started: bool, attempt: int,
+               waited: bool) -> None:
+        """Queue the action again at `due`. It waits in a task of its own, not in an
+        action worker: a worker asleep is one fewer for the actions due now, and
+        `max_action_workers` items waiting for a window would hold up all the others."""
+        assert self._tg is not None
+        self._work(+1)  # until it sleeps on the clock (wait_idle must not miss it)
+        self._tg.start_soon(self._wait_then_run, due, case_id, item, started, attempt,
+                            waited)
+
+    async def _wait_then_run(self, due: float, case_id: str, item: int, started: bool,
+                             attempt: int, waited: bool) -> None:
+        try:
+            await self._sleep(due)
+            self._spawn_action(case_id, item, started, attempt, waited)
+        finally:
+            self._work(-1)
+
+    async def _action(self, case_id: str, item: int, started: bool, attempt: int = 0,
+                      waited: bool = False) -> None:
         try:
             case = await self.get(case_id)
         except (CaseNotFound, WorkflowNotFound):
@@ -556,28 +577,30 @@ class Runtime:
             return
         t = case.net.tasks[it.task]
         name = t.action or ""
-        delay = self.actions.delay(name)
-        if delay is None and t.params.get("delay"):
-            delay = parse_duration(t.params["delay"])
-        if delay and it.state == "enabled":
-            await self._sleep(self.clock.now() + delay)
-        if it.held_until is not None and it.state == "enabled":
-            await self._sleep(it.held_until)  # a dispatch window: not before it opens
+        now = self.clock.now()
+        if it.state == "enabled" and attempt == 0:
+            delay = 0.0 if waited else self.actions.delay(name)
+            if delay is None and t.params.get("delay"):
+                delay = parse_duration(t.params["delay"])
+            if delay:
+                self._later(now + delay, case_id, item, started, 0, True)
+                return
+            if it.held_until is not None and it.held_until > now:
+                # a dispatch window: not before it opens
+                self._later(it.held_until, case_id, item, started, 0, True)
+                return
         if it.state == "enabled" and not started and t.contested:
             try:  # claim it: in a deferred choice this is the moment the choice is made
                 case = await self.tell(case_id, lambda c: c.start(item, self.clock.now(),
                                                                   f"action:{name}"))
             except EngineError:
                 return  # withdrawn meanwhile (another branch won) or already done
+            started = True
         handler = self.actions.get(name)
         policy = self.actions.retry
         error = f"no handler registered for action {name!r}"
-        attempt = 0
-        while handler is not None and attempt < policy.attempts:
+        if handler is not None and attempt < policy.attempts:
             attempt += 1
-            cur = case.items.get(item)
-            if cur is None:
-                return
             ctx = ActionContext(case_id, item, t.id, name, dict(t.params), dict(case.data),
                                 attempt, self.clock.now(), case.net.workflow_id)
             try:
@@ -585,28 +608,30 @@ class Runtime:
             except Exception as exc:  # the action's own failure: retry with backoff
                 error = f"{type(exc).__name__}: {exc}"
                 if attempt < policy.attempts:
-                    await self._sleep(self.clock.now()
-                                      + policy.delay(attempt, self.actions.rng))
-                continue
-            if out is AWAIT_CALLBACK:  # handed over: the callback completes the item
-                with contextlib.suppress(EngineError):  # unless it already has
-                    await self._tell_retrying(case_id, lambda c: _hand_over(
-                        c, item, self.clock.now(), AWAITING + name))
-                return
-            out = dict(out or {})
-            result = out.pop("result", None)
-            try:
-                await self._tell_retrying(case_id, lambda c, r=result, o=out: c.complete(
-                    item, self.clock.now(), r, o, f"action:{name}"))
-            except EngineError as exc:
-                if exc.kind != "invalid":
-                    return  # cancelled or withdrawn meanwhile, or done already
-                # The case refused what the action answered (a result its task does not
-                # list, data its schema does not take): running it again answers the
-                # same, and an item left enabled would wait for nothing. Someone looks.
-                error = f"its answer was refused: {exc.message}"
-                break
-            return
+                    self._later(self.clock.now() + policy.delay(attempt, self.actions.rng),
+                                case_id, item, started, attempt, True)
+                    return
+            else:
+                if out is AWAIT_CALLBACK:  # handed over: the callback completes the item
+                    with contextlib.suppress(EngineError):  # unless it already has
+                        await self._tell_retrying(case_id, lambda c: _hand_over(
+                            c, item, self.clock.now(), AWAITING + name))
+                    return
+                out = dict(out or {})
+                result = out.pop("result", None)
+                try:
+                    await self._tell_retrying(case_id, lambda c, r=result, o=out: c.complete(
+                        item, self.clock.now(), r, o, f"action:{name}"))
+                except EngineError as exc:
+                    if exc.kind != "invalid":
+                        return  # cancelled or withdrawn meanwhile, or done already
+                    # The case refused what the action answered (a result its task does
+                    # not list, data its schema does not take): running it again answers
+                    # the same, and an item left enabled would wait for nothing.
+                    # Someone looks.
+                    error = f"its answer was refused: {exc.message}"
+                else:
+                    return
         self.incidents.append(Incident(case_id, item, t.id, name, attempt, error,
                                        self.clock.now()))
         with contextlib.suppress(EngineError):

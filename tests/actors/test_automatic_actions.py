@@ -395,3 +395,44 @@ async def test_an_item_handed_over_while_started_is_not_run_again_after_a_restar
         case = await rt.complete(case_id, item.id, "big", by="esign")  # the callback
         assert item.id not in case.items
         assert (case.enabled_tasks() == ["Big"]) if retried else (case.status == "completed")
+
+
+# An automatic task whose action waits before it runs (a deployment's delay).
+LATER = net_of({
+    "id": "later", "name": "Later", "version": 1,
+    "tasks": [{"id": "Wait", "kind": "automatic", "action": "later"}],
+    "flows": [{"from": "start", "to": "Wait"}, {"from": "Wait", "to": "end"}],
+})
+
+
+@pytest.mark.parametrize("waiting", ["a delay before the action", "backoff after a failure"])
+async def test_actions_waiting_on_the_clock_do_not_hold_up_the_others(
+        db: str, waiting: str) -> None:
+    """Actions waiting for their time (a delay such as the e-signature's local one, a
+    dispatch window, a backoff) are not running: however many there are, an action
+    that is due runs now. They used to sleep in one of the `max_action_workers`, so
+    that many waiting items froze every other automatic task until the first woke."""
+    reg = ActionRegistry(RetryPolicy(attempts=3, base_delay=3600.0, jitter=0.0), seed=1)
+    if waiting.startswith("a delay"):
+        reg.register("later", Flaky(0, {}), delay=3600.0)
+    else:
+        reg.register("later", Flaky(10**6))  # fails every time: backs off an hour
+    reg.register("fetch", Flaky(0))
+    clock = VirtualClock(0.0)
+    async with running(db, clock, [LATER, FETCH], reg, max_action_workers=2) as (_, rt):
+        for n in range(3):  # more waiting items than workers
+            await rt.create("later", f"w{n}", {})
+        await rt.create("fetch", "f1", {})
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        assert (await rt.get("f1")).enabled_tasks() == ["Big"]
+        assert clock.now() == 0.0
+        waiters = [await rt.get(f"w{n}") for n in range(3)]
+        assert [c.status for c in waiters] == ["active"] * 3
+        await run_clock(rt, clock)  # and the waiting ones still run when their time comes
+        waiters = [await rt.get(f"w{n}") for n in range(3)]
+        if waiting.startswith("a delay"):
+            assert [c.status for c in waiters] == ["completed"] * 3
+        else:
+            assert [i.state for c in waiters for i in c.work_items()] == ["failed"] * 3
+            assert len(rt.incidents) == 3 and all(i.attempts == 3 for i in rt.incidents)
