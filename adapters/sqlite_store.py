@@ -78,8 +78,10 @@ from adapters.sqlite_writer import (
     CHECKPOINT_PAGES,
     INSERT_NOTICE,
     RoundWriter,
+    StoreBusy,
     checkpoint,
     checkpoint_connection,
+    is_busy,
     notice_row,
 )
 from adapters.sqlite_writer_process import Rounds, WriterProcess
@@ -367,9 +369,15 @@ class SQLiteStore:
             try:
                 with anyio.CancelScope(shield=True):
                     await self._write_round(rnd)
-            except (sqlite3.Error, OSError) as exc:  # the database failed: all hear it
-                self._fail(exc, rnd)  # this round and whatever queued behind it
-                return  # readiness reports it; appends from now on fail at once
+            except (sqlite3.Error, OSError) as exc:
+                if not is_busy(exc):  # the database failed: all hear it
+                    self._fail(exc, rnd)  # this round and whatever queued behind it
+                    return  # readiness reports it; appends from now on fail at once
+                # Another process kept the write lock past the busy timeout: this round
+                # was rolled back and fails, retryably; the next one may get the lock.
+                err = StoreBusy(f"the database is locked by another process: {exc!r}")
+                for a in rnd.appends:
+                    rnd.errors.setdefault(id(a), err)
             except Exception as exc:  # this round could not be written (e.g. a value
                 # that does not encode): its appends fail, the store goes on
                 for a in rnd.appends:

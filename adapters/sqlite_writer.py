@@ -21,6 +21,8 @@ decodes an event). The child answers every round, in order, with one of
     [0, refused indexes, log position of the round's last append or null]
     [1, message]   this round could not be written (its appends fail, the child goes on)
     [2, message]   the database failed: the child stops
+    [5, message]   another process held the write lock past the busy timeout: this
+                   round was not written (its appends fail, retryably), the child goes on
 
 and, first, [3] once its connection is open, and, last (after EOF on its stdin, so
 also when the parent dies: the child finishes the round in hand and exits, never
@@ -92,13 +94,28 @@ Rows = list[tuple[Any, ...]]
 
 # A checkpoint about every this many WAL pages: SQLite's own interval.
 CHECKPOINT_PAGES = 1000
-BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's write lock
+# How long a write waits for another process's write lock (`caseloop import` into the
+# served file, a sqlite3 shell) before its round fails with StoreBusy.
+BUSY_TIMEOUT_MS = int(os.environ.get("CASELOOP_BUSY_TIMEOUT_MS") or 10_000)
 RESTART_WAIT_MS = 100  # how long a RESTART checkpoint waits for readers (checkpoint)
 # The log-end cache is a cache, not a second copy of the cases table.
 LOG_ENDS_MAX = 200_000
 
 # Replies (see the module's docstring).
-WRITTEN, ROUND_FAILED, DB_FAILED, READY, BYE = 0, 1, 2, 3, 4
+WRITTEN, ROUND_FAILED, DB_FAILED, READY, BYE, ROUND_BUSY = 0, 1, 2, 3, 4, 5
+
+
+class StoreBusy(Exception):
+    """Another process held the database's write lock for longer than BUSY_TIMEOUT_MS:
+    this round was not written (nothing of it is in the file), and the next may be."""
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY: the write lock is someone else's -- a wait that ran out, not a
+    database that failed."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.OperationalError) and code is not None and (
+        code & 0xFF) == sqlite3.SQLITE_BUSY
 
 
 def wal_pages(appends: int) -> int:
@@ -435,6 +452,9 @@ class _Child:
         try:
             refused, last_pos = self.rounds.write(self.db, appends, follow=True)
         except (sqlite3.Error, OSError) as exc:
+            if is_busy(exc):  # rolled back: the database is fine, the lock was taken
+                self.reply([ROUND_BUSY, repr(exc)])
+                return True
             self.reply([DB_FAILED, repr(exc)])
             return False
         except Exception as exc:  # e.g. a value SQLite cannot bind: this round only

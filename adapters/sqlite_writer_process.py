@@ -237,14 +237,15 @@ class WriterProcess:
 
     def on_reply(self, msg: list[Any]) -> None:
         kind = msg[0]
-        if kind == wire.WRITTEN or kind == wire.ROUND_FAILED:
+        if kind in (wire.WRITTEN, wire.ROUND_FAILED, wire.ROUND_BUSY):
             if not self.sent:  # failed meanwhile: its senders have heard already
                 return
             rnd = self.sent.popleft()
             if kind == wire.WRITTEN:
                 self.rounds.written(rnd, msg[1], msg[2])
             else:
-                err = RoundNotWritten(msg[1])
+                err = (RoundNotWritten(msg[1]) if kind == wire.ROUND_FAILED else
+                       wire.StoreBusy(f"the database is locked by another process: {msg[1]}"))
                 for a in rnd.appends:
                     rnd.errors.setdefault(id(a), err)
             rnd.finish()

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.sqlite_store import StoreUnavailable
+from adapters.sqlite_store import StoreBusy, StoreUnavailable
 from engine import EngineError
 
 from .bodies import Error, ErrorBody, ErrorDetail
@@ -91,6 +91,7 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 HANDLERS = {
     ApiError: on_api_error,
     StoreUnavailable: on_store_unavailable,
+    StoreBusy: on_store_unavailable,  # another process holds the lock: try again
     EngineError: on_engine_error,
     HTTPException: on_http_exception,
     Exception: on_unexpected,

@@ -19,7 +19,7 @@ from test_sqlite_store import LOOP
 
 from actors import Runtime, VirtualClock
 from adapters import sqlite_store
-from adapters.sqlite_store import SQLiteStore
+from adapters.sqlite_store import SQLiteStore, StoreBusy
 from engine import replay
 
 pytestmark = pytest.mark.anyio
@@ -152,3 +152,39 @@ async def test_where_a_round_is_written(db: str, durability: str, concurrent: in
         assert commits >= 1 and on_loop == (commits if inline else 0), (commits, on_loop)
         for i in (0, concurrent - 1):
             assert replay(await store.events(f"c{i}"), LOOP).version == 4
+
+
+@pytest.mark.usefixtures("writer")
+async def test_a_lock_held_past_the_busy_timeout_fails_that_round_not_the_store(
+        db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process (`caseloop import` or `simulate` into the served file, a sqlite3
+    shell) keeps the write lock longer than the busy timeout: the appends that waited
+    for it fail, retryably (StoreBusy: 503), and nothing of them is written; but the
+    store is not broken for good -- it used to take SQLITE_BUSY for a failed database,
+    and refused every write until the server was restarted."""
+    monkeypatch.setenv("CASELOOP_BUSY_TIMEOUT_MS", "300")  # the writer process's
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 300)  # the thread's
+    async with SQLiteStore(db) as store, Runtime(store, VirtualClock(0.0)) as rt:
+        rt.add_net(LOOP)
+        await rt.create("loop", "before", {})
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER, db], text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            assert holder.stdout is not None and holder.stdin is not None
+            assert holder.stdout.readline().strip() == "locked"
+            with anyio.fail_after(10), pytest.raises(StoreBusy):
+                await rt.create("loop", "during", {})
+            with anyio.fail_after(10), pytest.raises(StoreBusy):
+                await rt.complete("before", "Step", "again")
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline().strip() == "released"
+        finally:
+            holder.kill()
+            holder.wait()
+        assert store.failed is None and await store.ping()
+        assert await store.events("during") == []
+        with anyio.fail_after(10):  # the same commands, again: written now
+            await rt.create("loop", "during", {})
+            case = await rt.complete("before", "Step", "again")
+        assert case.version == len(await store.events("before"))
