@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapters.registry import SPEC_SUFFIXES, looks_like_workflow
+from adapters.sqlite_schema import NewerSchema, check_version
 from engine import Case, Net, SpecError, compile, decode_spec
 from engine.spec import SpecDecodeError
 
@@ -276,7 +277,10 @@ def check_database(path: str) -> None:
     try:
         with contextlib.closing(sqlite3.connect(p)) as db:
             db.execute("PRAGMA schema_version")  # reads the header: "not a database"
+            check_version(db)
     except sqlite3.DatabaseError as exc:
+        raise CommandFailed(f"--db {path}: {exc}") from None
+    except NewerSchema as exc:
         raise CommandFailed(f"--db {path}: {exc}") from None
 
 

@@ -160,8 +160,34 @@ CREATE INDEX IF NOT EXISTS signals_by_outcome ON signals (outcome, received_at, 
 """
 
 
+# The PRAGMA user_version the steps of create_schema bring a database to. Raise it
+# with every step added there.
+SCHEMA_VERSION = 2
+
+
+class NewerSchema(Exception):
+    """The database was written by a later caseloop (an upgrade rolled back): this one
+    does not know its tables' meaning and must not write them."""
+
+    def __init__(self, found: int) -> None:
+        super().__init__(
+            f"its schema is version {found}, newer than this caseloop's "
+            f"({SCHEMA_VERSION}): it was written by a later caseloop. Run that one, or "
+            "a copy of the database from before the upgrade")
+        self.found = found
+
+
+def check_version(db: sqlite3.Connection) -> None:
+    """Raise NewerSchema if `db` is of a schema later than this code's."""
+    found = db.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise NewerSchema(found)
+
+
 def create_schema(db: sqlite3.Connection) -> None:
-    """Create what is missing, and bring a database of an earlier version up to date."""
+    """Create what is missing, and bring a database of an earlier version up to date;
+    refuse one of a later version (NewerSchema)."""
+    check_version(db)
     db.executescript(SCHEMA)
     # Databases from before the phases projection: one phase per case, from the
     # cases row (a deal handed on earlier shows under its current workflow only).

@@ -265,7 +265,11 @@ class SQLiteStore:
         db.execute(f"PRAGMA synchronous={self.durability.upper()}")
         db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint
-        create_schema(db)
+        try:
+            create_schema(db)
+        except BaseException:  # NewerSchema: a later caseloop's database, left as it is
+            db.close()
+            raise
         return db
 
     # ------------------------------------------------------- the writer process

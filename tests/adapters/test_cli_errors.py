@@ -4,13 +4,17 @@ in a process of its own, as a person at a shell would."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import sqlite3
 import subprocess
 import sys
 
 import pytest
 from http_kit import ROOT, SPECS
+
+from adapters.sqlite_schema import SCHEMA_VERSION
 
 WORKFLOW = "deal-approval-gate"
 
@@ -27,12 +31,16 @@ def caseloop(*args: str, cwd: pathlib.Path,
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    """sc.db (a small simulation), notdb.db (not SQLite), afile (a regular file)."""
+    """sc.db (a small simulation), notdb.db (not SQLite), afile (a regular file),
+    future.db (sc.db as a later caseloop's schema would leave it)."""
     d = tmp_path_factory.mktemp("cli-errors")
     done = caseloop("simulate", "--deals", "5", "--days", "1", "--seed", "1", "--db",
                     "sc.db", "--specs", str(SPECS), cwd=d)
     assert done.returncode == 0, done.stderr
     (d / "notdb.db").write_text("garbage\n")
+    (d / "future.db").write_bytes((d / "sc.db").read_bytes())
+    with contextlib.closing(sqlite3.connect(d / "future.db")) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     (d / "afile").write_text("a file, not a directory\n")
     (d / "roles-garbage.yaml").write_text("just a string\n")
     return d
@@ -62,6 +70,13 @@ CASES = {
     "simulate into a file that is not a database": (
         ("simulate", "--deals", "1", "--days", "1", "--db", "notdb.db", *SPECS_ARGS),
         "notdb.db"),
+    # A later caseloop's database (an upgrade rolled back): this one must not write it.
+    "serve a database of a newer schema": ((*SERVE, "--db", "future.db"), "future.db"),
+    "export from a database of a newer schema": (
+        ("export", "--workflow", WORKFLOW, "--db", "future.db"), "future.db"),
+    "simulate into a database of a newer schema": (
+        ("simulate", "--deals", "1", "--days", "1", "--db", "future.db", *SPECS_ARGS),
+        "future.db"),
     "serve a database in a missing directory": (
         (*SERVE, "--db", "/nonexistent/t.db"), "/nonexistent/t.db"),
     "simulate into a missing directory": (

@@ -21,6 +21,7 @@ import pytest
 from actors import Runtime, VirtualClock
 from actors.ports import Append, AppendConflict, SpecRow
 from actors.projection import case_row, changes
+from adapters.sqlite_schema import SCHEMA_VERSION, NewerSchema
 from adapters.sqlite_store import SQLiteStore
 from engine import Case, CaseSnapshot, compile_document, replay
 
@@ -335,3 +336,20 @@ async def test_durability_sets_synchronous_on_the_stores_connections(
     con.close()
     async with SQLiteStore(db, durability=durability) as store:  # type: ignore[arg-type]
         assert replay(await store.events("d1"), DEAL).snapshot() == expected
+
+
+async def test_a_database_of_a_later_schema_is_refused_and_left_as_it_is(db: str) -> None:
+    """An upgrade rolled back: the older caseloop must not write tables whose meaning
+    changed under it (it used to open the file and serve it as its own)."""
+    async with SQLiteStore(db) as store:
+        _, batch = new_case("c1", LOOP, {})
+        await store.append(batch)
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    for writer in ("thread", "process"):
+        with pytest.raises(NewerSchema, match=f"version {SCHEMA_VERSION + 1}, newer"):
+            async with SQLiteStore(db, writer=writer):  # type: ignore[arg-type]
+                pass
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
