@@ -32,17 +32,28 @@ only reversible recommendations at or above `auto_apply_confidence`.
 
 Every state change is a knowledge record (mapek.knowledge) written before it takes
 effect in memory, so a restart folds the log back into the same state.
+
+In a server, `run(every)` keeps the loop going: a cycle now and then for verification
+and auto-apply, paced so that cycles take at most a tenth of the time (`PACE`: over a
+year of history a cycle takes seconds, and on a busy server the log has always grown),
+and the cycles that `refresh(within)` asks for, one at a time: a request waits at
+most `within` for a cycle that began after it asked, and is answered with the
+knowledge as it stands if that takes longer; the cycle goes on behind it. Requests that
+ask while one cycle waits to begin share that cycle.
 """
 
 from __future__ import annotations
 
 import re
+import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 import msgspec
+from anyio.abc import TaskGroup
 
 from actors.ports import Notice
 
@@ -99,6 +110,8 @@ class Refused(ValueError):
 
 
 Notify = Callable[[Recommendation, str], list[Notice]]
+# A background cycle waits at least this many times the last cycle's length after it.
+PACE = 10.0
 
 
 class MapeK:
@@ -132,6 +145,10 @@ class MapeK:
         self._stamp: tuple[int, int] | None = None
         self._lock = anyio.Lock()
         self.cycles = 0
+        self.cycle_seconds = 0.0  # how long the last cycle took (wall clock)
+        self.cycled_at: float | None = None  # self.now() when it ended
+        self._runner: TaskGroup | None = None  # run()'s, for asked-for cycles
+        self._asked: anyio.Event | None = None  # a cycle asked for that has not begun
 
     # ------------------------------------------------------------------ knowledge
     async def load(self) -> None:
@@ -194,22 +211,74 @@ class MapeK:
     async def cycle(self, force: bool = False) -> bool:
         """One Monitor-Analyze-Plan(-Execute) pass if the history changed. -> ran?"""
         async with self._lock:
-            await self.monitor.catch_up()
-            stamp = (self.monitor.pos, len(self.monitor.closed))
-            if stamp == self._stamp and not force:
-                return False
-            closed = self.monitor.closed[:]  # copies: the monitor moves on meanwhile
-            still_open = list(self.monitor.open.values())
-            now = self.now()
-            proposals = await anyio.to_thread.run_sync(
-                self._analyze_and_plan, closed, still_open, now)
-            await self._propose(proposals, now)
-            await self._verify(closed, still_open, now)
-            if self.settings.auto_apply:
-                await self._auto_apply()
-            self._stamp = stamp
-            self.cycles += 1
+            return await self._cycle(force)
+
+    async def _cycle(self, force: bool = False) -> bool:
+        await self.monitor.catch_up()
+        stamp = (self.monitor.pos, len(self.monitor.closed))
+        if stamp == self._stamp and not force:
+            return False
+        began = time.monotonic()
+        closed = self.monitor.closed[:]  # copies: the monitor moves on meanwhile
+        still_open = list(self.monitor.open.values())
+        now = self.now()
+        # Abandoned when cancelled (a server shutting down does not wait out an
+        # analysis of copies, which writes nothing).
+        proposals = await anyio.to_thread.run_sync(
+            self._analyze_and_plan, closed, still_open, now, abandon_on_cancel=True)
+        await self._propose(proposals, now)
+        await self._verify(closed, still_open, now)
+        if self.settings.auto_apply:
+            await self._auto_apply()
+        self._stamp = stamp
+        self.cycles += 1
+        self.cycle_seconds = time.monotonic() - began
+        self.cycled_at = self.now()
+        return True
+
+    async def run(self, every: float) -> None:
+        """Cycle every `every` seconds at the least (PACE times the last cycle's length
+        at the most), and run the cycles `refresh` asks for, until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._runner = tg
+            try:
+                while True:
+                    await anyio.sleep(max(every, PACE * self.cycle_seconds))
+                    await self._cycle_reporting_failure(None)
+            finally:
+                self._runner = None
+
+    async def refresh(self, within: float) -> bool:
+        """A cycle over the history as it is now, waited for at most `within` seconds.
+        -> whether it ended in time (False: the knowledge as it was; the cycle goes
+        on). Without `run`, the cycle runs here, however long it takes."""
+        if self._runner is None:
+            await self.cycle()
             return True
+        with anyio.move_on_after(within):
+            # (After a start the monitor first folds the whole log: seconds for years.)
+            await self.monitor.catch_up()
+            if (self.monitor.pos, len(self.monitor.closed)) == self._stamp:
+                return True  # nothing new since the last cycle
+            done = self._asked
+            if done is None:
+                done = self._asked = anyio.Event()
+                self._runner.start_soon(self._cycle_reporting_failure, done)
+            await done.wait()
+            return True
+        return False
+
+    async def _cycle_reporting_failure(self, done: anyio.Event | None) -> None:
+        try:
+            async with self._lock:
+                if done is not None and self._asked is done:
+                    self._asked = None  # begun: whoever asks from now on needs another
+                await self._cycle()
+        except Exception as exc:  # a failed analysis must not stop the loop
+            print(f"mapek: cycle failed: {exc!r}", file=sys.stderr, flush=True)
+        finally:
+            if done is not None:
+                done.set()
 
     def _terms_of_target(self, workflow_id: str, task: str) -> SloTerms | None:
         target = self.target_of(workflow_id, task)
@@ -244,11 +313,12 @@ class MapeK:
             tz = self._time_zone(obs)
             history = TaskHistory.from_items(
                 wf, task, tz, [(o.case_id, o.enabled_at, o.dispatched_at, o.closed_at)
-                               for o in obs], now)
+                               for o in obs], now, cfg.max_items)
             finding = find_window(history, cfg)
             if finding is None:
                 continue
-            est = anyio.run(twin_saving, self.twin, list(history.enabled),
+            est = anyio.run(twin_saving, self.twin,
+                            list(history.enabled[-cfg.twin_arrivals:]),
                             fitted_responder(history, cfg.seed), finding.window)
             p = timing_proposal(finding, msgspec.to_builtins(est))
             if p is not None:

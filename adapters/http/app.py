@@ -76,7 +76,7 @@ class Settings:
     bench_route: bool = False  # mount POST /bench/bare (bench/http.py only)
     virtual_clock: float | None = None  # start time of a virtual clock (else the system's)
     mapek: LoopSettings = field(default_factory=LoopSettings)
-    mapek_every: float = 30.0  # seconds between background MAPE-K cycles
+    mapek_every: float = 30.0  # seconds between background MAPE-K cycles (at least)
     actions: ActionRegistry | None = None
     messages: list[str] = field(default_factory=list)  # what the start said
 
@@ -216,17 +216,6 @@ async def _follow(monitor: Monitor) -> None:
             print(f"monitor: catch-up failed: {exc!r}", file=sys.stderr, flush=True)
 
 
-async def _mapek_cycles(loop: MapeK, every: float) -> None:
-    """Verification and auto-apply need no request: a cycle now and then (off the event
-    loop's hot path: the analysis runs in a worker thread)."""
-    while True:
-        await anyio.sleep(every)
-        try:
-            await loop.cycle()
-        except Exception as exc:  # a failed analysis must not stop the server
-            print(f"mapek: cycle failed: {exc!r}", file=sys.stderr, flush=True)
-
-
 async def bare(request: Request) -> Response:
     """The benchmark's peer: read the body, answer a small JSON, nothing else."""
     await request.body()
@@ -287,7 +276,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                              assigned_at=AssignmentMap(rt.workflows),
                              has_task=lambda wf, task: _has_task(rt, wf, task))
                 await loop.load()
-                tg.start_soon(_mapek_cycles, loop, s.mapek_every)
+                # Verification and auto-apply need no request: a cycle now and then
+                # (the analysis runs in a worker thread, off the event loop).
+                tg.start_soon(loop.run, s.mapek_every)
                 app.state.ctx = Context(store, rt, registry, directory, tokens, slas,
                                         outbox=worker, intake=intake, monitor=monitor,
                                         mapek=loop)

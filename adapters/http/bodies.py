@@ -239,6 +239,10 @@ class Recommendation(_Out):
 class Recommendations(_Out):
     workflow_id: str
     recommendations: list[Recommendation]
+    # False: the history grew and the cycle over it outlasted the request (it goes on):
+    # these are the recommendations of the cycle that ended at `analysed_at`.
+    current: bool = True
+    analysed_at: str | None = None
 
 
 class Health(_Out):

@@ -2,7 +2,9 @@
 policy history they write.
 
 Reading recommendations first brings the loop's knowledge up to date (a cycle runs
-when the event log grew since the last one; its analysis runs in a worker thread).
+when the event log grew since the last one; its analysis runs in a worker thread). A
+request waits for that at most REFRESH_WITHIN seconds; past that it is answered with
+the last cycle's recommendations, `current: false`, and the cycle goes on.
 Changing a policy needs the `manage_policies` permission (roles.yaml).
 """
 
@@ -28,6 +30,9 @@ from .idempotency import idempotent
 from .workflows import resolve
 
 RECOMMENDATION_NOT_FOUND = 2003  # as any unknown case or item the request names
+# How long a request for the recommendations waits for a cycle over a grown history
+# (a cycle over a year of deals takes seconds: bench/README, "a cycle at scale").
+REFRESH_WITHIN = 10.0
 
 
 class PolicyAction(_Body):
@@ -86,14 +91,17 @@ def _loop(c: Context) -> Any:
 
 @api.route("GET", "/workflows/{workflow_id}/mape-k/recommendations",
            "Recommendations of the MAPE-K loop for a workflow (analysed afresh when the "
-           "history changed)", Recommendations)
+           "history changed; `current` false when that outlasted the request)",
+           Recommendations)
 async def list_recommendations(request: Request) -> Response:
     c = ctx(request)
     c.who(request)
     wid = resolve(c, request.path_params["workflow_id"])
     loop = _loop(c)
-    await loop.cycle()
-    return respond(Recommendations(wid, [recommendation(r) for r in loop.for_workflow(wid)]))
+    current = await loop.refresh(REFRESH_WITHIN)
+    return respond(Recommendations(wid, [recommendation(r) for r in loop.for_workflow(wid)],
+                                   current,
+                                   None if loop.cycled_at is None else stamp(loop.cycled_at)))
 
 
 def _find(c: Context, request: Request) -> tuple[Any, str]:

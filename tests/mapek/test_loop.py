@@ -6,13 +6,16 @@ threshold; a new loop over the same store folds back the same state."""
 
 from __future__ import annotations
 
+import time
+
+import anyio
 import msgspec
 import numpy as np
 import pytest
 
 from actors.ports import Notice
 from adapters.sqlite_store import KnowledgeStore, SQLiteStore
-from mapek.loop import LoopSettings, MapeK, Refused
+from mapek.loop import PACE, LoopSettings, MapeK, Refused
 from mapek.monitor import Monitor, Observation
 from mapek.policy import PolicyBook
 from mapek.twin import run_task_twin
@@ -202,3 +205,53 @@ async def test_a_timing_saving_is_stated_per_item_as_the_twin_measures_it(
         assert arrivals == rec.evidence["sample_size"] > len(looped) // 2  # items, not deals
         assert rec.estimated_improvement == \
             f"{rec.estimated_improvement_hours:.1f} hours saved per item"
+
+
+async def test_a_request_waits_for_a_cycle_so_long_and_the_cycle_goes_on_behind_it(
+        tmp_path, mapek_eval) -> None:
+    obs = observations(mapek_eval, "clear_effect")
+    clock = Clock(max(o.closed_at for o in obs) + 3600)
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        loop = await loop_over(store, obs, clock)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(loop.run, 3600.0)  # no background cycle during the test
+            while loop._runner is None:
+                await anyio.sleep(0.01)
+            # The analysis of 1,600 items and the twin take longer than 50 ms: answered
+            # then with the knowledge as it stood (none yet).
+            assert await loop.refresh(0.05) is False
+            assert loop.for_workflow("wf") == [] and loop.cycled_at is None
+            # The cycle went on by itself (the next background one is an hour away).
+            with anyio.fail_after(120):
+                while loop.cycles < 1:
+                    await anyio.sleep(0.01)
+            assert loop.cycled_at == clock.t
+            (rec,) = loop.for_workflow("wf")
+            assert rec.status == "ready_to_apply"
+            # Nothing new since: answered without another cycle.
+            assert await loop.refresh(60) is True
+            assert loop.cycles == 1
+            tg.cancel_scope.cancel()
+
+
+async def test_background_cycles_are_paced_by_how_long_the_last_one_took(
+        tmp_path, mapek_eval) -> None:
+    clock = Clock(1_800_000_000.0)
+    few = [Observation(f"c{i}", "wf", "Sign", 1, clock.t - 7200 + i, clock.t - 7200 + i,
+                       clock.t - 3600 + i, "completed", source="import") for i in range(20)]
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        loop = await loop_over(store, few, clock)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(loop.run, 0.001)
+            with anyio.fail_after(30):
+                while loop.cycles < 1:
+                    await anyio.sleep(0.001)
+            first, gap = time.monotonic(), PACE * loop.cycle_seconds
+            # The history grows at once; the next cycle waits for the pace, not `every`
+            # (unpaced, it would begin a millisecond after the first ended).
+            loop.monitor.absorb([msgspec.structs.replace(few[0], case_id="later")])
+            with anyio.fail_after(30 + 4 * gap):
+                while loop.cycles < 2:
+                    await anyio.sleep(0.001)
+            assert time.monotonic() - first >= gap / 2 > 0
+            tg.cancel_scope.cancel()
