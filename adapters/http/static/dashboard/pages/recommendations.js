@@ -125,6 +125,14 @@ export default {
         (policies.current_version ? ` (${policies.current.reason}).` : " (the default: no change applied).") +
         ` You act as ${you === "operator" ? "the local operator" : you}` +
         (identity.token ? " (token)." : ".")));
+    // The loop answers within seconds with what it knew when a cycle over a large new
+    // history takes longer (`current` false); the cycle goes on.
+    const stale = lists.find((l) => l.current === false);
+    if (stale) {
+      root.append(el("p", { class: "hint analysing" },
+        "New history is being analysed: these are the recommendations of the last analysis" +
+        (stale.analysed_at ? ` (${fmtTime(stale.analysed_at)})` : "") + ". Reload in a minute for the new ones."));
+    }
     const all = lists.flatMap((l) => l.recommendations.map((r) => [l.workflow_id, r]));
     if (!all.length) {
       root.append(empty("No recommendations yet. The loop proposes a change once a task's history shows one with confidence.",
