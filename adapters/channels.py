@@ -36,7 +36,19 @@ Positive = Annotated[float, Meta(gt=0)]
 
 
 class DeliveryFailed(Exception):
-    """This attempt did not deliver; the outbox retries later (message -> last_error)."""
+    """This attempt did not deliver; the outbox retries later (message -> last_error),
+    unless the receiver refused for good (`permanent`: a webhook's 404 or 410, an SMTP
+    server's 5xx), which no retry can change: a dead letter at once, for a person to
+    look at (and retry by hand once the address or the receiver is fixed)."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+# A receiver's 4xx says the request itself is wrong (gone, forbidden, malformed): the
+# same request will be refused again. These four say "not now" instead.
+_TRY_AGAIN = {408, 409, 425, 429}
 
 
 class WebhookChannel(msgspec.Struct, forbid_unknown_fields=True):
@@ -146,7 +158,9 @@ async def post_json(client: httpx.AsyncClient, url: str, body: dict[str, Any],
                                      name)) from None
     if not 200 <= r.status_code < 300:
         raise DeliveryFailed(_redact(f"{name}: HTTP {r.status_code} {r.text[:200]!r}",
-                                     url, name))
+                                     url, name),
+                             permanent=400 <= r.status_code < 500
+                             and r.status_code not in _TRY_AGAIN)
 
 
 async def send_email(cfg: EmailChannel, msg: Message) -> None:
@@ -163,7 +177,16 @@ async def send_email(cfg: EmailChannel, msg: Message) -> None:
                               password=password, start_tls=cfg.starttls, use_tls=cfg.tls,
                               timeout=cfg.timeout)
     except (aiosmtplib.SMTPException, OSError) as exc:
-        raise DeliveryFailed(f"email: {type(exc).__name__}: {exc}") from None
+        raise DeliveryFailed(f"email: {type(exc).__name__}: {exc}",
+                             permanent=_refused_for_good(exc)) from None
+
+
+def _refused_for_good(exc: BaseException) -> bool:
+    """An SMTP 5xx reply (no such mailbox, sender refused, bad credentials) is final;
+    4xx ones (mailbox busy, greylisting) and lost connections are worth another try."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(r.code >= 500 for r in exc.recipients)
+    return isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 500
 
 
 def load_channels(path: str | pathlib.Path) -> Channels:

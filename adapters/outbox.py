@@ -13,8 +13,10 @@ notification. The worker loops:
    slot for a while and never the worker;
 3. settle -- success: `delivered`. Failure: attempts + 1, last_error, and
    next_at = now + base_delay * 2**(attempts-1), capped at max_delay, +- jitter; the
-   claim query will not see the row before then. After the last attempt: `dead`,
-   until someone retries it (`retry`: back to pending, attempts reset to 0).
+   claim query will not see the row before then. After the last attempt, or at once
+   when the receiver refused for good (a webhook's 404/410, an SMTP 5xx: the same
+   message would be refused again), `dead`, until someone retries it (`retry`: back
+   to pending, attempts reset to 0).
 4. sleep on the injected clock until the earliest next_at (or `poll` seconds, which
    catches rows written by other processes), unless woken earlier: by `wake()` (the
    store calls it after committing notices; the retry route too) or by a finished
@@ -256,13 +258,14 @@ class Outbox:
     async def attempt(self, client: httpx.AsyncClient, row: OutboxRow) -> None:
         """Deliver one claimed row and record the outcome."""
         error: str | None = None
+        final = False
         try:
             msg = Message(row.key, row.case_id, row.topic, row.channel, row.target,
                           row.subject, row.body, json.loads(row.payload or "{}"))
             with anyio.fail_after(self.settings.timeout):
                 await self.channels.deliver(msg, client)
         except DeliveryFailed as exc:
-            error = str(exc)
+            error, final = str(exc), exc.permanent
         except TimeoutError:
             error = f"{row.channel}: no answer within {self.settings.timeout:g} s"
         except Exception as exc:  # a library's surprise must not kill the worker; its
@@ -270,9 +273,11 @@ class Outbox:
             log.exception("outbox: delivering row %s failed", row.id)
             error = f"{row.channel}: {type(exc).__name__} (see the server log)"
         with anyio.CancelScope(shield=True):  # delivered is delivered: record it
-            await self.settle(row, error)
+            await self.settle(row, error, final)
 
-    async def settle(self, row: OutboxRow, error: str | None) -> None:
+    async def settle(self, row: OutboxRow, error: str | None, final: bool = False) -> None:
+        """Record an attempt: delivered, pending again after the backoff, or dead after
+        the last attempt or a refusal no retry can change (`final`)."""
         now = self.clock.now()
         if error is None:
             self.delivered += 1
@@ -281,10 +286,11 @@ class Outbox:
             return
         self.failed += 1
         tries = row.attempts + 1
-        if tries >= self.settings.attempts:
+        if tries >= self.settings.attempts or final:
             state, next_at = "dead", now
-            log.warning("outbox: row %s (%s to %s) is dead after %d attempts: %s", row.id,
-                        row.channel, row.target, tries, error)
+            log.warning("outbox: row %s (%s to %s) is dead after %d attempts%s: %s",
+                        row.id, row.channel, row.target, tries,
+                        " (refused for good)" if final else "", error)
         else:
             state, next_at = "pending", now + backoff(self.settings, tries, self._rng)
         await self.store.write(lambda db: db.execute(

@@ -75,6 +75,8 @@ class Receiver:
         if request.url.path == "/slow":
             with anyio.move_on_after(10):
                 await self.release.wait()
+        if request.url.path in ("/gone", "/throttled"):  # for good, and not now
+            return JSONResponse({"error": "no"}, 410 if request.url.path == "/gone" else 429)
         if len(self.requests) <= self.fail_first:
             return JSONResponse({"error": "down for now"}, 500)
         return JSONResponse({"ok": True})
@@ -107,6 +109,15 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], Any]] = []
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address.startswith("nobody@"):
+            return "550 5.1.1 no such mailbox"
+        if address.startswith("busy@"):
+            return "452 4.2.2 mailbox full, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
@@ -262,6 +273,32 @@ async def test_failing_receiver_is_retried_after_the_backoff_and_delivered_once(
     assert len({s.headers["idempotency-key"] for s in rx.requests}) == 1
     row = (await outbox_rows(store))["n:1"]
     assert (row["state"], row["attempts"], row["delivered_at"]) == ("delivered", 3, T0 + 180)
+
+
+async def test_a_refusal_for_good_is_a_dead_letter_at_once_a_refusal_for_now_is_retried(
+        store: SQLiteStore, smtp: tuple[Mailbox, int]) -> None:
+    box, port = smtp
+    clock = VirtualClock(T0)
+    async with receiving() as rx:
+        chans = channels(webhook={"url": rx.url + "/gone"}, slack={"url": rx.url + "/throttled"},
+                         email={"host": "127.0.0.1", "port": port,
+                                "sender": "caseloop@acme.com"})
+        await notify(store, "deal-1", notice("gone"), notice("throttled", "slack"),
+                     notice("nobody", "email", "nobody@acme.com"),
+                     notice("busy", "email", "busy@acme.com"), at=T0)
+        async with working(store, clock, chans) as ob:
+            await quiet(ob)
+            rows = await outbox_rows(store)
+    assert box.messages == []
+    # A webhook that is gone (410) and a mailbox that does not exist (550): one try.
+    for key, said in (("gone", "HTTP 410"), ("nobody", "550")):
+        assert (rows[key]["state"], rows[key]["attempts"]) == ("dead", 1), rows[key]
+        assert said in rows[key]["last_error"], rows[key]
+    # Throttled (429) and a full mailbox (452): tried again after the backoff.
+    for key, said in (("throttled", "HTTP 429"), ("busy", "452")):
+        assert (rows[key]["state"], rows[key]["attempts"], rows[key]["next_at"]) == (
+            "pending", 1, T0 + 60), rows[key]
+        assert said in rows[key]["last_error"], rows[key]
 
 
 async def test_backoff_doubles_caps_and_ends_in_dead_letter(store: SQLiteStore) -> None:
