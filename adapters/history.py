@@ -30,6 +30,12 @@ and a file with any problem writes nothing. A good file is written in one
 transaction under a new import id, then absorbed into the Monitor as observations
 with source "import". The whole path is plain loops over the csv module and one
 executemany: 100,000 rows take about a second (bench/history_import.py).
+
+Exports overlap: a monthly "last 90 days" report repeats two months of the one before.
+An item the workflow has imported already -- the same case and task, sharing its
+enabled, started or completed time -- is not written again: what the new file knows
+more of it (a completion since, who did it) updates the row it has, the rest is a
+duplicate and skipped. The very same file is recognised whole by its digest.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import json
 import re
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from mapek.monitor import Monitor, Observation
 
@@ -267,6 +273,9 @@ _INSERT = ("INSERT INTO imported_items (import_id, workflow_id, case_id, task, r
 class Imported(NamedTuple):
     import_id: int
     created: bool  # false: this very history was imported before, as `import_id`
+    added: int = 0  # items written anew
+    updated: int = 0  # items imported before that this history completed or filled in
+    duplicates: int = 0  # items imported before, as they were: skipped
 
 
 def history_digest(history: History) -> str:
@@ -295,13 +304,59 @@ async def write_history(store: Any, workflow_id: str, history: History) -> Impor
             return Imported(int(before[0]), False)
         (import_id,) = db.execute(
             "SELECT COALESCE(MAX(import_id), 0) + 1 FROM imported_items").fetchone()
+        new, updates, duplicates = _overlap(db, workflow_id, history)
         db.executemany(_INSERT, ((import_id, workflow_id, *i, as_json.get(i[0]))
-                                 for i in history.items))
+                                 for i in new))
+        db.executemany(_UPDATE, ((*i[2:], as_json.get(i[0]), rowid) for rowid, i in updates))
         db.execute("INSERT INTO history_imports (import_id, workflow_id, digest) VALUES"
                    " (?, ?, ?)", (import_id, workflow_id, digest))
-        return Imported(int(import_id), True)
+        return Imported(int(import_id), True, len(new), len(updates), duplicates)
 
     return await store.write(write)  # type: ignore[no-any-return]
+
+
+T = TypeVar("T")
+
+_UPDATE = ("UPDATE imported_items SET resource = ?, enabled_at = ?, started_at = ?,"
+           " completed_at = ?, attributes = COALESCE(?, attributes) WHERE rowid = ?")
+
+
+def _overlap(db: sqlite3.Connection, workflow_id: str, history: History,
+             ) -> tuple[list[Item], list[tuple[int, Item]], int]:
+    """Split `history`'s items into those new to the workflow, those imported before
+    that it knows more of ((rowid, the merged item)), and how many it repeats as they
+    were. Two items are one when case and task agree and they share a time."""
+    cases = history.attributes.keys() | {i[0] for i in history.items}
+    known: dict[tuple[str, str], list[tuple[int, Item]]] = {}
+    for rowid, case_id, task, resource, enabled, started, completed in db.execute(
+            "SELECT rowid, case_id, task, resource, enabled_at, started_at, completed_at"
+            " FROM imported_items WHERE workflow_id = ?", (workflow_id,)):
+        if case_id in cases:
+            known.setdefault((case_id, task), []).append(
+                (rowid, (case_id, task, resource, enabled, started, completed)))
+    new: list[Item] = []
+    updates: list[tuple[int, Item]] = []
+    duplicates = 0
+    for item in history.items:
+        same = next(((rowid, old) for rowid, old in known.get((item[0], item[1]), ())
+                     if any(t is not None and t == o for t, o in zip(item[3:], old[3:],
+                                                                      strict=True))), None)
+        if same is None:
+            new.append(item)
+            continue
+        rowid, old = same
+        merged: Item = (old[0], old[1], _either(item[2], old[2]), _either(item[3], old[3]),
+                        _either(item[4], old[4]), _either(item[5], old[5]))
+        if merged == old:
+            duplicates += 1
+        else:
+            updates.append((rowid, merged))
+    return new, updates, duplicates
+
+
+def _either(new: T | None, old: T | None) -> T | None:
+    """What the later file says, where it says anything."""
+    return new if new is not None else old
 
 
 class ImportedRow:

@@ -69,7 +69,9 @@ async def import_file(args: argparse.Namespace, out: TextIO) -> int:
               f"{done.import_id}): nothing imported", file=out)
         return 0
     print(f"imported {history.rows} rows as {len(history.items)} work items of "
-          f"{history.cases} cases into {wid} (import {done.import_id})", file=out)
+          f"{history.cases} cases into {wid} (import {done.import_id})"
+          + (f": {done.added} new, {done.updated} updated, {done.duplicates} imported "
+             "before" if done.updated or done.duplicates else ""), file=out)
     return 0
 
 

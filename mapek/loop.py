@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-`cycle()` runs when the event log has grown since the last one (the monitor's
-position is the data stamp): it takes a copy of the observations, and in a worker
+`cycle()` runs when the observations changed since the last one (`Monitor.stamp()`:
+the log grew, or history was imported): it takes a copy of the observations, and in a worker
 thread -- never on the event loop that serves requests and commands -- builds each
 task's history, looks for a dispatch window that beats dispatching at once
 (mapek.timing), and estimates each finding's saving in the twin (the real engine and
@@ -139,10 +139,10 @@ class MapeK:
         # (workflow, task) -> is it a task of the workflow's current version? Imported
         # history may name tasks of another system; a policy for one would never act.
         self.has_task = has_task or (lambda workflow_id, task: True)
-        self._analyses: dict[str, tuple[tuple[int, int], Analysis]] = {}
+        self._analyses: dict[str, tuple[tuple[int, int, int], Analysis]] = {}
         self.settings = settings or LoopSettings()
         self.recommendations: dict[str, Recommendation] = {}
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._lock = anyio.Lock()
         self.cycles = 0
         self.cycle_seconds = 0.0  # how long the last cycle took (wall clock)
@@ -193,7 +193,7 @@ class MapeK:
         """The Analyze stage for one workflow (SLOs, bottlenecks, dispatch and assignee
         effects, breach risk), computed in a worker thread and kept until the log moves."""
         await self.monitor.catch_up()
-        stamp = (self.monitor.pos, len(self.monitor.closed))
+        stamp = self.monitor.stamp()
         kept = self._analyses.get(workflow_id)
         if kept is not None and kept[0] == stamp:
             return kept[1]
@@ -215,7 +215,7 @@ class MapeK:
 
     async def _cycle(self, force: bool = False) -> bool:
         await self.monitor.catch_up()
-        stamp = (self.monitor.pos, len(self.monitor.closed))
+        stamp = self.monitor.stamp()
         if stamp == self._stamp and not force:
             return False
         began = time.monotonic()
@@ -258,7 +258,7 @@ class MapeK:
         with anyio.move_on_after(within):
             # (After a start the monitor first folds the whole log: seconds for years.)
             await self.monitor.catch_up()
-            if (self.monitor.pos, len(self.monitor.closed)) == self._stamp:
+            if self.monitor.stamp() == self._stamp:
                 return True  # nothing new since the last cycle
             done = self._asked
             if done is None:

@@ -279,6 +279,7 @@ class Monitor:
         self._workflow: dict[str, str] = {}
         self._lock = anyio.Lock()
         self._absorbed = 0
+        self.revision = 0  # absorbs and forgets of imported history (see stamp())
         # Appends folded as handed on by the store, and as read back from the log.
         self.appends_handed_on = 0
         self.appends_read = 0
@@ -425,12 +426,32 @@ class Monitor:
 
     def absorb(self, observations: Iterable[Observation]) -> None:
         """Add observations that did not come from this log (imported history)."""
+        self.revision += 1
         for o in observations:
             if o.closed_at is None:
                 self._absorbed += 1  # negative keys: never matched by a log event
                 self.open[(f"import:{o.case_id}", -self._absorbed)] = o
             else:
                 self.closed.append(o)
+
+    def forget_imported(self, workflow_id: str) -> None:
+        """Drop a workflow's imported observations (to absorb them again as a later
+        import updated them); the aggregates are counted again at the next fold."""
+        self.revision += 1
+
+        def imported(o: Observation) -> bool:
+            return o.source == "import" and o.workflow_id == workflow_id
+
+        self.closed[:] = [o for o in self.closed if not imported(o)]
+        for key in [k for k, o in self.open.items() if imported(o)]:
+            del self.open[key]
+        self.tallies.clear()
+        self._folded = 0
+
+    def stamp(self) -> tuple[int, int, int]:
+        """Changes whenever the observations do: the log's position, the items closed,
+        and the imports absorbed or forgotten."""
+        return self.pos, len(self.closed), self.revision
 
     def fold(self) -> None:
         """Count the items closed since the last fold into their three aggregates.

@@ -53,6 +53,11 @@ class HistoryImported(_Out):
     rows: int  # event rows read (blank lines not counted)
     items: int  # work items the rows were paired into
     cases: int
+    # Of the items: new to the workflow; imported before and completed or filled in by
+    # this file; imported before as they are (overlapping exports): not written again.
+    added: int = 0
+    updated: int = 0
+    duplicates: int = 0
 
 
 @api.route("POST", "/workflows/{workflow_id}/history/import",
@@ -79,10 +84,14 @@ async def _import(c: Context, wid: str, body: bytes) -> Response:
     except HistoryInvalid as exc:
         raise ApiError(422, INVALID_DATA, exc.message, exc.problems) from None
     done = await write_history(c.store, wid, history)
-    if c.monitor is not None and done.created:
+    if c.monitor is not None and done.updated:  # items it had changed: all again
+        c.monitor.forget_imported(wid)
+        await absorb_imported(c.monitor, c.store, workflow_id=wid)
+    elif c.monitor is not None and done.created:
         await absorb_imported(c.monitor, c.store, import_id=done.import_id)
     return respond(HistoryImported(wid, done.import_id, done.created, history.rows,
-                                   len(history.items), history.cases),
+                                   len(history.items), history.cases, done.added,
+                                   done.updated, done.duplicates),
                    201 if done.created else 200)
 
 

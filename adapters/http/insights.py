@@ -229,7 +229,7 @@ async def approver_report(request: Request) -> Response:
         return respond(ApproverReport(wid, []))
     await m.catch_up()
     now = c.runtime.clock.now()
-    stamp = (m.pos, len(m.closed), len(m.open), int(time.time() // AGE_SECONDS))
+    stamp = (*m.stamp(), len(m.open), int(time.time() // AGE_SECONDS))
 
     def role_of(person: str) -> str | None:
         p = c.directory.person(person)

@@ -131,7 +131,42 @@ def test_the_same_history_twice_is_imported_once(srv: Server, wf: str) -> None:
     assert len(stored(srv.db, wf)) == GOOD_ITEMS
     more = post(srv, wf, GOOD + "D-3,Qualify,enabled,2025-03-07T09:00:00Z,,,,\n")
     assert more.status_code == 201 and more.json()["import_id"] != first.json()["import_id"]
-    assert len(stored(srv.db, wf)) == 2 * GOOD_ITEMS + 1  # a new history, all of it
+    # A new history, overlapping the first: only its new item is written.
+    assert (more.json()["added"], more.json()["updated"], more.json()["duplicates"]) == (
+        1, 0, GOOD_ITEMS)
+    assert len(stored(srv.db, wf)) == GOOD_ITEMS + 1
+
+
+def test_overlapping_exports_add_what_is_new_and_complete_what_was_open(
+        srv: Server, wf: str) -> None:
+    # A monthly "last 90 days" export repeats two months of the one before; written
+    # whole, every repeated item counted twice in what the MAPE-K loop learns.
+    march = post(srv, wf, GOOD)
+    assert march.status_code == 201, march.text
+    april = (GOOD.splitlines(keepends=True)[0]
+             + "D-1,Approve,enabled,2025-03-03T10:00:00+01:00,,,,\n"  # as before
+             + "D-1,Approve,completed,2025-03-04T08:00:00Z,marcus.thompson@acme.com,,,\n"
+             # the repeat of Qualify was open in March: done since, by Sarah
+             + "D-1,Qualify,enabled,2025-03-05T09:00:00+01:00,,,,\n"
+             + "D-1,Qualify,completed,2025-03-05T11:00:00+01:00,sarah.chen@acme.com,,,\n"
+             + "D-4,Approve,enabled,2025-04-01T09:00:00Z,,,,\n"  # new
+             + "D-4,Approve,completed,2025-04-01T15:00:00Z,lisa.wong@acme.com,,,\n")
+    r = post(srv, wf, april)
+    assert r.status_code == 201, r.text
+    assert (r.json()["added"], r.json()["updated"], r.json()["duplicates"]) == (1, 1, 1)
+    items = stored(srv.db, wf)
+    assert len(items) == GOOD_ITEMS + 1
+    qualify = [i[2:6] for i in items if i[:2] == ("D-1", "Qualify")]
+    assert qualify[1] == ("sarah.chen@acme.com", at("2025-03-05T09:00:00+01:00"), None,
+                          at("2025-03-05T11:00:00+01:00"))
+    # The loop sees each item once, the open one now closed.
+    analysis = httpx.get(f"{srv.url}/api/v1/workflows/{wf}/mape-k/analysis", timeout=60)
+    assert analysis.status_code == 200, analysis.text
+    assert analysis.json()["stamp"]["observations"] == GOOD_ITEMS + 1, analysis.json()
+    # The export has each item once, as the store has it.
+    lines = export(srv, wf).text.splitlines()
+    assert sum(",Qualify,completed," in line for line in lines) == 2
+    assert sum(",Approve,enabled," in line for line in lines) == 2
 
 
 def test_the_tutorial_alias_names_the_workflow_too(srv: Server) -> None:
