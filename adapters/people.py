@@ -85,12 +85,13 @@ class Directory(msgspec.Struct, forbid_unknown_fields=True):
             permission in self.roles[r].permissions for r in self.roles_of(user)
             if r in self.roles)
 
-    def require(self, user: str, permission: str) -> None:
-        """Refuse (3002) unless one of the person's roles has `permission`."""
+    def require(self, user: str, permission: str, field: str = "X-Caseloop-User") -> None:
+        """Refuse (3002) unless one of the person's roles has `permission`; `field`:
+        where the request said who it is."""
         if not self.may(user, permission):
             raise InsufficientAuthority(f"{user!r} lacks the {permission} permission "
                                         "(roles.yaml: no role of theirs has it)",
-                                        field="X-Caseloop-User")
+                                        field=field)
 
     def people_with_role(self, role: str) -> list[str]:
         return sorted(u for u, p in self.people.items() if p.role == role)

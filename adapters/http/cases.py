@@ -221,7 +221,7 @@ async def signal_case(request: Request) -> Response:
     user = c.who(request)
     # Integrations are trusted with a permission, not with a role's approval limits:
     # the callback reports what happened elsewhere (the customer signed, money arrived).
-    c.directory.require(user, "send_signals")
+    c.require(user, "send_signals")
     body = await read_body(request, CaseSignal)
     name, now = request.path_params["name"], c.runtime.clock.now
     by = f"signal:{name}" if user == OPERATOR else user
@@ -253,6 +253,6 @@ async def cancel_case(request: Request) -> Response:
     c = ctx(request)
     user = c.who(request)
     body = await read_body(request, CancelCase)
-    c.directory.require(user, "cancel_cases")
+    c.require(user, "cancel_cases")
     case = await c.runtime.cancel(request.path_params["case_id"], body.reason)
     return respond(case_view(case))

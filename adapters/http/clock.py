@@ -56,7 +56,7 @@ async def show_clock(request: Request) -> Response:
 @idempotent
 async def advance_clock(request: Request) -> Response:
     c = ctx(request)
-    c.directory.require(c.who(request), ADVANCE_PERMISSION)
+    c.require(c.who(request), ADVANCE_PERMISSION)
     clock, rt = c.runtime.clock, c.runtime
     if not isinstance(clock, VirtualClock):
         # The code of a path this server does not serve (errors.on_http_exception).

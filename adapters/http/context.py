@@ -45,6 +45,12 @@ class Context:
     def mode(self) -> str:
         return "token" if self.tokens else "open"
 
+    def require(self, user: str, permission: str) -> None:
+        """Refuse (403, 3002) unless `user` has `permission`, naming where the request
+        said who it is: the token, or the X-Caseloop-User header of open mode."""
+        self.directory.require(user, permission,
+                               "Authorization" if self.tokens else "X-Caseloop-User")
+
     def who(self, request: Request, named: str | None = None) -> str:
         """The person a request acts as (see the module docstring). The request is
         authenticated once; later calls (with the person a body names) reuse it."""

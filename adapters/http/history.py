@@ -68,7 +68,7 @@ class HistoryImported(_Out):
 async def import_history(request: Request) -> Response:
     c = ctx(request)
     user = c.who(request)
-    c.directory.require(user, IMPORT_PERMISSION)
+    c.require(user, IMPORT_PERMISSION)
     wid = resolve(c, request.path_params["workflow_id"])
     scoped = scoped_key(request)  # a bad key is refused before the body is read
     _require_csv(request)

@@ -62,7 +62,7 @@ async def list_outbox(request: Request) -> Response:
     c = ctx(request)
     # Notifications carry people's addresses and case details: for those who handle
     # failed work, as the retry route.
-    c.directory.require(c.who(request), "retry_incidents")
+    c.require(c.who(request), "retry_incidents")
     q = request.query_params
     state = q.get("state")
     if state is not None and state not in STATES:
@@ -84,7 +84,7 @@ async def retry_outbox(request: Request) -> Response:
     why it died. Only dead rows: the others are still in the worker's care."""
     c = ctx(request)
     user = c.who(request)
-    c.directory.require(user, "retry_incidents")
+    c.require(user, "retry_incidents")
     await read_body(request, RetryNotification)
     row_id = parse_int("id", request.path_params["id"], 0, 1, MAX_ID)
     try:

@@ -127,7 +127,7 @@ async def show_recommendation(request: Request) -> Response:
 async def _act(request: Request, action: str) -> Response:
     c = ctx(request)
     user = c.who(request)
-    c.directory.require(user, "manage_policies")
+    c.require(user, "manage_policies")
     body = await read_body(request, PolicyAction)
     loop, rid = _find(c, request)
     try:

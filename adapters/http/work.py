@@ -56,7 +56,7 @@ async def incidents(request: Request) -> Response:
 async def retry_incident(request: Request) -> Response:
     c = ctx(request)
     user = c.who(request)
-    c.directory.require(user, "retry_incidents")
+    c.require(user, "retry_incidents")
     await read_body(request, RetryIncident)
     case_id = request.path_params["case_id"]
     item = parse_int("item", request.path_params["item"], 0, 1, 2**31)

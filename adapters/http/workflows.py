@@ -53,7 +53,7 @@ async def register_workflow(request: Request) -> Response:
     c = ctx(request)
     # Before the spec is decoded (with an Idempotency-Key, the wrapper has read the
     # body already, and a refusal is the key's stored answer like any other).
-    c.directory.require(c.who(request), REGISTER_PERMISSION)
+    c.require(c.who(request), REGISTER_PERMISSION)
     body = await raw_body(request)
     try:
         text = body.decode("utf-8")

@@ -588,6 +588,15 @@ async def test_token_of_a_person_without_the_role_is_403(secured: httpx.AsyncCli
     assert fields(error(r, 403, 3002)) == ["completed_by"]
 
 
+async def test_a_permission_refused_in_token_mode_names_the_token(
+        secured: httpx.AsyncClient, tokens: dict[str, Any]) -> None:
+    # The person came from the token, not from an X-Caseloop-User header (open mode's).
+    r = await secured.post(f"{API}/cases/d1/cancel", json={}, headers=bearer(tokens[SDR]))
+    assert fields(error(r, 403, 3002)) == ["Authorization"]
+    assert (await secured.get(f"{API}/cases/d1", headers=bearer(tokens[SDR]))
+            ).json()["state"] == "active"
+
+
 async def test_token_of_the_finance_manager_may_complete(secured: httpx.AsyncClient,
                                                          tokens: dict[str, Any]) -> None:
     r = await secured.post(complete_url("d1", "SendToFinance"), json={"result": "approved"},
