@@ -7,6 +7,7 @@ adapter: SQLite or PostgreSQL stores and the system clock implement them from ab
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -161,7 +162,11 @@ class SlaPolicy(Protocol):
 
     def target(self, workflow_id: str, task: str | None) -> SlaTarget | None: ...
 
-    def notices(self, case_id: str, workflow_id: str, breach: Any) -> list[Notice]: ...
+    def notices(self, case_id: str, workflow_id: str, breach: Any,
+                data: Mapping[str, Any] | None = None) -> list[Notice]:
+        """Who hears of `breach` of case `case_id`, whose data is `data` (so the notice
+        can name the deal, not only its case id)."""
+        ...
 
 
 class RoutingRule(msgspec.Struct, frozen=True):

@@ -463,7 +463,8 @@ class Runtime:
     def _sla_notices(self, case: Case, events: list[Any]) -> list[Notice]:
         assert self.slas is not None
         return [n for e in events if type(e) is SlaBreached
-                for n in self.slas.notices(case.case_id, case.net.workflow_id, e)]
+                for n in self.slas.notices(case.case_id, case.net.workflow_id, e,
+                                           case.data)]
 
     def _push(self, entry: list[Any]) -> list[Any]:
         """Timer entries are [due, seq, case_id, item]; SLA deadlines are

@@ -24,6 +24,7 @@ runtime raises the breach early, and `notices` sends that early alert (topic
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -138,23 +139,27 @@ class SlaBook:
             out += [p for p in people if p not in out]
         return out
 
-    def notices(self, case_id: str, workflow_id: str, breach: Any) -> list[Notice]:
+    def notices(self, case_id: str, workflow_id: str, breach: Any,
+                data: Mapping[str, Any] | None = None) -> list[Notice]:
+        name = case_name(data)
         if breach.item and self.escalations is not None:
             s = self.slo(workflow_id, breach.task)
             if s is not None and breach.alert < s.alert * HOUR - 1.0:
-                return self._escalated(case_id, workflow_id, breach)
+                return self._escalated(case_id, workflow_id, breach, name)
         what = ("the case's time in " + workflow_id if breach.item == 0
                 else f"task {breach.task} (work item {breach.item})")
-        subject = f"SLA breached: {breach.task} on {case_id}"
-        body = (f"{what} of case {case_id} passed its alert threshold of "
+        subject = f"SLA breached: {breach.task} on {_named(case_id, name)}"
+        body = (f"{what} of case {_named(case_id, name)} passed its alert threshold of "
                 f"{breach.alert / HOUR:g} h (target {breach.target / HOUR:g} h).")
-        payload = {"case_id": case_id, "workflow_id": workflow_id, "item": breach.item,
-                   "task": breach.task, "target_hours": breach.target / HOUR,
+        payload = {"case_id": case_id, "case_name": name, "workflow_id": workflow_id,
+                   "item": breach.item, "task": breach.task,
+                   "target_hours": breach.target / HOUR,
                    "alert_hours": breach.alert / HOUR, "breached_at": breach.at}
         key = f"sla:{case_id}:{breach.item}:{breach.at!r}"
         return self._fan_out(key, "sla.breached", subject, body, case_id, payload)
 
-    def _escalated(self, case_id: str, workflow_id: str, breach: Any) -> list[Notice]:
+    def _escalated(self, case_id: str, workflow_id: str, breach: Any,
+                   name: str | None) -> list[Notice]:
         """An alert raised early by an escalation: the role that can act hears it first,
         and the usual recipients with it (they would have heard at the SLO's threshold,
         which this item no longer reaches with an alert of its own)."""
@@ -162,14 +167,16 @@ class SlaBook:
         rule = self.escalations.escalation(workflow_id, breach.task)  # rolled back: None
         people = [] if rule is None else self.directory.people_with_role(rule.to_role)
         people += [p for p in self.recipients() if p not in people]
-        subject = f"At risk: {breach.task} on {case_id} is still open"
-        body = (f"task {breach.task} (work item {breach.item}) of case {case_id} is still "
+        subject = f"At risk: {breach.task} on {_named(case_id, name)} is still open"
+        body = (f"task {breach.task} (work item {breach.item}) of case "
+                f"{_named(case_id, name)} is still "
                 f"open after {breach.alert / HOUR:g} h; its target is "
                 f"{breach.target / HOUR:g} h."
                 + ("" if rule is None else f" Escalated to {rule.to_role} "
                    f"(policy version {rule.version})."))
-        payload = {"case_id": case_id, "workflow_id": workflow_id, "item": breach.item,
-                   "task": breach.task, "target_hours": breach.target / HOUR,
+        payload = {"case_id": case_id, "case_name": name, "workflow_id": workflow_id,
+                   "item": breach.item, "task": breach.task,
+                   "target_hours": breach.target / HOUR,
                    "alert_hours": breach.alert / HOUR, "breached_at": breach.at,
                    "escalated_to": None if rule is None else rule.to_role,
                    "policy_version": None if rule is None else rule.version}
@@ -202,3 +209,24 @@ class SlaBook:
                                   body + (f" For: {names}." if names else ""), case_id,
                                   payload))
         return out
+
+
+def case_name(data: Mapping[str, Any] | None) -> str | None:
+    """What the people told of a case call it: the deal's name (with its customer when
+    the name does not say it), else the lead's company; None when the data names
+    neither. A case id such as `case_8891f3be3a6ba6e9` tells the CFO nothing."""
+    if not data:
+        return None
+    deal, customer = data.get("deal_name"), data.get("customer_name")
+    deal = deal.strip() if isinstance(deal, str) else ""
+    customer = customer.strip() if isinstance(customer, str) else ""
+    if deal:
+        return deal if not customer or customer.lower() in deal.lower() else (
+            f"{deal} ({customer})")
+    company = data.get("company_name")
+    company = company.strip() if isinstance(company, str) else ""
+    return customer or company or None
+
+
+def _named(case_id: str, name: str | None) -> str:
+    return case_id if name is None else f"{name} [{case_id}]"

@@ -220,6 +220,36 @@ async def test_without_configured_channels_the_breach_is_recorded_but_not_queued
         assert outbox(db) == []
 
 
+
+async def test_a_breach_notice_names_the_deal_not_only_its_case_id(db: str) -> None:
+    """The sales manager and the CFO are told of a late approval by Slack and e-mail
+    (PIPELINE.md "SLOs"); a case id -- generated ones look like case_8891f3be3a6ba6e9 --
+    does not tell them which deal is waiting: the subject, body and payload name it."""
+    clock = VirtualClock(T0)
+    async with running(db, clock, NETS, slas=book()) as (_store, rt):
+        await rt.create("sla-flow", "c1", {"deal_name": "Globex Platform Renewal",
+                                           "customer_name": "Globex Corp"})
+        await rt.create("sla-flow", "c2", {"company_name": "Initech"})  # a lead
+        clock.advance_to(T0 + 3 * HOUR)
+        await rt.wait_idle()
+        con = sqlite3.connect(db)
+        try:
+            rows = con.execute("SELECT case_id, subject, body, payload FROM outbox"
+                               " ORDER BY id").fetchall()
+        finally:
+            con.close()
+        c1 = [r for r in rows if r[0] == "c1"]
+        c2 = [r for r in rows if r[0] == "c2"]
+        assert len(c1) == len(c2) == 4  # two managers and Lisa by e-mail, one Slack post
+        for _case, subject, body, payload in c1:
+            assert subject == ("SLA breached: Approve on Globex Platform Renewal "
+                               "(Globex Corp) [c1]"), subject
+            assert "Globex Platform Renewal (Globex Corp) [c1]" in body, body
+            assert json.loads(payload)["case_name"] == "Globex Platform Renewal (Globex Corp)"
+        for _case, subject, _body, payload in c2:
+            assert subject == "SLA breached: Approve on Initech [c2]", subject
+            assert json.loads(payload)["case_name"] == "Initech"
+
 # -------------------------------------------------------------- workflow stays
 async def test_a_workflow_stay_breaches_item_zero_and_resolves_on_hand_on(db: str) -> None:
     clock = VirtualClock(T0)
@@ -360,7 +390,8 @@ class Flat:
         self.asked.append((workflow_id, task))
         return None if task is None else SlaTarget(30.0, 60.0)
 
-    def notices(self, case_id: str, workflow_id: str, breach: Any) -> list[Notice]:
+    def notices(self, case_id: str, workflow_id: str, breach: Any,
+                data: Any = None) -> list[Notice]:
         return [Notice(f"flat:{case_id}:{breach.item}", "webhook", "ops", "sla.breached",
                        f"{breach.task} late", "", case_id, {"wf": workflow_id})]
 
