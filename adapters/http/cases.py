@@ -32,7 +32,7 @@ from .bodies import (
     StartTask,
 )
 from .codec import iso, parse_int, parse_time, read_body, respond, stamp
-from .context import ctx
+from .context import Context, ctx
 from .errors import malformed
 from .idempotency import idempotent
 from .views import case_view, history_events
@@ -64,18 +64,26 @@ async def tell_task(request: Request, command: Any) -> Case:
     except UnknownTask as exc:
         if exc.field != "task":
             raise
-        left = await c.store.query(
-            "SELECT workflow_id, version FROM phases WHERE case_id = ? AND left_at IS NOT"
-            " NULL ORDER BY entered_at DESC", (case_id,))
-        for workflow_id, version in left:
-            try:
-                had_it = task in c.runtime.net(workflow_id, version).task_index
-            except WorkflowNotFound:
-                continue
-            if had_it:
-                raise AlreadyDone(f"case {case_id!r} has left {workflow_id!r}, whose task "
-                                  f"{task!r} this is", field="task") from None
+        await _left_behind(c, case_id, task, "task", by_action=False)
         raise
+
+
+async def _left_behind(c: Context, case_id: str, name: str, field: str, *,
+                       by_action: bool) -> None:
+    """Refuse with 3004 when a workflow the case has left had task `name` (or, with
+    `by_action`, a task running action `name`): its work is behind the case."""
+    left = await c.store.query(
+        "SELECT workflow_id, version FROM phases WHERE case_id = ? AND left_at IS NOT"
+        " NULL ORDER BY entered_at DESC", (case_id,))
+    for workflow_id, version in left:
+        try:
+            net = c.runtime.net(workflow_id, version)
+        except WorkflowNotFound:
+            continue
+        if name in net.task_index or (by_action and any(t.action == name
+                                                        for t in net.tasks)):
+            raise AlreadyDone(f"case {case_id!r} has left {workflow_id!r}, whose task "
+                              f"{name!r} this is", field=field) from None
 
 
 @api.route("POST", "/workflows/{workflow_id}/cases", "Start a case of a workflow", CaseView,
@@ -239,10 +247,22 @@ async def signal_case(request: Request) -> Response:
                 return case.complete(it.id, now(), body.result, body.output_data, by)
         if name in case.net.cond_index:
             return case.signal(name, now())  # refused unless it is a trigger condition
+        for t in tasks:
+            # A callback sent again (the billing system retrying after a timeout) for
+            # work already done: 3004, as for a second completion, not "no such work".
+            if ((t.id == name or t.action == name) and case.done_tasks >> t.idx & 1
+                    and not t.in_cycle):
+                raise AlreadyDone(f"task {t.id!r} of case {case.case_id!r} is already "
+                                  "completed", field="name")
         raise NoWaitingWork(f"case {case.case_id!r} has no open work item or trigger "
                             f"named {name!r}", field="name")
 
-    case = await c.runtime.tell(request.path_params["case_id"], deliver)
+    case_id = request.path_params["case_id"]
+    try:
+        case = await c.runtime.tell(case_id, deliver)
+    except NoWaitingWork:
+        await _left_behind(c, case_id, name, "name", by_action=True)
+        raise
     return respond(case_view(case))
 
 

@@ -262,10 +262,11 @@ def test_esignature_posts_once_waits_and_the_callback_completes_it(
             and e.get("task") == "SendForSignature"]
     assert [(e["result"], e["by"]) for e in done] == [("signed", INTEGRATION)]
 
-    # a second callback finds nothing waiting
+    # a second callback finds the work done: 3004, as a second completion (the
+    # service's retry must not read "no such work", 2003)
     r = httpx.post(body["callback_url"], json={"result": "signed"},
                    headers={"X-Caseloop-User": INTEGRATION}, timeout=30.0)
-    assert r.status_code == 409 and error_code(r) == 2003
+    assert r.status_code == 409 and error_code(r) == 3004
     # a signal nobody waits for
     r = call(srv, "POST", f"/cases/{case_id}/signals/NoSuchSignal", {"result": "x"},
              INTEGRATION)

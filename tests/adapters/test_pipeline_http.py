@@ -377,6 +377,31 @@ def test_invoice_path_payment_signal_books_revenue_and_sets_up_billing(api: Api)
     assert paid["by"] == INTEGRATION and paid["result"] == "paid"
 
 
+
+def test_a_callback_sent_again_is_already_completed_not_missing_work(api: Api) -> None:
+    """The billing system retries its payment callback (its first request timed out
+    after the server had taken it): the answer says the payment is recorded (409, 3004
+    "already submitted", as for a person completing twice), not 2003 "no open work
+    item", which reads as a wrong case or task and sends someone hunting. Likewise the
+    e-signature callback repeated after the signed deal moved on to revenue
+    recognition. Work that never happened stays 2003: the withdrawn prepay path."""
+    approved_small_deal(api, "deal_retry")
+    api.advance(LOCAL_DELAYS)  # signed, invoiced
+    api.ok(api.signal("deal_retry", "PaymentReceived", INTEGRATION, "paid"))
+    api.settle()
+    seen = len(api.history("deal_retry"))
+
+    err = api.error(api.signal("deal_retry", "PaymentReceived", INTEGRATION, "paid"),
+                    409, 3004)
+    assert [d["field"] for d in err["details"]] == ["name"], err
+    for name in ("SendForSignature", "e_signature"):  # by task, or by its action
+        err = api.error(api.signal("deal_retry", name, INTEGRATION, "signed"), 409, 3004)
+        assert "contract-processing" in err["message"], err
+    api.error(api.signal("deal_retry", "PrepaymentReceived", INTEGRATION, "paid"),
+              409, 2003)
+    api.error(api.signal("deal_retry", "NoSuchSignal", INTEGRATION, "paid"), 409, 2003)
+    assert len(api.history("deal_retry")) == seen  # nothing recorded twice
+
 def test_prepay_path_withdraws_the_invoice(api: Api) -> None:
     approved_small_deal(api, "deal_prepay")
     # Only as far as the signature: the invoice is not out yet (send_invoice waits for
