@@ -217,15 +217,22 @@ def case_name(data: Mapping[str, Any] | None) -> str | None:
     neither. A case id such as `case_8891f3be3a6ba6e9` tells the CFO nothing."""
     if not data:
         return None
-    deal, customer = data.get("deal_name"), data.get("customer_name")
-    deal = deal.strip() if isinstance(deal, str) else ""
-    customer = customer.strip() if isinstance(customer, str) else ""
+    deal, customer, company = (_one_line(data.get(k)) for k in
+                               ("deal_name", "customer_name", "company_name"))
     if deal:
         return deal if not customer or customer.lower() in deal.lower() else (
             f"{deal} ({customer})")
-    company = data.get("company_name")
-    company = company.strip() if isinstance(company, str) else ""
     return customer or company or None
+
+
+NAME_LIMIT = 80  # characters of a name in a subject line
+
+
+def _one_line(value: Any) -> str:
+    """A name as a subject line can carry it: what an SDR typed may hold line breaks
+    (an e-mail header refuses them: the alert would never be sent) or run to pages."""
+    text = " ".join(value.split()) if isinstance(value, str) else ""
+    return text if len(text) <= NAME_LIMIT else text[:NAME_LIMIT - 1].rstrip() + "…"
 
 
 def _named(case_id: str, name: str | None) -> str:

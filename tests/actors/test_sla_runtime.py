@@ -230,6 +230,9 @@ async def test_a_breach_notice_names_the_deal_not_only_its_case_id(db: str) -> N
         await rt.create("sla-flow", "c1", {"deal_name": "Globex Platform Renewal",
                                            "customer_name": "Globex Corp"})
         await rt.create("sla-flow", "c2", {"company_name": "Initech"})  # a lead
+        # What an SDR typed, line breaks and all: an e-mail subject cannot carry those.
+        await rt.create("sla-flow", "c3", {"deal_name": "Hooli\r\nBcc: all@hooli.com "
+                                                        + "x" * 200})
         clock.advance_to(T0 + 3 * HOUR)
         await rt.wait_idle()
         con = sqlite3.connect(db)
@@ -249,6 +252,12 @@ async def test_a_breach_notice_names_the_deal_not_only_its_case_id(db: str) -> N
         for _case, subject, _body, payload in c2:
             assert subject == "SLA breached: Approve on Initech [c2]", subject
             assert json.loads(payload)["case_name"] == "Initech"
+        c3 = [r for r in rows if r[0] == "c3"]
+        assert len(c3) == 4
+        for _case, subject, _body, payload in c3:
+            name = json.loads(payload)["case_name"]
+            assert name.startswith("Hooli Bcc: all@hooli.com xxx") and name.endswith("…")
+            assert len(name) == 80 and "\n" not in subject and "\r" not in subject
 
 # -------------------------------------------------------------- workflow stays
 async def test_a_workflow_stay_breaches_item_zero_and_resolves_on_hand_on(db: str) -> None:
