@@ -589,6 +589,35 @@ def test_custom_contract_checklist_and_amendment_timeout_escalates(api: Api) -> 
     assert timeout["result"] == "timeout"
 
 
+def test_a_misspelt_decline_or_write_off_is_refused_not_taken_for_the_money_path(
+        api: Api) -> None:
+    # Where anything but one word took the route that signs the contract or books the
+    # revenue, a typo ("Declined", "written off") did exactly that. Each such task lists
+    # its results now; any other is 422 (2003, field result) and changes nothing.
+    approved_small_deal(api, "deal_unpaid2")
+    api.advance(LOCAL_DELAYS)
+    api.advance("61d")
+    assert api.case("deal_unpaid2")["enabled_tasks"] == ["Collections"]
+    approved_small_deal(api, "deal_sig", contract_type="custom")  # its 5 days from now
+    api.done("deal_sig", "LegalReview", LEGAL, "approved",
+             checklist={"redlines_reviewed": True, "pricing_approved": True})
+    assert api.case("deal_sig")["enabled_tasks"] == ["CustomerSignature"]
+    for case_id, task, user, typo in (("deal_sig", "CustomerSignature", SDR, "Declined"),
+                                      ("deal_unpaid2", "Collections", FINANCE,
+                                       "written off")):
+        before, seen = api.case(case_id), len(api.history(case_id))
+        err = api.error(api.complete(case_id, task, user, typo), 422, 2003)
+        assert [d["field"] for d in err["details"]] == ["result"], err
+        api.settle()
+        assert api.case(case_id) == before and len(api.history(case_id)) == seen
+    # The words themselves take their routes.
+    case = api.done("deal_sig", "CustomerSignature", SDR, "declined")
+    assert (case["state"], case["data"]["contract_status"]) == ("completed", "rejected")
+    case = api.done("deal_unpaid2", "Collections", FINANCE, "written_off")
+    assert (case["state"], case["data"]["revenue_status"]) == ("completed", "written_off")
+    assert "BookRevenue" not in tasks_of(api.history("deal_unpaid2"), "TaskEnabled")
+
+
 # ------------------------------------------------------------- SLA and the outbox
 class FlakyReceiver:
     """A real HTTP endpoint that answers 500 to the first `failures` requests, then 200,
