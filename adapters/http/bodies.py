@@ -183,7 +183,8 @@ class WorklistItem(_Out):
 
 
 class Worklist(_Out):
-    items: list[WorklistItem]
+    items: list[WorklistItem]  # oldest first
+    truncated: bool = False  # more open items than WORKLIST_LIMIT: the oldest are shown
 
 
 class IncidentView(_Out):
@@ -287,6 +288,7 @@ class Today(_Out):
     items: list[TodayItem]  # every open item of theirs, earliest deadline first
     at_risk: list[TodayItem]
     breaches: list[TodayItem]
+    truncated: bool = False  # more open items than TODAY_LIMIT: the oldest were ranked
 
 
 class WorkflowCounts(_Out):

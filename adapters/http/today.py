@@ -18,6 +18,11 @@ from .codec import iso, respond, stamp
 from .context import ctx
 from .errors import malformed
 
+# Open items ranked by deadline. All of a person's work must be ranked (the store's
+# default 500 were the oldest: a newer item on a short SLO could miss the panel); a
+# person with more than this many open items is told the panel is cut.
+TODAY_LIMIT = 10_000
+
 
 @api.route("GET", "/today", "A person's open work by deadline, at risk, and breached",
            Today, errors=(400,),
@@ -33,7 +38,7 @@ async def today(request: Request) -> Response:
         raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
     now = c.runtime.clock.now()
     rows = await c.store.worklist(user=user, roles=sorted(c.directory.roles_of(user)),
-                                  now=now)
+                                  now=now, limit=TODAY_LIMIT)
     items = []
     for r, wid in rows:
         sla = c.slas.target(wid, r.task) if c.slas is not None else None
@@ -49,4 +54,5 @@ async def today(request: Request) -> Response:
     views = [v for _, _, v in items]
     return respond(Today(user, stamp(now), views,
                          [v for v in views if v.status == "at_risk"],
-                         [v for v in views if v.status == "breached"]))
+                         [v for v in views if v.status == "breached"],
+                         len(rows) >= TODAY_LIMIT))

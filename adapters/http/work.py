@@ -13,6 +13,8 @@ from .errors import ApiError, malformed
 from .idempotency import idempotent
 from .views import case_view
 
+WORKLIST_LIMIT = 500  # items of a worklist, oldest first (`truncated` says there are more)
+
 
 @api.route("GET", "/worklist",
            "Open human work items: claimed by a person, or offered to a role", Worklist,
@@ -32,10 +34,12 @@ async def worklist(request: Request) -> Response:
         if c.directory.person(user) is None:
             raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
         roles = sorted(c.directory.roles_of(user)) if roles is None else roles
-    rows = await c.store.worklist(user=user, roles=roles, now=c.runtime.clock.now())
+    rows = await c.store.worklist(user=user, roles=roles, now=c.runtime.clock.now(),
+                                  limit=WORKLIST_LIMIT)
     return respond(Worklist([
         WorklistItem(r.case_id, wid, r.item, r.task, r.role, r.state, r.assignee,
-                     stamp(r.enabled_at), iso(r.due)) for r, wid in rows]))
+                     stamp(r.enabled_at), iso(r.due)) for r, wid in rows],
+        len(rows) >= WORKLIST_LIMIT))
 
 
 @api.route("GET", "/incidents",

@@ -26,6 +26,8 @@ import pytest
 from http_kit import in_process
 
 from adapters.cli import main as cli_main
+from adapters.http import today as today_module
+from adapters.http import work as work_module
 from adapters.http.codec import MAX_BODY
 
 pytestmark = pytest.mark.anyio
@@ -221,6 +223,23 @@ async def test_today_in_open_mode_asks_whose_day(api: httpx.AsyncClient) -> None
     assert fields(err) == ["user"] and "?user=" in err["message"]
     r = await api.get(f"{API}/today", params={"user": FINANCE})
     assert r.status_code == 200, r.text
+
+
+async def test_a_day_or_worklist_cut_short_says_so(api: httpx.AsyncClient,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each deal offers the finance manager one SendToFinance item.
+    for n in range(3):
+        await create_deal(api, f"d{n}")
+    r = await api.get(f"{API}/today", params={"user": FINANCE})
+    assert r.json()["truncated"] is False and len(r.json()["items"]) == 3, r.text
+    r = await api.get(f"{API}/worklist", params={"user": FINANCE})
+    assert r.json()["truncated"] is False and len(r.json()["items"]) == 3, r.text
+    monkeypatch.setattr(today_module, "TODAY_LIMIT", 2)
+    monkeypatch.setattr(work_module, "WORKLIST_LIMIT", 2)
+    r = await api.get(f"{API}/today", params={"user": FINANCE})
+    assert r.json()["truncated"] is True and len(r.json()["items"]) == 2, r.text
+    r = await api.get(f"{API}/worklist", params={"user": FINANCE})
+    assert r.json()["truncated"] is True and len(r.json()["items"]) == 2, r.text
 
 
 async def test_completing_a_task_of_a_workflow_the_case_has_left_is_409(
