@@ -128,9 +128,16 @@ PLACEHOLDER_ACTIONS = (
 )
 
 
+async def _placeholder_signed(ctx: ActionContext) -> dict[str, Any]:
+    """PLACEHOLDER for the e-signature service: the customer signs at once (the task
+    lists its results: signed, declined, expired)."""
+    return {"result": "signed"}
+
+
 def placeholder_actions(registry: ActionRegistry | None = None) -> ActionRegistry:
     reg = registry or ActionRegistry()
     for name in PLACEHOLDER_ACTIONS:
         reg.register(name, _placeholder_icp_score if name == "icp_score"
+                     else _placeholder_signed if name == "e_signature"
                      else _placeholder_complete)
     return reg
