@@ -111,13 +111,16 @@ def load_directory(path: str | pathlib.Path) -> Directory:
 
 
 def authorize(directory: Directory, user: str, case: Case, ref: int | str,
-              output: dict[str, Any] | None, who_field: str = "completed_by") -> None:
+              output: dict[str, Any] | None, who_field: str = "completed_by",
+              result: str | None = None) -> None:
     """Refuse (3002) unless `user` may complete work item `ref` of `case` with `output`.
 
     The person must hold the task's role (or act as it), must not be taking over an
     item someone else claimed, and must have the authority the task declares, measured
-    on the case data as this completion would leave it. Nobody, the local operator
-    included, may change the figures others signed off (`Case.check_output`: 422).
+    on the case data as this completion would leave it, where the task's
+    `authority_when` holds for this completion's `result` (a claim has none). Nobody,
+    the local operator included, may change the figures others signed off
+    (`Case.check_output`: 422).
     """
     it = case.work_item(ref)  # the engine's own 404/409 refusal for a bad ref
     t = case.net.tasks[it.task]
@@ -126,12 +129,12 @@ def authorize(directory: Directory, user: str, case: Case, ref: int | str,
                                     "(a failed action is retried via /incidents)",
                                     field="task")
     if user != OPERATOR:
-        _authority(directory, user, it, t, case, output, who_field)
+        _authority(directory, user, it, t, case, output, who_field, result)
     case.check_output(it.id, output)  # the signed-off figures: nobody's to rewrite
 
 
 def _authority(directory: Directory, user: str, it: WorkItem, t: Task, case: Case,
-               output: dict[str, Any] | None, who_field: str) -> None:
+               output: dict[str, Any] | None, who_field: str, result: str | None) -> None:
     if t.role is not None and t.role not in directory.roles_of(user):
         who = "an unknown person" if directory.person(user) is None else f"{user!r}"
         raise InsufficientAuthority(f"task {t.id!r} needs role {t.role!r}; {who} does not "
@@ -139,6 +142,9 @@ def _authority(directory: Directory, user: str, it: WorkItem, t: Task, case: Cas
     if it.by is not None and it.by != user:
         raise InsufficientAuthority(f"task {t.id!r} is claimed by {it.by!r}",
                                     field=who_field)
+    if t.authority_when is not None and not _binds(t.authority_when, case.data, result,
+                                                   output):
+        return  # e.g. asking for amendments: no figure is signed off
     for kind, measure in t.authority:
         limit = directory.limit(user, kind)
         value = _measure(measure, case.data, output)
@@ -157,6 +163,16 @@ def _authority(directory: Directory, user: str, it: WorkItem, t: Task, case: Cas
             raise InsufficientAuthority(
                 f"{user!r} has {have} {kind} limit; {measure.text} is {value:g}",
                 field=f"authority.{kind}")
+
+
+def _binds(when: Guard, data: dict[str, Any], result: str | None,
+           output: dict[str, Any] | None) -> bool:
+    """Whether a task's limits bind this completion; a condition that cannot be
+    decided binds them (fail closed)."""
+    try:
+        return bool(when(data, {**(output or {}), "result": result}))
+    except GuardError:
+        return True
 
 
 def _measure(measure: Guard, data: dict[str, Any], output: dict[str, Any] | None,

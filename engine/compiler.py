@@ -200,6 +200,10 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
             t.mi = _compile_mi(ts.multiple_instance, f"{base}/multiple_instance", add)
         t.outputs = _guard_map(ts.output, f"{base}/output", add)
         t.authority = _guard_map(ts.authority, f"{base}/authority", add)
+        if ts.authority_when is not None:
+            if not ts.authority:
+                add(Problem(f"{base}/authority_when", "a condition for no authority"))
+            t.authority_when = _guard(ts.authority_when, f"{base}/authority_when", add)
         if ts.accepts_signal and ts.authority:
             add(Problem(f"{base}/accepts_signal", "a task with authority limits is signed "
                         "off by a person: a signal checks no limit"))

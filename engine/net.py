@@ -72,6 +72,7 @@ class Task:
         "accepts_signal",
         "action",
         "authority",
+        "authority_when",
         "cancel_conds",
         "cancel_mask",
         "cancel_tasks",
@@ -139,6 +140,7 @@ class Task:
         self.mi: MultipleInstance | None = None
         self.outputs: tuple[tuple[str, Guard], ...] = ()
         self.authority: tuple[tuple[str, Guard], ...] = ()  # (limit kind, measure)
+        self.authority_when: Guard | None = None  # None: the limits bind every result
         self.in_cycle = False  # the task can come round again (a loop runs through it)
         # Another task takes tokens from one of its inputs (a deferred choice): starting
         # it is a decision, so an action must claim it before running.

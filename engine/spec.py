@@ -102,6 +102,11 @@ class TaskSpec(_Spec):
     # Authority the completer needs: kind of limit -> expression measuring it, e.g.
     # {"discount": "discount_percent"}; checked against roles.yaml by the adapter.
     authority: dict[str, str] = {}
+    # Guard over the case data and the completion deciding whether the limits bind, as
+    # `checklist_when`: "result == 'approved'" lets anyone of the role ask for
+    # amendments or reject, while signing off stays within the limit. Without it the
+    # limits bind every completion.
+    authority_when: str | None = None
     description: str | None = None
 
 

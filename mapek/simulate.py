@@ -48,7 +48,7 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -83,9 +83,13 @@ APPROVALS = ("SendToSalesManager", "SendToLegal", "SendToFinance", "ExecutiveChe
 PRICING = ("SalesManagerApproval", "DirectorApproval", "CFOApproval", "BoardApproval",
            "CEOApproval")
 
-# Refuses (raises an EngineError) unless the person may complete the item with this
-# output: adapters.people.authorize over roles.yaml, passed in by the caller.
-Authorize = Callable[[str, Case, int, dict[str, Any] | None], None]
+class Authorize(Protocol):
+    """Refuses (raises an EngineError) unless the person may complete the item with this
+    output and result: adapters.people.authorize over roles.yaml, passed in by the
+    caller."""
+
+    def __call__(self, user: str, case: Case, ref: int, output: dict[str, Any] | None, *,
+                 result: str | None = None) -> None: ...
 
 
 class SimPerson(msgspec.Struct, frozen=True):
@@ -202,7 +206,7 @@ class _Pipeline:
 
         def command(c: Case) -> list[Any]:
             if authorize is not None:
-                authorize(by, c, item, output)
+                authorize(by, c, item, output, result=result)
             return c.complete(item, self.clock.now(), result, output, by)
 
         async def complete() -> None:
@@ -216,7 +220,8 @@ class _Pipeline:
 
     # ------------------------------------------------------------------ planning
     def _staff(self, case: Case, it: WorkItem, role: str | None,
-               output: dict[str, Any] | None, prefer: str | None = None) -> SimPerson | None:
+               output: dict[str, Any] | None, prefer: str | None = None,
+               result: str | None = None) -> SimPerson | None:
         """Who takes the item: `prefer` if they hold the role, else the role's holders
         (in a drawn order), else those acting as the role, least senior first -- the
         first of them with the authority the task needs."""
@@ -229,7 +234,7 @@ class _Pipeline:
             if self.authorize is None:
                 return p
             try:
-                self.authorize(p.id, case, it.id, output)
+                self.authorize(p.id, case, it.id, output, result=result)
                 return p
             except EngineError:
                 continue
@@ -268,7 +273,7 @@ class _Pipeline:
         result, output = self._decide(case, task)
         lead = self.leads.get(cid)
         owner = data.get("owner") if lead is None else None
-        person = self._staff(case, it, t.role, output, prefer=owner)
+        person = self._staff(case, it, t.role, output, prefer=owner, result=result)
         if person is None:
             self.unstaffed += 1
             return

@@ -212,7 +212,7 @@ async def complete_task(request: Request) -> Response:
     clock, directory, result = c.runtime.clock, c.directory, body.result
 
     def complete(case: Case) -> list[Any]:
-        authorize(directory, user, case, task, output)
+        authorize(directory, user, case, task, output, result=result)
         return case.complete(task, clock.now(), result, output, user)
 
     case = await tell_task(request, complete)

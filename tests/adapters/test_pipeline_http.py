@@ -589,6 +589,33 @@ def test_custom_contract_checklist_and_amendment_timeout_escalates(api: Api) -> 
     assert timeout["result"] == "timeout"
 
 
+def test_legal_signs_off_a_contract_up_to_5m_and_may_ask_for_amendments_on_any(
+        api: Api) -> None:
+    # PIPELINE.md: legal counsel approves contracts up to 5M. WF3's legal review had no
+    # limit: Priya could approve a contract of any value.
+    deal = api.create("deal-approval-gate", "deal_msa6m", {
+        "deal_name": "Big MSA", "customer_name": "Big Co", "deal_acv": 2000000,
+        "deal_value_3yr": 6000000, "discount_percent": 0, "contract_type": "custom"})
+    for task in deal["enabled_tasks"]:  # the CFO signs off what WF2 asks
+        api.done("deal_msa6m", task, CFO, "approved")
+    api.settle()
+    assert api.case("deal_msa6m")["enabled_tasks"] == ["LegalReview"]
+    before, seen = api.case("deal_msa6m"), len(api.history("deal_msa6m"))
+    checked = {"redlines_reviewed": True, "pricing_approved": True}
+    err = api.error(api.complete("deal_msa6m", "LegalReview", LEGAL, "approved",
+                                 checklist=checked), 403, 3002)
+    assert [d["field"] for d in err["details"]] == ["authority.contract_value"], err
+    api.settle()
+    assert api.case("deal_msa6m") == before and len(api.history("deal_msa6m")) == seen
+    # Asking for amendments signs nothing off: within anyone's authority.
+    case = api.done("deal_msa6m", "LegalReview", LEGAL, "amendments")
+    assert case["enabled_tasks"] == ["RequestAmendments"]
+    api.done("deal_msa6m", "RequestAmendments", LEGAL, "amended")
+    # The CFO (unlimited, acting as legal counsel) approves.
+    case = api.done("deal_msa6m", "LegalReview", CFO, "approved", checklist=checked)
+    assert case["enabled_tasks"] == ["CustomerSignature"], case
+
+
 def test_a_misspelt_decline_or_write_off_is_refused_not_taken_for_the_money_path(
         api: Api) -> None:
     # Where anything but one word took the route that signs the contract or books the

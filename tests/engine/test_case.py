@@ -155,8 +155,11 @@ def test_a_task_listing_its_results_refuses_any_other_and_changes_nothing() -> N
 @pytest.mark.parametrize(("task", "path"), [
     ({"id": "T", "kind": "empty", "results": ["a"]}, "/tasks/0/results"),
     ({"id": "T", "results": ["a"], "timer": {"after": "1h"}}, "/tasks/0/timer/result"),
+    ({"id": "T", "authority_when": "result == 'a'"}, "/tasks/0/authority_when"),
+    ({"id": "T", "authority": {"acv": "x"}, "authority_when": "result =="},
+     "/tasks/0/authority_when"),
 ])
-def test_results_a_task_cannot_report_are_spec_errors(task: dict[str, Any],
+def test_results_and_conditions_a_task_cannot_use_are_spec_errors(task: dict[str, Any],
                                                       path: str) -> None:
     spec = {"id": "wf", "tasks": [task],
             "flows": [{"from": "start", "to": "T"}, {"from": "T", "to": "end"}]}
