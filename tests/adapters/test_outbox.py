@@ -143,6 +143,13 @@ def channels(**raw: Any) -> Channels:
     return msgspec.convert(raw, Channels)
 
 
+def every_channel(rx: Receiver, smtp_port: int, webhook: str, slack: str) -> Channels:
+    """The webhook and Slack at paths of `rx`, e-mail to the local SMTP server."""
+    return channels(webhook={"url": rx.url + webhook}, slack={"url": rx.url + slack},
+                    email={"host": "127.0.0.1", "port": smtp_port,
+                           "sender": "caseloop@acme.com"})
+
+
 def notice(key: str, channel: str = "webhook", target: str = "revops-alerts",
            subject: str = "SLA breached: Review on deal-1") -> Notice:
     return Notice(key, channel, target, "sla.breached", subject,
@@ -203,9 +210,7 @@ async def test_delivers_webhook_slack_and_email_when_woken_by_the_commit(
     box, port = smtp
     clock = VirtualClock(T0)
     async with receiving() as rx:
-        chans = channels(webhook={"url": rx.url + "/hook"}, slack={"url": rx.url + "/slack"},
-                         email={"host": "127.0.0.1", "port": port,
-                                "sender": "caseloop@acme.com"})
+        chans = every_channel(rx, port, "/hook", "/slack")
         async with working(store, clock, chans) as ob:
             await quiet(ob)  # asleep until T0 + poll, and the clock does not move
             await notify(store, "deal-1", notice("n:hook"), notice("n:slack", "slack"),
@@ -280,9 +285,7 @@ async def test_a_refusal_for_good_is_a_dead_letter_at_once_a_refusal_for_now_is_
     box, port = smtp
     clock = VirtualClock(T0)
     async with receiving() as rx:
-        chans = channels(webhook={"url": rx.url + "/gone"}, slack={"url": rx.url + "/throttled"},
-                         email={"host": "127.0.0.1", "port": port,
-                                "sender": "caseloop@acme.com"})
+        chans = every_channel(rx, port, "/gone", "/throttled")
         await notify(store, "deal-1", notice("gone"), notice("throttled", "slack"),
                      notice("nobody", "email", "nobody@acme.com"),
                      notice("busy", "email", "busy@acme.com"), at=T0)
