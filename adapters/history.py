@@ -302,12 +302,17 @@ async def write_history(store: Any, workflow_id: str, history: History) -> Impor
                             " AND digest = ?", (workflow_id, digest)).fetchone()
         if before is not None:
             return Imported(int(before[0]), False)
+        # An import may write no item (every one a repeat or an update): its id is
+        # taken all the same, so the next comes from both tables.
         (import_id,) = db.execute(
-            "SELECT COALESCE(MAX(import_id), 0) + 1 FROM imported_items").fetchone()
+            "SELECT COALESCE(MAX(import_id), 0) + 1 FROM (SELECT import_id FROM"
+            " history_imports UNION ALL SELECT import_id FROM imported_items)").fetchone()
         new, updates, duplicates = _overlap(db, workflow_id, history)
         db.executemany(_INSERT, ((import_id, workflow_id, *i, as_json.get(i[0]))
                                  for i in new))
-        db.executemany(_UPDATE, ((*i[2:], as_json.get(i[0]), rowid) for rowid, i in updates))
+        db.executemany(_UPDATE, ({"resource": i[2], "enabled": i[3], "started": i[4],
+                                  "completed": i[5], "attributes": as_json.get(i[0]),
+                                  "rowid": rowid} for rowid, i in updates))
         db.execute("INSERT INTO history_imports (import_id, workflow_id, digest) VALUES"
                    " (?, ?, ?)", (import_id, workflow_id, digest))
         return Imported(int(import_id), True, len(new), len(updates), duplicates)
@@ -317,8 +322,12 @@ async def write_history(store: Any, workflow_id: str, history: History) -> Impor
 
 T = TypeVar("T")
 
-_UPDATE = ("UPDATE imported_items SET resource = ?, enabled_at = ?, started_at = ?,"
-           " completed_at = ?, attributes = COALESCE(?, attributes) WHERE rowid = ?")
+# A case's attributes: the new file's merged over what the row had (a column the new
+# export lacks keeps its value).
+_UPDATE = ("UPDATE imported_items SET resource = :resource, enabled_at = :enabled,"
+           " started_at = :started, completed_at = :completed, attributes = CASE WHEN"
+           " :attributes IS NULL THEN attributes ELSE json_patch(COALESCE(attributes, '{}'),"
+           " :attributes) END WHERE rowid = :rowid")
 
 
 def _overlap(db: sqlite3.Connection, workflow_id: str, history: History,
@@ -335,7 +344,7 @@ def _overlap(db: sqlite3.Connection, workflow_id: str, history: History,
             known.setdefault((case_id, task), []).append(
                 (rowid, (case_id, task, resource, enabled, started, completed)))
     new: list[Item] = []
-    updates: list[tuple[int, Item]] = []
+    updated: dict[int, Item] = {}
     duplicates = 0
     for item in history.items:
         same = next(((rowid, old) for rowid, old in known.get((item[0], item[1]), ())
@@ -349,9 +358,13 @@ def _overlap(db: sqlite3.Connection, workflow_id: str, history: History,
                         _either(item[4], old[4]), _either(item[5], old[5]))
         if merged == old:
             duplicates += 1
-        else:
-            updates.append((rowid, merged))
-    return new, updates, duplicates
+            continue
+        # A later item of this file matching the same row sees it merged, and the row
+        # is written once, as merged last.
+        rows = known[(item[0], item[1])]
+        rows[rows.index((rowid, old))] = (rowid, merged)
+        updated[rowid] = merged
+    return new, list(updated.items()), duplicates
 
 
 def _either(new: T | None, old: T | None) -> T | None:

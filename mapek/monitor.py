@@ -280,6 +280,7 @@ class Monitor:
         self._lock = anyio.Lock()
         self._absorbed = 0
         self.revision = 0  # absorbs and forgets of imported history (see stamp())
+        self.forgotten = 0  # forget_imported calls: positions in `closed` moved
         # Appends folded as handed on by the store, and as read back from the log.
         self.appends_handed_on = 0
         self.appends_read = 0
@@ -436,8 +437,11 @@ class Monitor:
 
     def forget_imported(self, workflow_id: str) -> None:
         """Drop a workflow's imported observations (to absorb them again as a later
-        import updated them); the aggregates are counted again at the next fold."""
+        import updated them); the aggregates are counted again at the next fold. Items
+        after them in `closed` move down: whoever reads `closed` by position starts
+        again when `forgotten` changes."""
         self.revision += 1
+        self.forgotten += 1
 
         def imported(o: Observation) -> bool:
             return o.source == "import" and o.workflow_id == workflow_id

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 from starlette.requests import Request
 
 from actors import Runtime
@@ -40,6 +41,9 @@ class Context:
     intake: Any = None  # lead intake (adapters/intake.py)
     monitor: Monitor | None = None  # observations of work, following the event log
     mapek: Any = None  # the MAPE-K loop (mapek.loop.MapeK): recommendations, policies
+    # One history import at a time writes and is absorbed into the Monitor: two at once
+    # could absorb one's items twice (an update re-absorbs the whole workflow).
+    imports: anyio.Lock = field(default_factory=anyio.Lock)
 
     @property
     def mode(self) -> str:

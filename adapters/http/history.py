@@ -83,12 +83,13 @@ async def _import(c: Context, wid: str, body: bytes) -> Response:
         history = await anyio.to_thread.run_sync(parse_history, body)
     except HistoryInvalid as exc:
         raise ApiError(422, INVALID_DATA, exc.message, exc.problems) from None
-    done = await write_history(c.store, wid, history)
-    if c.monitor is not None and done.updated:  # items it had changed: all again
-        c.monitor.forget_imported(wid)
-        await absorb_imported(c.monitor, c.store, workflow_id=wid)
-    elif c.monitor is not None and done.created:
-        await absorb_imported(c.monitor, c.store, import_id=done.import_id)
+    async with c.imports:
+        done = await write_history(c.store, wid, history)
+        if c.monitor is not None and done.updated:  # items it had changed: all again
+            c.monitor.forget_imported(wid)
+            await absorb_imported(c.monitor, c.store, workflow_id=wid)
+        elif c.monitor is not None and done.created:
+            await absorb_imported(c.monitor, c.store, import_id=done.import_id)
     return respond(HistoryImported(wid, done.import_id, done.created, history.rows,
                                    len(history.items), history.cases, done.added,
                                    done.updated, done.duplicates),

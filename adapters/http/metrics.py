@@ -169,6 +169,7 @@ class State(Collector):
         # Running totals over the Monitor's append-only lists, with how far they were read.
         self._completed: Counter[tuple[str, str]] = Counter()
         self._closed_read = 0
+        self._forgotten = 0  # the Monitor's `forgotten` that _closed_read is valid for
         self._breaches: Counter[tuple[str, str]] = Counter()
         self._breaches_read = 0
         self._unresolved: list[Any] = []  # Monitor Breach records not resolved yet
@@ -190,6 +191,9 @@ class State(Collector):
             return _families(cases, backlog, recs, Counter(), Counter(), Counter())
         await m.catch_up()
         # No await from here to the exposition: the cursors move once per scrape.
+        if m.forgotten != self._forgotten:  # imports re-absorbed: positions moved
+            self._forgotten, self._closed_read = m.forgotten, 0
+            self._completed.clear()  # counted again below: the same totals, or more
         new = m.closed[self._closed_read:]
         self._closed_read += len(new)
         self._completed.update((o.workflow_id, o.task) for o in new

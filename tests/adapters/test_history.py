@@ -137,6 +137,17 @@ def test_the_same_history_twice_is_imported_once(srv: Server, wf: str) -> None:
     assert len(stored(srv.db, wf)) == GOOD_ITEMS + 1
 
 
+def test_an_import_that_adds_nothing_does_not_stop_the_next(srv: Server, wf: str) -> None:
+    # Found in review: an import of repeats only took an import id no item carried,
+    # and the next import computed the same id: 500 for every import after it.
+    assert post(srv, wf, GOOD).status_code == 201
+    part = post(srv, wf, "".join(GOOD.splitlines(keepends=True)[:4]))  # another digest
+    assert part.status_code == 201 and part.json()["added"] == 0, part.text
+    more = post(srv, wf, GOOD + "D-9,Qualify,enabled,2025-03-07T09:00:00Z,,,,\n")
+    assert more.status_code == 201 and more.json()["added"] == 1, more.text
+    assert len({part.json()["import_id"], more.json()["import_id"]}) == 2
+
+
 def test_overlapping_exports_add_what_is_new_and_complete_what_was_open(
         srv: Server, wf: str) -> None:
     # A monthly "last 90 days" export repeats two months of the one before; written
@@ -148,7 +159,8 @@ def test_overlapping_exports_add_what_is_new_and_complete_what_was_open(
              + "D-1,Approve,completed,2025-03-04T08:00:00Z,marcus.thompson@acme.com,,,\n"
              # the repeat of Qualify was open in March: done since, by Sarah
              + "D-1,Qualify,enabled,2025-03-05T09:00:00+01:00,,,,\n"
-             + "D-1,Qualify,completed,2025-03-05T11:00:00+01:00,sarah.chen@acme.com,,,\n"
+             + "D-1,Qualify,completed,2025-03-05T11:00:00+01:00,sarah.chen@acme.com,,,"
+             "enterprise\n"  # the segment changed; the zip and ACV are not in this export
              + "D-4,Approve,enabled,2025-04-01T09:00:00Z,,,,\n"  # new
              + "D-4,Approve,completed,2025-04-01T15:00:00Z,lisa.wong@acme.com,,,\n")
     r = post(srv, wf, april)
@@ -159,6 +171,8 @@ def test_overlapping_exports_add_what_is_new_and_complete_what_was_open(
     qualify = [i[2:6] for i in items if i[:2] == ("D-1", "Qualify")]
     assert qualify[1] == ("sarah.chen@acme.com", at("2025-03-05T09:00:00+01:00"), None,
                           at("2025-03-05T11:00:00+01:00"))
+    updated = next(i for i in items if i[:2] == ("D-1", "Qualify") and i[4] is None)
+    assert updated[6] == {"deal_acv": 40000, "zip": "02139", "segment": "enterprise"}
     # The loop sees each item once, the open one now closed.
     analysis = httpx.get(f"{srv.url}/api/v1/workflows/{wf}/mape-k/analysis", timeout=60)
     assert analysis.status_code == 200, analysis.text
