@@ -83,7 +83,7 @@ async def export_file(args: argparse.Namespace, out: TextIO) -> int:
     if args.out:
         with open(args.out, "w", encoding="utf-8", newline="") as f:
             f.writelines(chunks)
-        events = sum(len(t.events(cancelled=args.format == "xes")) for t in traces)
+        events = sum(t.count(cancelled=args.format == "xes") for t in traces)
         print(f"exported {len(traces)} cases, {events} events of {wid} to {args.out}",
               file=sys.stderr)
     else:

@@ -21,23 +21,32 @@ order.
   org:resource the person. Case attributes are typed trace attributes.
 
 Both writers are generators of text chunks, so a response can stream them.
+
+At a year's scale (150,000 items of one workflow) pairing the items into traces is
+seconds of Python: `gather` copies what it needs of the Monitor on the event loop (the
+list of closed observations, which never change again; the open ones and the case
+attributes, which the fold still updates, one by one) and builds the traces on a
+worker thread, so a server answers other requests meanwhile.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import datetime as dt
 import io
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from adapters.history import RESERVED, imported_rows
-from mapek.monitor import Monitor
+import anyio
+
+from adapters.history import RESERVED, ImportedRow, imported_rows
+from mapek.monitor import Monitor, Observation
 
 FORMATS = ("xes", "csv")
 MEDIA = {"xes": "application/xml", "csv": "text/csv; charset=utf-8"}
@@ -47,7 +56,7 @@ CSV_EVENT = ("enabled", "started", "completed")
 XES_EVENT = ("schedule", "start", "complete", "ate_abort")
 
 
-@dataclass
+@dataclass(slots=True)
 class ExportItem:
     task: str
     resource: str | None
@@ -58,8 +67,11 @@ class ExportItem:
 
     @property
     def first(self) -> float:
-        return next(t for t in (self.enabled_at, self.started_at, self.closed_at)
-                    if t is not None)
+        t = self.enabled_at
+        if t is None:
+            t = self.started_at if self.started_at is not None else self.closed_at
+        assert t is not None  # an item has at least one of its times
+        return t
 
     def events(self) -> Iterator[tuple[float, int, str | None]]:
         """(time, lifecycle rank, resource): the person on the events they did, and on
@@ -71,8 +83,12 @@ class ExportItem:
                 yield t, (3 if r == 2 and self.cancelled else r), (
                     self.resource if r > 0 or last == 0 else None)
 
+    def count(self) -> int:
+        return ((self.enabled_at is not None) + (self.started_at is not None)
+                + (self.closed_at is not None))
 
-@dataclass
+
+@dataclass(slots=True)
 class Trace:
     case_id: str
     attributes: dict[str, Any] = field(default_factory=dict)
@@ -82,27 +98,47 @@ class Trace:
         """(time, rank, task, resource) in time order. At one instant the item that
         began earlier goes first (a completion before the enabling it caused), and
         within an item the lifecycle's order."""
-        keyed = [((at, i.first, rank, n), (at, rank, i.task, who))
+        # (at, first, rank, n) is unique (n: the item's place), so sorting the whole
+        # tuples orders by it alone, with no key function.
+        keyed = [(at, i.first, rank, n, i.task, who)
                  for n, i in enumerate(self.items) if cancelled or not i.cancelled
                  for at, rank, who in i.events()]
-        keyed.sort(key=lambda k: k[0])
-        return [e for _, e in keyed]
+        keyed.sort()
+        return [(at, rank, task, who) for at, _, rank, _, task, who in keyed]
+
+    def count(self, cancelled: bool = True) -> int:
+        """len(self.events(cancelled)), without ordering them."""
+        return sum(i.count() for i in self.items if cancelled or not i.cancelled)
 
 
 async def gather(store: Any, monitor: Monitor, workflow_id: str) -> list[Trace]:
     """Every case with items in the workflow, ordered by its first event."""
     await monitor.catch_up()
+    # On the event loop, where the Monitor folds (see the module's docstring).
+    closed = monitor.closed[:]
+    still_open = [copy.copy(o) for o in monitor.open.values() if o.workflow_id == workflow_id]
+    attributes = {c: dict(a) for c, a in monitor.attributes.items()}  # ~50 ms for 50k
+    rows = await imported_rows(store, workflow_id)
+    return await anyio.to_thread.run_sync(
+        traces_of, workflow_id, closed, still_open, attributes, rows, abandon_on_cancel=True)
+
+
+def traces_of(workflow_id: str, closed: Sequence[Observation], still_open: Sequence[Observation],
+              attributes: Mapping[str, Mapping[str, Any]], rows: Sequence[ImportedRow],
+              ) -> list[Trace]:
+    """The workflow's traces from the Monitor's observations (closed, then open, as
+    `Monitor.observations` yields them) and the store's imported rows."""
     traces: dict[str, Trace] = {}
-    for o in monitor.observations(workflow_id):
-        if o.source != "log":
-            continue  # absorbed imports: read from the store below, with their rows
-        t = traces.get(o.case_id)
-        if t is None:
-            t = traces[o.case_id] = Trace(o.case_id, dict(monitor.attributes.get(o.case_id,
-                                                                                 {})))
-        t.items.append(ExportItem(o.task, o.by, o.enabled_at, o.started_at, o.closed_at,
-                                  o.outcome == "cancelled"))
-    for r in await imported_rows(store, workflow_id):
+    for pool in (closed, still_open):
+        for o in pool:
+            if o.workflow_id != workflow_id or o.source != "log":
+                continue  # absorbed imports: read from the store, with their rows
+            t = traces.get(o.case_id)
+            if t is None:
+                t = traces[o.case_id] = Trace(o.case_id, dict(attributes.get(o.case_id, {})))
+            t.items.append(ExportItem(o.task, o.by, o.enabled_at, o.started_at, o.closed_at,
+                                      o.outcome == "cancelled"))
+    for r in rows:
         t = traces.get(r.case_id)
         if t is None:
             t = traces[r.case_id] = Trace(r.case_id)
