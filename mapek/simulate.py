@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -333,11 +333,14 @@ async def simulate_pipeline(store: EventStore, nets: Sequence[Net], actions: Act
                             signals_by: str = "signal:billing", case_prefix: str = "",
                             dispatch: DispatchPolicy | None = None,
                             progress: Callable[[Progress], None] | None = None,
+                            pause: Callable[[], Awaitable[None]] | None = None,
                             ) -> SimulationSummary:
     """Simulate `deals` deals (and their leads) arriving by `pattern` over `days` from
     `start` on the given store; the pipeline's nets must be among `nets`. The
     simulation registers its customers in `actions`: e_signature awaits the customer's
-    callback, send_invoice goes out after `config.invoice_after_hours`."""
+    callback, send_invoice goes out after `config.invoice_after_hours`. `pause` is
+    awaited whenever the runtime is idle between two steps, where waiting changes
+    nothing of what happens (a store that writes behind lets its disk catch up)."""
     have = {n.workflow_id for n in nets}
     missing = [w for w in WORKFLOWS if w not in have]
     if missing:
@@ -397,8 +400,12 @@ async def simulate_pipeline(store: EventStore, nets: Sequence[Net], actions: Act
             progress(_progress(sim, deals))
 
     async with sim.rt:
-        await run_agenda(sim.rt, sim.clock, sim.agenda, settle=sim.settle, until=end,
-                         step=step)
+        async def settle() -> None:
+            if pause is not None:
+                await pause()
+            await sim.settle()
+
+        await run_agenda(sim.rt, sim.clock, sim.agenda, settle=settle, until=end, step=step)
     if progress is not None:
         progress(_progress(sim, deals))
     return _summary(sim, pattern, seed, deals)

@@ -14,11 +14,11 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-# bench/run_all.py's scripts, and history_import.py (hot_path and vs_spiff run
+# bench/run_all.py's scripts, history_import.py and simulate_memory.py (hot_path and vs_spiff run
 # in-process there and in test_hot_path_guard / test_peers; mapek_eval's harness runs
 # in tests/mapek).
 SCRIPTS = ["durable.py", "memory.py", "recovery.py", "http.py", "mapek_analysis.py",
-           "history_import.py"]
+           "history_import.py", "simulate_memory.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

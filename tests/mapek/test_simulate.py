@@ -142,6 +142,32 @@ async def test_the_same_seed_gives_the_same_history_and_another_seed_another(
         await run(str(one), seed=11)  # one simulation per (start, seed) per database
 
 
+async def test_waiting_for_the_disk_changes_nothing_of_the_history(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write-behind queue the simulation waits to empty at every step (it pauses for the disk
+    again and again) writes the same history as one that never pauses."""
+    import adapters.simulation as simulation
+
+    fronts: list[simulation.WriteBehind] = []
+
+    class Recorded(simulation.WriteBehind):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            fronts.append(self)
+
+    monkeypatch.setattr(simulation, "WriteBehind", Recorded)
+    run = functools.partial(simulate_into, deals=40, days=4, pattern="burst", seed=5,
+                            start=START, specs=str(SPECS))
+    monkeypatch.setattr(simulation, "BACKLOG", 10**9)
+    free = await run(str(tmp_path / "free.db"))
+    monkeypatch.setattr(simulation, "BACKLOG", 0)  # wait for every append
+    held = await run(str(tmp_path / "held.db"))
+    assert fronts[0].pauses == 0 and fronts[1].pauses > 10
+    assert fronts[1].queued == 0  # every append committed before the run ended
+    assert held == free
+    assert histories(tmp_path / "held.db") == histories(tmp_path / "free.db")
+
+
 def test_the_shipped_config_is_the_default_and_bad_fields_are_located(
         tmp_path: pathlib.Path) -> None:
     assert load_simulation_config(SPECS / "simulation.yaml") == SimulationConfig()
