@@ -128,7 +128,10 @@ class EventStore(Protocol):
         """Queue the append synchronously, then return once it is durable (COMMIT).
 
         The queueing happens before the first suspension point, so appends are
-        committed in the order the runtime made them. Raises AppendConflict.
+        committed in the order the runtime made them. Raises AppendConflict; an
+        exception whose class has `transient = True` says the append was not written
+        but the same may be later (another process held the lock): the runtime waits
+        and tries again where running the command again would repeat an effect.
         """
         ...
 

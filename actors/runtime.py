@@ -592,8 +592,8 @@ class Runtime:
                 return
         if it.state == "enabled" and not started and t.contested:
             try:  # claim it: in a deferred choice this is the moment the choice is made
-                case = await self.tell(case_id, lambda c: c.start(item, self.clock.now(),
-                                                                  f"action:{name}"))
+                case = await self._tell_durably(case_id, lambda c: c.start(
+                    item, self.clock.now(), f"action:{name}"))
             except EngineError:
                 return  # withdrawn meanwhile (another branch won) or already done
             started = True
@@ -615,13 +615,13 @@ class Runtime:
             else:
                 if out is AWAIT_CALLBACK:  # handed over: the callback completes the item
                     with contextlib.suppress(EngineError):  # unless it already has
-                        await self._tell_retrying(case_id, lambda c: _hand_over(
+                        await self._tell_durably(case_id, lambda c: _hand_over(
                             c, item, self.clock.now(), AWAITING + name))
                     return
                 out = dict(out or {})
                 result = out.pop("result", None)
                 try:
-                    await self._tell_retrying(case_id, lambda c, r=result, o=out: c.complete(
+                    await self._tell_durably(case_id, lambda c, r=result, o=out: c.complete(
                         item, self.clock.now(), r, o, f"action:{name}"))
                 except EngineError as exc:
                     if exc.kind != "invalid":
@@ -646,6 +646,22 @@ class Runtime:
             return await self.tell(case_id, command, notify)
         except AppendConflict:
             return await self.tell(case_id, command, notify)
+
+    async def _tell_durably(self, case_id: str, command: Command) -> Case:
+        """`_tell_retrying` for what an action did: a store that could not write it for
+        now (a `transient` failure: another process held the lock past its timeout) is
+        waited out -- 1 s, doubling to 30 s -- rather than leaving an enabled item
+        nobody resumes, and the action is not run again for it (its effect has
+        happened). Anything else is the caller's."""
+        wait = 1.0
+        while True:
+            try:
+                return await self._tell_retrying(case_id, command)
+            except Exception as exc:
+                if not getattr(type(exc), "transient", False):
+                    raise
+            await self._sleep(self.clock.now() + wait)
+            wait = min(2 * wait, 30.0)
 
     async def _call(self, handler: Any, ctx: ActionContext, timeout: float) -> Any:
         """Run a handler with a timeout measured on the runtime's clock (virtual or not).

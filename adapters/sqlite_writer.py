@@ -109,6 +109,8 @@ class StoreBusy(Exception):
     """Another process held the database's write lock for longer than BUSY_TIMEOUT_MS:
     this round was not written (nothing of it is in the file), and the next may be."""
 
+    transient = True  # actors.ports.EventStore.append: worth trying again later
+
 
 def is_busy(exc: BaseException) -> bool:
     """SQLITE_BUSY: the write lock is someone else's -- a wait that ran out, not a

@@ -436,3 +436,29 @@ async def test_actions_waiting_on_the_clock_do_not_hold_up_the_others(
         else:
             assert [i.state for c in waiters for i in c.work_items()] == ["failed"] * 3
             assert len(rt.incidents) == 3 and all(i.attempts == 3 for i in rt.incidents)
+
+
+async def test_an_answer_the_store_could_not_write_for_now_is_written_later_not_rerun(
+        db: str) -> None:
+    # Found in review: a lock held by another process when an action's completion was
+    # written (StoreBusy) left the item enabled with nobody to resume it, and a
+    # restart would have run the action (an e-signature request, an invoice) again.
+    from adapters.sqlite_writer import StoreBusy
+    handler = Flaky(0)
+    clock = VirtualClock(50.0)
+    async with running(db, clock, [FETCH], registry(handler)) as (store, rt):
+        real, calls = store.append, {"n": 0}
+
+        async def append(batch: Any) -> None:  # the lock is taken twice: the completion
+            calls["n"] += 1  # and its first retry meet it
+            if calls["n"] in (2, 3):
+                raise StoreBusy("the database is locked by another process")
+            await real(batch)
+
+        store.append = append
+        await rt.create("fetch", "f1", {})
+        await run_clock(rt, clock)
+        case = await rt.get("f1")
+        assert case.enabled_tasks() == ["Big"]  # the action's answer, written
+        assert len(handler.calls) == 1 and rt.incidents == []
+        assert clock.now() >= 50.0 + 1.0 + 2.0  # waited out: 1 s, then 2 s
