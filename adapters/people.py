@@ -118,7 +118,7 @@ def authorize(directory: Directory, user: str, case: Case, ref: int | str,
     The person must hold the task's role (or act as it), must not be taking over an
     item someone else claimed, and must have the authority the task declares, measured
     on the case data as this completion would leave it, where the task's
-    `authority_when` holds for this completion's `result` (a claim has none). Nobody,
+    `authority_when` holds for this completion's `result` (always for a claim). Nobody,
     the local operator included, may change the figures others signed off
     (`Case.check_output`: 422).
     """
@@ -167,8 +167,11 @@ def _authority(directory: Directory, user: str, it: WorkItem, t: Task, case: Cas
 
 def _binds(when: Guard, data: dict[str, Any], result: str | None,
            output: dict[str, Any] | None) -> bool:
-    """Whether a task's limits bind this completion; a condition that cannot be
-    decided binds them (fail closed)."""
+    """Whether a task's limits bind this completion. They bind a claim (no result):
+    whoever takes an item must be able to sign it off, or it would be locked away from
+    those who can. A condition that cannot be decided binds them (fail closed)."""
+    if result is None:
+        return True
     try:
         return bool(when(data, {**(output or {}), "result": result}))
     except GuardError:

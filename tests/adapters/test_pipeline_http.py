@@ -607,6 +607,10 @@ def test_legal_signs_off_a_contract_up_to_5m_and_may_ask_for_amendments_on_any(
     assert [d["field"] for d in err["details"]] == ["authority.contract_value"], err
     api.settle()
     assert api.case("deal_msa6m") == before and len(api.history("deal_msa6m")) == seen
+    # Nor may she claim it: a claim she could not sign off would lock the CFO out.
+    err = api.error(api.post("/cases/deal_msa6m/tasks/LegalReview/start", {}, LEGAL),
+                    403, 3002)
+    assert [d["field"] for d in err["details"]] == ["authority.contract_value"], err
     # Asking for amendments signs nothing off: within anyone's authority.
     case = api.done("deal_msa6m", "LegalReview", LEGAL, "amendments")
     assert case["enabled_tasks"] == ["RequestAmendments"]
