@@ -197,6 +197,18 @@ def test_shipped_specs_validate_from_the_cli(capsys: pytest.CaptureFixture[str])
         assert f"{wf} v1" in out and "sound" in out
 
 
+def test_the_cli_walks_the_tutorial_deal_to_revenue(capsys: pytest.CaptureFixture[str],
+                                                    ) -> None:
+    # Found in review: `caseloop walk` answered "approved" everywhere and stopped with a
+    # traceback once the e-signature task listed its results (signed, declined, expired).
+    from adapters.cli import main
+
+    assert main(["walk", "--specs", "specs"]) == 0
+    out = capsys.readouterr().out
+    assert "-> handed on to revenue-recognition" in out
+    assert out.rstrip().splitlines()[-1].startswith("deal_techcorp_001: completed after")
+
+
 def test_cli_reports_located_problems_and_fails(tmp_path: Any,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     from adapters.cli import main
