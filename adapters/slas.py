@@ -220,7 +220,7 @@ def case_name(data: Mapping[str, Any] | None) -> str | None:
     deal, customer, company = (_one_line(data.get(k)) for k in
                                ("deal_name", "customer_name", "company_name"))
     if deal:
-        return deal if not customer or customer.lower() in deal.lower() else (
+        return deal if not customer or customer.lower() in deal.lower() else _one_line(
             f"{deal} ({customer})")
     return customer or company or None
 

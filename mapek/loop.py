@@ -148,7 +148,7 @@ class MapeK:
         self.cycle_seconds = 0.0  # how long the last cycle took (wall clock)
         self.cycled_at: float | None = None  # self.now() when it ended
         self._runner: TaskGroup | None = None  # run()'s, for asked-for cycles
-        self._asked: anyio.Event | None = None  # a cycle asked for that has not begun
+        self._asked: _Asked | None = None  # a cycle asked for that has not begun
 
     # ------------------------------------------------------------------ knowledge
     async def load(self) -> None:
@@ -250,8 +250,9 @@ class MapeK:
 
     async def refresh(self, within: float) -> bool:
         """A cycle over the history as it is now, waited for at most `within` seconds.
-        -> whether it ended in time (False: the knowledge as it was; the cycle goes
-        on). Without `run`, the cycle runs here, however long it takes."""
+        -> whether it ended in time and did not fail (False: the knowledge as it was;
+        a cycle still running goes on). Without `run`, the cycle runs here, however
+        long it takes."""
         if self._runner is None:
             await self.cycle()
             return True
@@ -260,25 +261,29 @@ class MapeK:
             await self.monitor.catch_up()
             if self.monitor.stamp() == self._stamp:
                 return True  # nothing new since the last cycle
-            done = self._asked
-            if done is None:
-                done = self._asked = anyio.Event()
-                self._runner.start_soon(self._cycle_reporting_failure, done)
-            await done.wait()
-            return True
+            asked, runner = self._asked, self._runner
+            if asked is None:
+                if runner is None:  # run() ended meanwhile (shutting down)
+                    return False
+                asked = self._asked = _Asked()
+                runner.start_soon(self._cycle_reporting_failure, asked)
+            await asked.done.wait()
+            return asked.ok
         return False
 
-    async def _cycle_reporting_failure(self, done: anyio.Event | None) -> None:
+    async def _cycle_reporting_failure(self, asked: _Asked | None) -> None:
         try:
             async with self._lock:
-                if done is not None and self._asked is done:
+                if asked is not None and self._asked is asked:
                     self._asked = None  # begun: whoever asks from now on needs another
                 await self._cycle()
+            if asked is not None:
+                asked.ok = True
         except Exception as exc:  # a failed analysis must not stop the loop
             print(f"mapek: cycle failed: {exc!r}", file=sys.stderr, flush=True)
         finally:
-            if done is not None:
-                done.set()
+            if asked is not None:
+                asked.done.set()
 
     def _terms_of_target(self, workflow_id: str, task: str) -> SloTerms | None:
         target = self.target_of(workflow_id, task)
@@ -477,6 +482,16 @@ class MapeK:
                                        "verified", "mapek", v.summary))])
             else:
                 await self._rollback(rec.id, "mapek", v.summary, v.details)
+
+
+class _Asked:
+    """A cycle `refresh` asked for: set when it ended; `ok` unless it failed."""
+
+    __slots__ = ("done", "ok")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.ok = False
 
 
 def _key(r: Recommendation) -> tuple[str, str, str]:

@@ -38,7 +38,9 @@ async def today(request: Request) -> Response:
         raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
     now = c.runtime.clock.now()
     rows = await c.store.worklist(user=user, roles=sorted(c.directory.roles_of(user)),
-                                  now=now, limit=TODAY_LIMIT)
+                                  now=now, limit=TODAY_LIMIT + 1)
+    truncated = len(rows) > TODAY_LIMIT
+    rows = rows[:TODAY_LIMIT]
     items = []
     for r, wid in rows:
         sla = c.slas.target(wid, r.task) if c.slas is not None else None
@@ -55,4 +57,4 @@ async def today(request: Request) -> Response:
     return respond(Today(user, stamp(now), views,
                          [v for v in views if v.status == "at_risk"],
                          [v for v in views if v.status == "breached"],
-                         len(rows) >= TODAY_LIMIT))
+                         truncated))

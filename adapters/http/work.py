@@ -35,11 +35,11 @@ async def worklist(request: Request) -> Response:
             raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
         roles = sorted(c.directory.roles_of(user)) if roles is None else roles
     rows = await c.store.worklist(user=user, roles=roles, now=c.runtime.clock.now(),
-                                  limit=WORKLIST_LIMIT)
+                                  limit=WORKLIST_LIMIT + 1)
     return respond(Worklist([
         WorklistItem(r.case_id, wid, r.item, r.task, r.role, r.state, r.assignee,
-                     stamp(r.enabled_at), iso(r.due)) for r, wid in rows],
-        len(rows) >= WORKLIST_LIMIT))
+                     stamp(r.enabled_at), iso(r.due)) for r, wid in rows[:WORKLIST_LIMIT]],
+        len(rows) > WORKLIST_LIMIT))
 
 
 @api.route("GET", "/incidents",

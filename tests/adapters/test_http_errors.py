@@ -234,6 +234,12 @@ async def test_a_day_or_worklist_cut_short_says_so(api: httpx.AsyncClient,
     assert r.json()["truncated"] is False and len(r.json()["items"]) == 3, r.text
     r = await api.get(f"{API}/worklist", params={"user": FINANCE})
     assert r.json()["truncated"] is False and len(r.json()["items"]) == 3, r.text
+    monkeypatch.setattr(today_module, "TODAY_LIMIT", 3)  # exactly as many: not cut
+    monkeypatch.setattr(work_module, "WORKLIST_LIMIT", 3)
+    r = await api.get(f"{API}/today", params={"user": FINANCE})
+    assert r.json()["truncated"] is False and len(r.json()["items"]) == 3, r.text
+    r = await api.get(f"{API}/worklist", params={"user": FINANCE})
+    assert r.json()["truncated"] is False and len(r.json()["items"]) == 3, r.text
     monkeypatch.setattr(today_module, "TODAY_LIMIT", 2)
     monkeypatch.setattr(work_module, "WORKLIST_LIMIT", 2)
     r = await api.get(f"{API}/today", params={"user": FINANCE})

@@ -255,3 +255,24 @@ async def test_background_cycles_are_paced_by_how_long_the_last_one_took(
                     await anyio.sleep(0.001)
             assert time.monotonic() - first >= gap / 2 > 0
             tg.cancel_scope.cancel()
+
+
+async def test_a_request_is_not_told_current_when_the_cycle_failed(
+        tmp_path, mapek_eval) -> None:
+    obs = observations(mapek_eval, "clear_effect")
+    clock = Clock(max(o.closed_at for o in obs) + 3600)
+
+    async def broken_twin(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("the twin broke")
+
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        loop = await loop_over(store, obs, clock)
+        loop.twin = broken_twin  # the timing finding's estimate fails the cycle
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(loop.run, 3600.0)
+            while loop._runner is None:
+                await anyio.sleep(0.01)
+            with anyio.fail_after(120):
+                assert await loop.refresh(120) is False
+            assert loop.cycles == 0 and loop.cycled_at is None
+            tg.cancel_scope.cancel()
