@@ -71,7 +71,7 @@ from .plan import (
     subject,
     timing_proposal,
 )
-from .policy import Change, PolicyBook
+from .policy import Change, PolicyBook, PolicyVersion
 from .timing import (
     TaskHistory,
     TimingConfig,
@@ -407,12 +407,26 @@ class MapeK:
         version = self.book.apply(rec.change, now, f"{rid} applied by {by}", rid)  # PolicyError
         done = msgspec.structs.replace(rec, status="applied", applied_version=version.version,
                                        applied_at=now, updated_at=now)
-        self.recommendations[rid] = done
-        await self._write([record(now, "policy", str(version.version), version),
-                           record(now, "recommendation", rid, done),
-                           record(now, "audit", rid, Audit("applied", by,
-                                                           policy_version=version.version))])
+        await self._write_version(version, rec, done, [
+            record(now, "policy", str(version.version), version),
+            record(now, "recommendation", rid, done),
+            record(now, "audit", rid, Audit("applied", by, policy_version=version.version))])
         return done
+
+    async def _write_version(self, version: PolicyVersion, before: Recommendation,
+                             after: Recommendation, records: list[Record],
+                             notices: list[Notice] | None = None) -> None:
+        """Write a new policy version's records; `after` is the recommendation's state
+        once they are. A write that fails takes the version back: what the runtime
+        follows and what a restart folds from the log stay one (a version in force but
+        not written made the next one's number skip, and the next start refuse it)."""
+        try:
+            await self._write(records, notices)
+        except BaseException:
+            self.book.withdraw(version)
+            self.recommendations[before.id] = before
+            raise
+        self.recommendations[before.id] = after
 
     async def rollback(self, rid: str, by: str, note: str = "") -> Recommendation:
         async with self._lock:
@@ -431,13 +445,13 @@ class MapeK:
                                  f"{rid} rolled back by {by}", rid)
         done = msgspec.structs.replace(rec, status="rolled_back", updated_at=now,
                                        verification=verification or rec.verification)
-        self.recommendations[rid] = done
         notices = self.notify(done, note) if self.notify is not None and by == "mapek" \
             else None
-        await self._write([record(now, "policy", str(version.version), version),
-                           record(now, "recommendation", rid, done),
-                           record(now, "audit", rid, Audit("rolled_back", by, note,
-                                                           version.version))], notices)
+        await self._write_version(version, rec, done, [
+            record(now, "policy", str(version.version), version),
+            record(now, "recommendation", rid, done),
+            record(now, "audit", rid, Audit("rolled_back", by, note, version.version))],
+            notices)
         return done
 
     async def reject(self, rid: str, by: str, note: str = "") -> Recommendation:

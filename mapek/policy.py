@@ -210,6 +210,18 @@ class PolicyBook:
         if v.version != self.current.version + 1:
             raise ValueError(f"policy version {v.version} after {self.current.version}")
         self.history.append(v)
+        self._follow(v)
+
+    def withdraw(self, v: PolicyVersion) -> None:
+        """Take back the version just made (its record could not be written): the one
+        before is in force again, and the next version gets its number."""
+        if self.history[-1] is not v or v.version == 0:
+            raise ValueError(f"policy version {v.version} is not the last one made")
+        self.history.pop()
+        self._follow(self.current)
+
+    def _follow(self, v: PolicyVersion) -> None:
+        """What the runtime consults, from version `v`."""
         self._index = {(t.workflow_id, t.task): t for t in v.tasks}
         self._rules = _rules_by_assignment(v.tasks)
         self._escalations = {

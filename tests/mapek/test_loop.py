@@ -6,6 +6,7 @@ threshold; a new loop over the same store folds back the same state."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import anyio
@@ -276,3 +277,32 @@ async def test_a_request_is_not_told_current_when_the_cycle_failed(
                 assert await loop.refresh(120) is False
             assert loop.cycles == 0 and loop.cycled_at is None
             tg.cancel_scope.cancel()
+
+
+async def test_a_policy_whose_record_could_not_be_written_is_taken_back(
+        tmp_path, mapek_eval) -> None:
+    # Found in review: the new version was in force before its record was written; a
+    # failed write left it in force, the next apply wrote version 2 after 0, and the
+    # next start refused the knowledge log ("policy version 2 after 0").
+    obs = observations(mapek_eval, "clear_effect")
+    clock = Clock(max(o.closed_at for o in obs) + 3600)
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        loop = await loop_over(store, obs, clock)
+        assert await loop.cycle()
+        (rec,) = loop.for_workflow("wf")
+        real = loop.knowledge.append_knowledge
+
+        async def locked(records, notices=None):  # another process holds the lock
+            raise sqlite3.OperationalError("database is locked")
+
+        loop.knowledge.append_knowledge = locked
+        with pytest.raises(sqlite3.OperationalError):
+            await loop.apply(rec.id, "ann")
+        assert loop.book.current.version == 0
+        assert loop.book.hold_until("wf", "Sign", clock.t) is None  # the runtime's view
+        assert loop.get(rec.id).status == "ready_to_apply"
+        loop.knowledge.append_knowledge = real
+        assert (await loop.apply(rec.id, "ann")).applied_version == 1
+        again = await loop_over(store, obs, clock)  # a restart folds the same state
+        assert again.book.current.version == 1
+        assert again.get(rec.id).status == "applied"
