@@ -35,6 +35,7 @@ import msgspec
 from adapters.http.bodies import (
     CancelCase,
     CaseList,
+    CaseSignal,
     CaseView,
     CompleteTask,
     CreateCase,
@@ -47,6 +48,7 @@ from adapters.http.bodies import (
     Registered,
     RetryIncident,
     StartTask,
+    Today,
     WorkflowDetail,
     WorkflowList,
     WorkflowMetrics,
@@ -167,8 +169,20 @@ def _cancel_case(case_id: str, reason: str, idempotency_key: str | None) -> _Cal
     return _post(path, CaseView, CancelCase(reason=reason), idempotency_key)
 
 
+def _signal(case_id: str, name: str, result: str | None,
+            output_data: dict[str, Any] | None, idempotency_key: str | None,
+            ) -> _Call[CaseView]:
+    path = f"/cases/{_seg(case_id)}/signals/{_seg(name)}"
+    body = CaseSignal(result=result, output_data=output_data or {})
+    return _post(path, CaseView, body, idempotency_key)
+
+
 def _worklist(user: str | None, role: str | None) -> _Call[Worklist]:
     return _get(f"{API}/worklist", Worklist, {"user": user, "role": role})
+
+
+def _today(user: str | None) -> _Call[Today]:
+    return _get(f"{API}/today", Today, {"user": user})
 
 
 def _incidents() -> _Call[Incidents]:
@@ -291,8 +305,19 @@ class Client:
                     idempotency_key: str | None = None) -> CaseView:
         return self._send(_cancel_case(case_id, reason, idempotency_key))
 
+    def signal(self, case_id: str, name: str, result: str | None = None,
+               output_data: dict[str, Any] | None = None, *,
+               idempotency_key: str | None = None) -> CaseView:
+        """What another system reports (a signature, a payment): completes the work
+        waiting for it (needs the send_signals permission)."""
+        return self._send(_signal(case_id, name, result, output_data, idempotency_key))
+
     def worklist(self, user: str | None = None, role: str | None = None) -> Worklist:
         return self._send(_worklist(user, role))
+
+    def today(self, user: str | None = None) -> Today:
+        """A person's open work by deadline, at risk and breached (default: whoever asks)."""
+        return self._send(_today(user))
 
     def incidents(self) -> Incidents:
         return self._send(_incidents())
@@ -389,8 +414,17 @@ class AsyncClient:
                           idempotency_key: str | None = None) -> CaseView:
         return await self._send(_cancel_case(case_id, reason, idempotency_key))
 
+    async def signal(self, case_id: str, name: str, result: str | None = None,
+                     output_data: dict[str, Any] | None = None, *,
+                     idempotency_key: str | None = None) -> CaseView:
+        return await self._send(_signal(case_id, name, result, output_data,
+                                        idempotency_key))
+
     async def worklist(self, user: str | None = None, role: str | None = None) -> Worklist:
         return await self._send(_worklist(user, role))
+
+    async def today(self, user: str | None = None) -> Today:
+        return await self._send(_today(user))
 
     async def incidents(self) -> Incidents:
         return await self._send(_incidents())

@@ -243,6 +243,28 @@ async def _refused(call: Any) -> ApiError:
     return err.value
 
 
+def test_a_day_and_a_signal_through_the_client(url: str) -> None:
+    # A RevOps script reads someone's day and reports a payment from the billing system.
+    wid = "client-payments"
+    with Client(url) as operator, Client(url, user=SARAH) as sarah:
+        operator.register_workflow({
+            "id": wid, "name": "Client test payments", "version": 1,
+            "tasks": [{"id": "Invoice", "role": "sdr"},
+                      {"id": "PaymentReceived", "role": "sdr", "accepts_signal": True}],
+            "flows": [{"from": "start", "to": "Invoice"},
+                      {"from": "Invoice", "to": "PaymentReceived"},
+                      {"from": "PaymentReceived", "to": "end"}]})
+        case = operator.create_case(wid, {}, "pay-1")
+        sarah.complete_task(case.case_id, "Invoice")
+        day = sarah.today()  # whoever asks
+        assert day.user == SARAH
+        assert ("pay-1", "PaymentReceived") in {(i.case_id, i.task) for i in day.items}
+        done = operator.signal("pay-1", "PaymentReceived", "paid", {"amount": 120000})
+        assert done.state == "completed" and done.data["amount"] == 120000
+        err = refusal(lambda: sarah.signal("pay-1", "PaymentReceived", "paid"))
+        assert (err.status, err.code) == (403, 3002)  # an SDR sends no signals
+
+
 def test_cancel_needs_the_permission_and_closes_the_case(url: str) -> None:
     wid = "client-cancel"
     with Client(url) as api, Client(url, user=SARAH) as sarah, \
