@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 `cycle()` runs when the observations changed since the last one (`Monitor.stamp()`:
-the log grew, or history was imported): it takes a copy of the observations, and in a worker
-thread -- never on the event loop that serves requests and commands -- builds each
+the log grew, or history was imported): it takes a copy of the observations, and in a
+worker thread -- never on the event loop that serves requests and commands -- builds each
 task's history, looks for a dispatch window that beats dispatching at once
 (mapek.timing), and estimates each finding's saving in the twin (the real engine and
 runtime on a virtual clock, in that thread's own event loop). The same thread asks
