@@ -16,6 +16,7 @@ import pytest
 
 from actors.ports import Notice
 from adapters.sqlite_store import KnowledgeStore, SQLiteStore
+from mapek import loop as loop_module
 from mapek.loop import PACE, LoopSettings, MapeK, Refused
 from mapek.monitor import Monitor, Observation
 from mapek.policy import PolicyBook
@@ -306,3 +307,22 @@ async def test_a_policy_whose_record_could_not_be_written_is_taken_back(
         again = await loop_over(store, obs, clock)  # a restart folds the same state
         assert again.book.current.version == 1
         assert again.get(rec.id).status == "applied"
+
+
+async def test_an_analysis_is_kept_while_only_the_log_grows_and_redone_on_an_import(
+        tmp_path, mapek_eval, monkeypatch: pytest.MonkeyPatch) -> None:
+    obs = observations(mapek_eval, "business_hours", n=400)
+    clock = Clock(max(o.closed_at for o in obs) + 3600)
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        loop = await loop_over(store, obs, clock)
+        first = await loop.analysis("wf")
+        assert first.stamp.observations == 400
+        done = msgspec.structs.replace(obs[0], case_id="live", source="log")
+        loop.monitor.closed.append(done)  # as the fold of a grown log leaves it
+        assert await loop.analysis("wf") is first  # within ANALYSIS_KEPT: reused
+        monkeypatch.setattr(loop_module, "ANALYSIS_KEPT", 0.0)
+        second = await loop.analysis("wf")
+        assert second.stamp.observations == 401
+        monkeypatch.setattr(loop_module, "ANALYSIS_KEPT", 3600.0)
+        loop.monitor.absorb([msgspec.structs.replace(obs[0], case_id="imported")])
+        assert (await loop.analysis("wf")).stamp.observations == 402  # an import: redone
