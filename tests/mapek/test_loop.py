@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import msgspec
@@ -209,16 +211,24 @@ async def test_a_timing_saving_is_stated_per_item_as_the_twin_measures_it(
             f"{rec.estimated_improvement_hours:.1f} hours saved per item"
 
 
+@asynccontextmanager
+async def running(loop: MapeK) -> AsyncIterator[None]:
+    """`loop.run` beside the test, its next background cycle an hour away."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(loop.run, 3600.0)
+        while loop._runner is None:
+            await anyio.sleep(0.01)
+        yield
+        tg.cancel_scope.cancel()
+
+
 async def test_a_request_waits_for_a_cycle_so_long_and_the_cycle_goes_on_behind_it(
         tmp_path, mapek_eval) -> None:
     obs = observations(mapek_eval, "clear_effect")
     clock = Clock(max(o.closed_at for o in obs) + 3600)
     async with SQLiteStore(str(tmp_path / "db")) as store:
         loop = await loop_over(store, obs, clock)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(loop.run, 3600.0)  # no background cycle during the test
-            while loop._runner is None:
-                await anyio.sleep(0.01)
+        async with running(loop):
             # The analysis of 1,600 items and the twin take longer than 50 ms: answered
             # then with the knowledge as it stood (none yet).
             assert await loop.refresh(0.05) is False
@@ -233,7 +243,6 @@ async def test_a_request_waits_for_a_cycle_so_long_and_the_cycle_goes_on_behind_
             # Nothing new since: answered without another cycle.
             assert await loop.refresh(60) is True
             assert loop.cycles == 1
-            tg.cancel_scope.cancel()
 
 
 async def test_background_cycles_are_paced_by_how_long_the_last_one_took(
@@ -270,14 +279,10 @@ async def test_a_request_is_not_told_current_when_the_cycle_failed(
     async with SQLiteStore(str(tmp_path / "db")) as store:
         loop = await loop_over(store, obs, clock)
         loop.twin = broken_twin  # the timing finding's estimate fails the cycle
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(loop.run, 3600.0)
-            while loop._runner is None:
-                await anyio.sleep(0.01)
+        async with running(loop):
             with anyio.fail_after(120):
                 assert await loop.refresh(120) is False
             assert loop.cycles == 0 and loop.cycled_at is None
-            tg.cancel_scope.cancel()
 
 
 async def test_a_policy_whose_record_could_not_be_written_is_taken_back(
