@@ -45,7 +45,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
-from engine import Case, CaseSnapshot, EngineError, Net, parse_duration, replay
+from engine import Case, CaseSnapshot, EngineError, Net, replay
 from engine.events import (
     CaseCreated,
     CaseHandedOn,
@@ -581,8 +581,8 @@ class Runtime:
         now = self.clock.now()
         if it.state == "enabled" and attempt == 0:
             delay = 0.0 if waited else self.actions.delay(name)
-            if delay is None and t.params.get("delay"):
-                delay = parse_duration(t.params["delay"])
+            if delay is None:
+                delay = t.delay  # the spec's params.delay, parsed by the compiler
             if delay:
                 self._later(now + delay, case_id, item, started, 0, True)
                 return

@@ -151,10 +151,7 @@ class SlaBook:
         subject = f"SLA breached: {breach.task} on {_named(case_id, name)}"
         body = (f"{what} of case {_named(case_id, name)} passed its alert threshold of "
                 f"{breach.alert / HOUR:g} h (target {breach.target / HOUR:g} h).")
-        payload = {"case_id": case_id, "case_name": name, "workflow_id": workflow_id,
-                   "item": breach.item, "task": breach.task,
-                   "target_hours": breach.target / HOUR,
-                   "alert_hours": breach.alert / HOUR, "breached_at": breach.at}
+        payload = _payload(case_id, name, workflow_id, breach)
         key = f"sla:{case_id}:{breach.item}:{breach.at!r}"
         return self._fan_out(key, "sla.breached", subject, body, case_id, payload)
 
@@ -174,10 +171,7 @@ class SlaBook:
                 f"{breach.target / HOUR:g} h."
                 + ("" if rule is None else f" Escalated to {rule.to_role} "
                    f"(policy version {rule.version})."))
-        payload = {"case_id": case_id, "case_name": name, "workflow_id": workflow_id,
-                   "item": breach.item, "task": breach.task,
-                   "target_hours": breach.target / HOUR,
-                   "alert_hours": breach.alert / HOUR, "breached_at": breach.at,
+        payload = {**_payload(case_id, name, workflow_id, breach),
                    "escalated_to": None if rule is None else rule.to_role,
                    "policy_version": None if rule is None else rule.version}
         key = f"esc:{case_id}:{breach.item}:{breach.at!r}"
@@ -233,6 +227,14 @@ def _one_line(value: Any) -> str:
     (an e-mail header refuses them: the alert would never be sent) or run to pages."""
     text = " ".join(value.split()) if isinstance(value, str) else ""
     return text if len(text) <= NAME_LIMIT else text[:NAME_LIMIT - 1].rstrip() + "…"
+
+
+def _payload(case_id: str, name: str | None, workflow_id: str, breach: Any,
+             ) -> dict[str, Any]:
+    """What a receiver's program reads of a breach, alerted at its threshold or early."""
+    return {"case_id": case_id, "case_name": name, "workflow_id": workflow_id,
+            "item": breach.item, "task": breach.task, "target_hours": breach.target / HOUR,
+            "alert_hours": breach.alert / HOUR, "breached_at": breach.at}
 
 
 def _named(case_id: str, name: str | None) -> str:

@@ -370,6 +370,11 @@ class Case:
         self._emit(CaseHandedOn(net.workflow_id, net.version, at, defaults))
         self._settle(at)
 
+    def completed_for_good(self, task: int) -> bool:
+        """Task (index) `task` was completed and cannot come round again: asking for it
+        now is a second completion (3004). In a loop it is merely not enabled now."""
+        return bool(self.done_tasks >> task & 1) and not self.net.tasks[task].in_cycle
+
     def _item(self, ref: int | str) -> WorkItem:
         if isinstance(ref, int):
             it = self.items.get(ref)
@@ -392,9 +397,7 @@ class Case:
         if len(found) == 1:
             return found[0]
         if not found:
-            # "Already completed" only for a task that cannot come round again; in a
-            # loop it is merely not enabled now.
-            if self.done_tasks >> ti & 1 and not self.net.tasks[ti].in_cycle:
+            if self.completed_for_good(ti):
                 raise AlreadyDone(f"task {ref!r} is already completed", field="task")
             raise NotEnabled(f"task {ref!r} is not enabled (enabled: "
                              f"{', '.join(self.enabled_tasks()) or 'none'})", field="task")

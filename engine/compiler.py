@@ -193,7 +193,7 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
                 add(Problem(f"{base}/timer/after", str(exc)))
         if "delay" in ts.params:  # read by the runtime before it runs the action
             try:
-                parse_duration(ts.params["delay"])
+                t.delay = parse_duration(ts.params["delay"])
             except (ValueError, TypeError) as exc:
                 add(Problem(f"{base}/params/delay", str(exc)))
         if ts.multiple_instance is not None:

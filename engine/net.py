@@ -80,6 +80,7 @@ class Task:
         "checklist_when",
         "contested",
         "default",
+        "delay",
         "id",
         "idx",
         "in_cycle",
@@ -122,6 +123,7 @@ class Task:
         self.checklist: tuple[str, ...] = tuple(spec.checklist)
         self.checklist_when: Guard | None = None
         self.accepts_signal: bool = spec.accepts_signal or spec.kind == "automatic"
+        self.delay: float | None = None  # params.delay in seconds: wait before the action
         self.results: frozenset[str] = frozenset(spec.results)
         self.preset: tuple[int, ...] = ()
         self.preset_mask = 0

@@ -184,18 +184,6 @@ def _wait_for_opening(tow: np.ndarray, window: DispatchWindow) -> np.ndarray:
     return np.where(inside, 0.0, gaps.min(axis=1))
 
 
-def savings(tow: np.ndarray, u: np.ndarray, model: ResponseModel,
-            window: DispatchWindow, now: np.ndarray | None = None) -> np.ndarray:
-    """Per item: response dispatched now minus (wait + response at the release), hours.
-    `now`: the responses dispatched at once, when the caller has them already."""
-    if now is None:
-        now = model.quantile(week_bin(tow), u)
-    wait = release_wait(tow, window)
-    held = wait > 0
-    later = np.where(held, model.quantile(week_bin((tow + wait) % 168.0), u), now)
-    return np.where(held, now - (wait + later), 0.0)
-
-
 # --------------------------------------------------------------------- finding
 DEFAULT = TimingConfig()
 
@@ -231,10 +219,11 @@ def find_window(history: TaskHistory, cfg: TimingConfig = DEFAULT) -> TimingFind
     c_now = choose_model.quantile(week_bin(c_tow), c_u)
     # Monday-Thursday windows too: a month of history holds few Friday afternoons,
     # and a window is only proposed where its opening's responses were observed.
-    # Windows that differ only in their maximum wait hold the same items at the same
-    # releases, those a shorter wait holds among them: the wait to the opening and the
-    # response at the release are computed once per opening, and each maximum wait
-    # keeps the items it holds (the same numbers as `savings` per window).
+    # An item's saving is its response dispatched now minus (its wait + its response
+    # at the release); an item the window does not hold saves exactly 0. Windows that
+    # differ only in their maximum wait hold the same items at the same releases, those
+    # a shorter wait holds among them: the wait to the opening and the response at the
+    # release are computed once per opening, and each maximum wait keeps its items.
     for start, days in itertools.product(range(24), (WEEKDAYS, WEEKDAYS[:4])):
         opening = DispatchWindow(start, cfg.window_hours, tz, days)
         # Support is a matter of where work was dispatched, not of how it went: asking
@@ -256,7 +245,7 @@ def find_window(history: TaskHistory, cfg: TimingConfig = DEFAULT) -> TimingFind
 
     # The window is chosen: each measured item's wait and the calendar bins of its
     # dispatch now and at its release are fixed, only the pools the bootstrap resamples
-    # change (per replicate the same numbers as `savings` on the resampled items).
+    # change.
     m_wait = release_wait(m_tow, window)
     m_held = m_wait > 0
     now_bins, release_bins = week_bin(m_tow), week_bin((m_tow + m_wait) % 168.0)

@@ -250,8 +250,7 @@ async def signal_case(request: Request) -> Response:
         for t in tasks:
             # A callback sent again (the billing system retrying after a timeout) for
             # work already done: 3004, as for a second completion, not "no such work".
-            if ((t.id == name or t.action == name) and case.done_tasks >> t.idx & 1
-                    and not t.in_cycle):
+            if (t.id == name or t.action == name) and case.completed_for_good(t.idx):
                 raise AlreadyDone(f"task {t.id!r} of case {case.case_id!r} is already "
                                   "completed", field="name")
         raise NoWaitingWork(f"case {case.case_id!r} has no open work item or trigger "
