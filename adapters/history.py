@@ -268,6 +268,13 @@ def _iso(t: float | None) -> str:
 # ------------------------------------------------------------------- the store
 _INSERT = ("INSERT INTO imported_items (import_id, workflow_id, case_id, task, resource,"
            " enabled_at, started_at, completed_at, attributes) VALUES (?,?,?,?,?,?,?,?,?)")
+# An item imported before that a later file knows more of; the case's attributes are the
+# new file's merged over what the row had (a column the new export lacks keeps its value).
+_UPDATE = ("UPDATE imported_items SET resource = :resource, enabled_at = :enabled,"
+           " started_at = :started, completed_at = :completed, attributes = CASE WHEN"
+           " :attributes IS NULL THEN attributes ELSE json_patch(COALESCE(attributes, '{}'),"
+           " :attributes) END WHERE rowid = :rowid")
+T = TypeVar("T")
 
 
 class Imported(NamedTuple):
@@ -318,16 +325,6 @@ async def write_history(store: Any, workflow_id: str, history: History) -> Impor
         return Imported(int(import_id), True, len(new), len(updates), duplicates)
 
     return await store.write(write)  # type: ignore[no-any-return]
-
-
-T = TypeVar("T")
-
-# A case's attributes: the new file's merged over what the row had (a column the new
-# export lacks keeps its value).
-_UPDATE = ("UPDATE imported_items SET resource = :resource, enabled_at = :enabled,"
-           " started_at = :started, completed_at = :completed, attributes = CASE WHEN"
-           " :attributes IS NULL THEN attributes ELSE json_patch(COALESCE(attributes, '{}'),"
-           " :attributes) END WHERE rowid = :rowid")
 
 
 def _overlap(db: sqlite3.Connection, workflow_id: str, history: History,

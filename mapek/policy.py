@@ -8,8 +8,8 @@ anyone of the role, escalate per slos.yaml). Versions are immutable and numbered
 applying a change makes a new version from the current one plus the change, rolling
 back one change makes a new version from the current one with that change's part of
 its task as it was before the change (`undo`; `restore` brings back a whole earlier
-version). Nothing is edited in place, so the
-history is the audit trail, and the knowledge log stores each version as it is made.
+version). Nothing is edited in place, so the history is the audit trail, and the
+knowledge log stores each version as it is made.
 
 `PolicyBook` is what the runtime consults, through the ports actors/ defines:
 `hold_until` (actors.ports.DispatchPolicy), `rule` (actors.ports.RoutingPolicy) and
