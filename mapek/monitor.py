@@ -178,23 +178,6 @@ class Breach(msgspec.Struct, gc=False):
     resolved_at: float | None = None
 
 
-# The fold in C (mapek/_fold.c), compiled by the install. Where it was not built (no C
-# compiler), or with CASELOOP_MONITOR_FOLD=python (to compare the two), the Monitor folds
-# in Python: the same observations at about twice the cost per event.
-def _load_c_fold() -> Callable[..., None] | None:
-    if os.environ.get("CASELOOP_MONITOR_FOLD", "c") == "python":
-        return None
-    try:
-        from mapek import _fold
-    except ImportError:
-        return None
-    _fold.configure(Observation, Breach, NOTHING_KEPT, ATTRIBUTES)
-    return _fold.fold  # type: ignore[no-any-return]
-
-
-_c_fold = _load_c_fold()
-
-
 # ------------------------------------------------------------------ local clocks
 _QUARTER = 900.0  # every UTC offset and DST switch in use falls on a quarter hour
 _offsets: dict[tuple[str, int], float] = {}
@@ -360,16 +343,6 @@ class Monitor:
 
     def _fold(self, appends: Iterable[tuple[int, str, Sequence[Any]]],
               kinds: tuple[type, ...] = _READ_KINDS) -> None:
-        """Fold appends (pos, case id, events) into the observations: in C where
-        mapek._fold was built (the install compiles it), else in Python."""
-        if _c_fold is not None:
-            _c_fold(self, appends, kinds, kinds is _LIVE_KINDS, _give_way, YIELD_EVERY)
-        else:
-            self._fold_py(appends, kinds)
-
-    def _fold_py(self, appends: Iterable[tuple[int, str, Sequence[Any]]],
-                 kinds: tuple[type, ...] = _READ_KINDS) -> None:
-        # The reference for mapek/_fold.c, which does the same event for event.
         # Paid per event on every tail: the most frequent kinds are tested first and
         # names are bound locally. The position moves once an append is folded, so a
         # fold that fails part way resumes at the append it failed on.
