@@ -112,8 +112,11 @@ class Refused(ValueError):
 Notify = Callable[[Recommendation, str], list[Notice]]
 # A background cycle waits at least this many times the last cycle's length after it.
 PACE = 10.0
-# Seconds an analysis is reused while only the log grew (the dashboard's refresh period).
+# Seconds an analysis is reused while only the log grew (the dashboard's refresh period),
+# and at least this many times what it cost to compute: on a year's history one takes
+# 0.7-2 s a workflow, and a Bottlenecks page left open asks for all five every 30 s.
 ANALYSIS_KEPT = 30.0
+ANALYSIS_FRESH = 10.0
 
 
 class MapeK:
@@ -141,8 +144,11 @@ class MapeK:
         # (workflow, task) -> is it a task of the workflow's current version? Imported
         # history may name tasks of another system; a policy for one would never act.
         self.has_task = has_task or (lambda workflow_id, task: True)
-        # workflow -> (Monitor.stamp(), its analysis, when it was made: monotonic)
-        self._analyses: dict[str, tuple[tuple[int, int, int], Analysis, float]] = {}
+        # workflow -> (Monitor.stamp(), its analysis, when it was made: monotonic,
+        # seconds it took); and the analyses being computed (set when done).
+        self._analyses: dict[str, tuple[tuple[int, int, int], Analysis, float, float]] = {}
+        self._analysing: dict[str, anyio.Event] = {}
+        self._refreshing: set[str] = set()  # workflows redone in the background
         self.settings = settings or LoopSettings()
         self.recommendations: dict[str, Recommendation] = {}
         self._stamp: tuple[int, int, int] | None = None
@@ -194,25 +200,66 @@ class MapeK:
 
     async def analysis(self, workflow_id: str) -> Analysis:
         """The Analyze stage for one workflow (SLOs, bottlenecks, dispatch and assignee
-        effects, breach risk), computed in a worker thread. It is kept while nothing
-        changed, and for ANALYSIS_KEPT seconds while only the log grew (on a live
-        server it always has: a year of history takes 0.7-2 s a workflow, and the
-        dashboard asks for all five at once); imported history is always seen."""
+        effects, breach risk), computed in a worker thread.
+
+        An analysis is kept while nothing changed. While only the log grew (on a live
+        server it always has) it is kept for ANALYSIS_KEPT seconds, or ANALYSIS_FRESH
+        times what it cost if that is longer; after that, with the loop running
+        (`run`), the kept one is still answered at once and a new one is computed in
+        the background for the next question -- nobody waits seconds for a page
+        whose history moved by a few items (its `stamp` says which history it is).
+        Imported history is always seen: an import (or nothing kept) is waited for.
+        One computation per workflow at a time; whoever asks meanwhile waits for it."""
         await self.monitor.catch_up()
         stamp = self.monitor.stamp()
         kept = self._analyses.get(workflow_id)
-        if kept is not None and (kept[0] == stamp or (
-                kept[0][2] == stamp[2] and time.monotonic() - kept[2] < ANALYSIS_KEPT)):
+        if kept is None or kept[0][2] != stamp[2]:  # nothing kept, or an import since
+            return await self._analyse(workflow_id)
+        made, cost = kept[2], kept[3]
+        if kept[0] == stamp or (time.monotonic() - made
+                                < max(ANALYSIS_KEPT, ANALYSIS_FRESH * cost)):
             return kept[1]
-        obs = [o for o in self.monitor.closed[:] if o.workflow_id == workflow_id]
-        obs += [o for o in list(self.monitor.open.values()) if o.workflow_id == workflow_id]
-        attributes = dict(self.monitor.attributes)
-        zone = self.time_zone_of
-        result = await anyio.to_thread.run_sync(lambda: analyze(
-            obs, self.target_of, self.now(), lambda p: zone(p) or "UTC",
-            attributes=attributes))
-        self._analyses[workflow_id] = (stamp, result, time.monotonic())
-        return result
+        if self._runner is None:  # no loop running to do it later: here, now
+            return await self._analyse(workflow_id)
+        if workflow_id not in self._refreshing:
+            self._refreshing.add(workflow_id)
+            self._runner.start_soon(self._analyse_reporting_failure, workflow_id)
+        return kept[1]
+
+    async def _analyse(self, workflow_id: str) -> Analysis:
+        while (running := self._analysing.get(workflow_id)) is not None:
+            await running.wait()
+            kept = self._analyses.get(workflow_id)
+            if kept is not None and kept[0][2] == self.monitor.stamp()[2]:
+                return kept[1]  # (it failed, or an import came meanwhile: our own)
+        done = self._analysing[workflow_id] = anyio.Event()
+        try:
+            stamp = self.monitor.stamp()
+            obs = [o for o in self.monitor.closed[:] if o.workflow_id == workflow_id]
+            obs += [o for o in list(self.monitor.open.values())
+                    if o.workflow_id == workflow_id]
+            attributes = dict(self.monitor.attributes)
+            zone, now = self.time_zone_of, self.now()
+            began = time.monotonic()
+            # Abandoned when cancelled, like a cycle: it writes nothing.
+            result = await anyio.to_thread.run_sync(lambda: analyze(
+                obs, self.target_of, now, lambda p: zone(p) or "UTC",
+                attributes=attributes), abandon_on_cancel=True)
+            ended = time.monotonic()
+            self._analyses[workflow_id] = (stamp, result, ended, ended - began)
+            return result
+        finally:
+            del self._analysing[workflow_id]
+            done.set()
+
+    async def _analyse_reporting_failure(self, workflow_id: str) -> None:
+        try:
+            await self._analyse(workflow_id)
+        except Exception as exc:  # the next question tries again
+            print(f"mapek: analysis of {workflow_id} failed: {exc!r}", file=sys.stderr,
+                  flush=True)
+        finally:
+            self._refreshing.discard(workflow_id)
 
     # --------------------------------------------------------------------- cycle
     async def cycle(self, force: bool = False) -> bool:

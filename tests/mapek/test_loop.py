@@ -326,8 +326,56 @@ async def test_an_analysis_is_kept_while_only_the_log_grows_and_redone_on_an_imp
         loop.monitor.closed.append(done)  # as the fold of a grown log leaves it
         assert await loop.analysis("wf") is first  # within ANALYSIS_KEPT: reused
         monkeypatch.setattr(loop_module, "ANALYSIS_KEPT", 0.0)
-        second = await loop.analysis("wf")
+        monkeypatch.setattr(loop_module, "ANALYSIS_FRESH", 0.0)
+        second = await loop.analysis("wf")  # no loop running: redone here and now
         assert second.stamp.observations == 401
         monkeypatch.setattr(loop_module, "ANALYSIS_KEPT", 3600.0)
         loop.monitor.absorb([msgspec.structs.replace(obs[0], case_id="imported")])
         assert (await loop.analysis("wf")).stamp.observations == 402  # an import: redone
+
+
+async def test_with_the_loop_running_a_stale_analysis_is_answered_at_once_and_redone_behind(
+        tmp_path, mapek_eval, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dashboard left open asks again every 30 s while the log grows: it gets the kept
+    analysis at once and the next one is computed in the background, once however many
+    ask meanwhile; an import is still waited for. An analysis is also kept at least
+    ANALYSIS_FRESH times what it cost."""
+    obs = observations(mapek_eval, "business_hours", n=400)
+    clock = Clock(max(o.closed_at for o in obs) + 3600)
+    computed: list[int] = []
+    real = loop_module.analyze
+
+    def counting(items, *args, **kwargs):
+        computed.append(len(items))
+        return real(items, *args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "analyze", counting)
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        loop = await loop_over(store, obs, clock)
+        async with running(loop):
+            # Nothing kept: those who ask together wait for one computation.
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(loop.analysis, "wf")
+            assert computed == [400]
+            first = await loop.analysis("wf")
+            assert first.stamp.observations == 400
+            # Kept for ANALYSIS_FRESH times its cost even past ANALYSIS_KEPT.
+            monkeypatch.setattr(loop_module, "ANALYSIS_KEPT", 0.0)
+            monkeypatch.setattr(loop_module, "ANALYSIS_FRESH", 1e6)
+            loop.monitor.closed.append(
+                msgspec.structs.replace(obs[0], case_id="live-1", source="log"))
+            assert await loop.analysis("wf") is first and computed == [400]
+            # Stale: answered at once with the kept one, redone behind it, once.
+            monkeypatch.setattr(loop_module, "ANALYSIS_FRESH", 0.0)
+            assert await loop.analysis("wf") is first
+            assert await loop.analysis("wf") is first  # asked again while it runs
+            with anyio.fail_after(10):
+                while loop._analyses["wf"][1] is first:
+                    await anyio.sleep(0.01)
+            assert computed == [400, 401]
+            assert (await loop.analysis("wf")).stamp.observations == 401
+            # An import is waited for.
+            loop.monitor.absorb([msgspec.structs.replace(obs[0], case_id="imported")])
+            assert (await loop.analysis("wf")).stamp.observations == 402
+            assert computed == [400, 401, 402]
