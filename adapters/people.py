@@ -21,7 +21,7 @@ import msgspec
 import yaml
 
 from adapters.config import load_yaml
-from engine import Case, Guard, GuardError, InsufficientAuthority, WorkItem
+from engine import Case, EngineError, Guard, GuardError, InsufficientAuthority, WorkItem
 from engine.net import AUTOMATIC, Task
 
 OPERATOR = "operator"  # the local operator of open mode: every role, no limits
@@ -133,8 +133,44 @@ def authorize(directory: Directory, user: str, case: Case, ref: int | str,
     case.check_output(it.id, output)  # the signed-off figures: nobody's to rewrite
 
 
+def offered_to(directory: Directory, user: str, case: Case, ref: int | str) -> bool:
+    """Whether `user` could complete open work item `ref` of `case` one way or another:
+    what their worklist and their day offer them (adapters.http.work).
+
+    The same rules as `authorize`, asked before the person has chosen a result: an item
+    beyond their limits is left out only when the limits bind whatever they answer. A
+    task whose `authority_when` depends on the choice (Legal may ask for amendments on
+    a contract above 5M, not approve it) stays offered: hiding it would take away work
+    that is theirs to do."""
+    try:
+        it = case.work_item(ref)
+    except EngineError:  # done or withdrawn since the worklist was read
+        return False
+    t = case.net.tasks[it.task]
+    if t.kind == AUTOMATIC:
+        return False
+    if user == OPERATOR:
+        return True
+    try:
+        _holder(directory, user, it, t, "user")
+        if _binds_every_choice(t, case.data):
+            _within_limits(directory, user, t, case, None)
+    except InsufficientAuthority:
+        return False
+    return True
+
+
 def _authority(directory: Directory, user: str, it: WorkItem, t: Task, case: Case,
                output: dict[str, Any] | None, who_field: str, result: str | None) -> None:
+    _holder(directory, user, it, t, who_field)
+    if t.authority_when is not None and not _binds(t.authority_when, case.data, result,
+                                                   output):
+        return  # e.g. asking for amendments: no figure is signed off
+    _within_limits(directory, user, t, case, output)
+
+
+def _holder(directory: Directory, user: str, it: WorkItem, t: Task, who_field: str) -> None:
+    """Refuse (3002) unless `user` holds the task's role and nobody else claimed the item."""
     if t.role is not None and t.role not in directory.roles_of(user):
         who = "an unknown person" if directory.person(user) is None else f"{user!r}"
         raise InsufficientAuthority(f"task {t.id!r} needs role {t.role!r}; {who} does not "
@@ -142,9 +178,11 @@ def _authority(directory: Directory, user: str, it: WorkItem, t: Task, case: Cas
     if it.by is not None and it.by != user:
         raise InsufficientAuthority(f"task {t.id!r} is claimed by {it.by!r}",
                                     field=who_field)
-    if t.authority_when is not None and not _binds(t.authority_when, case.data, result,
-                                                   output):
-        return  # e.g. asking for amendments: no figure is signed off
+
+
+def _within_limits(directory: Directory, user: str, t: Task, case: Case,
+                   output: dict[str, Any] | None) -> None:
+    """Refuse (3002) unless every figure the task signs off is within `user`'s limits."""
     for kind, measure in t.authority:
         limit = directory.limit(user, kind)
         value = _measure(measure, case.data, output)
@@ -176,6 +214,23 @@ def _binds(when: Guard, data: dict[str, Any], result: str | None,
         return bool(when(data, {**(output or {}), "result": result}))
     except GuardError:
         return True
+
+
+def _binds_every_choice(t: Task, data: dict[str, Any]) -> bool:
+    """Whether a task's limits bind every completion a person might choose. Without
+    `authority_when` they do. With it, only when the task lists its results and the
+    condition holds for each of them: a task that takes any word (Legal's review: all
+    but 'approved' asks for amendments), or a condition that reads output the person
+    has yet to write, leaves them a completion the limits may not bind."""
+    when = t.authority_when
+    if when is None:
+        return True
+    if not t.results:
+        return False
+    try:
+        return all(when(data, {"result": r}) for r in t.results)
+    except GuardError:
+        return False
 
 
 def _measure(measure: Guard, data: dict[str, Any], output: dict[str, Any] | None,

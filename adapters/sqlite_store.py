@@ -655,14 +655,21 @@ class SQLiteStore:
 
     async def worklist(self, *, user: str | None = None, roles: list[str] | None = None,
                        limit: int = 500, now: float | None = None,
+                       after: tuple[float, str, int] | None = None,
                        ) -> list[tuple[ItemRow, str]]:
         """Open human work items (with their case's workflow): those claimed by `user`,
         and those not yet claimed whose role is one of `roles`; at `now`, not those a
-        dispatch policy still holds."""
+        dispatch policy still holds. Oldest first, keyset-paginated on (enabled_at,
+        case_id, item) > `after`: a reader that leaves rows out (work beyond a person's
+        authority) reads on from where the last page ended."""
         where, args = ["w.kind = 'human'", "w.state != 'failed'"], []
         if now is not None:
             where.append("(w.held_until IS NULL OR w.held_until <= ?)")
             args.append(now)
+        if after is not None:
+            where.append("(w.enabled_at > ? OR (w.enabled_at = ? AND (w.case_id > ? OR"
+                         " (w.case_id = ? AND w.item > ?))))")
+            args += [after[0], after[0], after[1], after[1], after[2]]
         ors = []
         if user is not None:
             ors.append("w.assignee = ?")
@@ -676,7 +683,7 @@ class SQLiteStore:
             "SELECT w.case_id, w.item, w.task, w.kind, w.role, w.state, w.enabled_at, w.due,"
             " w.assignee, w.held_until, c.workflow_id FROM work_items w"
             f" JOIN cases c USING (case_id) WHERE {' AND '.join(where)}"
-            " ORDER BY w.enabled_at LIMIT ?", (*args, limit))
+            " ORDER BY w.enabled_at, w.case_id, w.item LIMIT ?", (*args, limit))
         return [(ItemRow(*r[:10]), r[10]) for r in rows]
 
     async def open_counts(self, people: Sequence[str]) -> dict[str, int]:

@@ -17,6 +17,7 @@ from .bodies import Today, TodayItem
 from .codec import iso, respond, stamp
 from .context import ctx
 from .errors import malformed
+from .work import open_work
 
 # Open items ranked by deadline. All of a person's work must be ranked (the store's
 # default 500 were the oldest: a newer item on a short SLO could miss the panel); a
@@ -37,10 +38,9 @@ async def today(request: Request) -> Response:
     if c.directory.person(user) is None:
         raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
     now = c.runtime.clock.now()
-    rows = await c.store.worklist(user=user, roles=sorted(c.directory.roles_of(user)),
-                                  now=now, limit=TODAY_LIMIT + 1)
-    truncated = len(rows) > TODAY_LIMIT
-    rows = rows[:TODAY_LIMIT]
+    # What their worklist offers them: work beyond their authority is not their day.
+    rows, truncated = await open_work(c, user, sorted(c.directory.roles_of(user)), now,
+                                      TODAY_LIMIT)
     items = []
     for r, wid in rows:
         sla = c.slas.target(wid, r.task) if c.slas is not None else None

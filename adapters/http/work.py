@@ -5,10 +5,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from actors.ports import ItemRow
+from adapters.people import offered_to
+from engine import EngineError
+
 from .api import Query, api
 from .bodies import CaseView, Incidents, IncidentView, RetryIncident, Worklist, WorklistItem
 from .codec import iso, parse_int, read_body, respond, stamp
-from .context import ctx
+from .context import Context, ctx
 from .errors import ApiError, malformed
 from .idempotency import idempotent
 from .views import case_view
@@ -16,10 +20,51 @@ from .views import case_view
 WORKLIST_LIMIT = 500  # items of a worklist, oldest first (`truncated` says there are more)
 
 
+async def open_work(c: Context, user: str | None, roles: list[str] | None, now: float,
+                    limit: int) -> tuple[list[tuple[ItemRow, str]], bool]:
+    """The oldest `limit` open items of a worklist, and whether there are more.
+
+    A person (`user`) is offered only the unclaimed items they could complete
+    (adapters.people.offered_to): a worklist is where work is claimed, and a claim of
+    an approval beyond one's limit is refused, so offering it would only show a sales
+    manager the 600K deals his director and the CFO are there for (they see them, as
+    does the role's own queue, `user` None). Their own claims stay, whatever the case
+    data has become since: nobody else is offered them. The store is read page by page
+    so that what is left out neither takes the place of work that is theirs nor marks
+    the list as cut short."""
+    kept: list[tuple[ItemRow, str]] = []
+    after = None
+    while True:
+        rows = await c.store.worklist(user=user, roles=roles, now=now, limit=limit + 1,
+                                      after=after)
+        for row in rows:
+            r = row[0]
+            if user is None or r.assignee == user or await _offered(c, user, r):
+                kept.append(row)
+                if len(kept) > limit:
+                    return kept[:limit], True
+        if len(rows) <= limit:
+            return kept, False
+        last = rows[-1][0]
+        after = (last.enabled_at, last.case_id, last.item)
+
+
+async def _offered(c: Context, user: str, r: ItemRow) -> bool:
+    try:
+        case = await c.runtime.get(r.case_id)
+    except EngineError:
+        # A case that cannot be loaded stays listed, as it was before worklists read
+        # cases: its completion is still checked, and one bad case must not take
+        # everyone's worklist down with it.
+        return True
+    return offered_to(c.directory, user, case, r.item)
+
+
 @api.route("GET", "/worklist",
            "Open human work items: claimed by a person, or offered to a role", Worklist,
            errors=(400,), query=[Query("user", "a person: their claimed items and the "
-                                       "unclaimed items of their roles"),
+                                       "unclaimed items of their roles that they could "
+                                       "complete (within their authority)"),
                                  Query("role", "a role: its unclaimed items")])
 async def worklist(request: Request) -> Response:
     c = ctx(request)
@@ -34,12 +79,10 @@ async def worklist(request: Request) -> Response:
         if c.directory.person(user) is None:
             raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
         roles = sorted(c.directory.roles_of(user)) if roles is None else roles
-    rows = await c.store.worklist(user=user, roles=roles, now=c.runtime.clock.now(),
-                                  limit=WORKLIST_LIMIT + 1)
+    rows, truncated = await open_work(c, user, roles, c.runtime.clock.now(), WORKLIST_LIMIT)
     return respond(Worklist([
         WorklistItem(r.case_id, wid, r.item, r.task, r.role, r.state, r.assignee,
-                     stamp(r.enabled_at), iso(r.due)) for r, wid in rows[:WORKLIST_LIMIT]],
-        len(rows) > WORKLIST_LIMIT))
+                     stamp(r.enabled_at), iso(r.due)) for r, wid in rows], truncated))
 
 
 @api.route("GET", "/incidents",
