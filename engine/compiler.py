@@ -250,6 +250,14 @@ def compile(spec: WorkflowSpec, *, check_soundness: bool = True,
         g = _guard(h.when, f"/on_complete/{i}/when", add) if h.when is not None else None
         handovers.append((h.workflow, g))
 
+    for name, fs in (spec.data.properties.items() if spec.data is not None else ()):
+        if fs.min_length is None:
+            continue
+        if fs.type not in ("string", "any"):
+            add(Problem(f"/data/properties/{name}/min_length",
+                        f"a length applies to a string; the field is a {fs.type}"))
+        elif fs.min_length < 0:
+            add(Problem(f"/data/properties/{name}/min_length", "must be >= 0"))
     validate_data = _data_validator(spec.data)
 
     # --- reachability -----------------------------------------------------------
@@ -495,6 +503,12 @@ def _data_validator(schema: DataSchema | None) -> Any:
         code = p.code or 1001
         if p.enum is not None and v not in p.enum:
             raise DataInvalid(f"field {name!r} must be one of {p.enum}", field=name, code=code)
+        if p.min_length and isinstance(v, str) and len(v.strip()) < p.min_length:
+            # Measured without the surrounding whitespace, which a form pads a name
+            # with and which shows as nothing: "   " is blank, not three characters.
+            raise DataInvalid(f"field {name!r} is blank" if not v.strip() else
+                              f"field {name!r} must have at least {p.min_length} characters "
+                              "(not counting surrounding spaces)", field=name, code=code)
         if isinstance(v, int | float) and not isinstance(v, bool):
             if p.minimum is not None and v < p.minimum:
                 raise DataInvalid(f"field {name!r} must be >= {p.minimum:g}", field=name,

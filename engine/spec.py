@@ -135,6 +135,11 @@ class FieldSpec(_Spec):
     minimum: float | None = None
     exclusive_minimum: float | None = None
     maximum: float | None = None
+    # The fewest characters a string may have, not counting surrounding whitespace:
+    # 1 says "not blank" (a deal named "" or "   " has no name, whatever its length).
+    # Checked by the compiler, not here: it can name the field (msgspec's path would
+    # say `properties[...]`).
+    min_length: int | None = None
     enum: list[Any] | None = None
     # Error code reported when the value is out of range (PIPELINE.md: 1003 for ACV).
     code: int | None = None

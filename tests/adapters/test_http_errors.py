@@ -287,6 +287,22 @@ async def test_missing_required_case_field_is_422(api: httpx.AsyncClient) -> Non
     assert fields(error(r, 422, 1002)) == ["deal_acv"]
 
 
+@pytest.mark.parametrize(("workflow", "data", "field"), [
+    ("deal-approval-gate", deal(deal_name=""), "deal_name"),
+    ("deal-approval-gate", deal(deal_name="  \t "), "deal_name"),
+    ("deal-approval-gate", deal(customer_name=" "), "customer_name"),
+    ("lead-qualification", {"company_name": " ", "contact_email": "a@b.example"},
+     "company_name"),
+    ("lead-qualification", {"company_name": "B Co", "contact_email": ""}, "contact_email"),
+])
+async def test_a_blank_required_name_is_422_as_missing(
+        api: httpx.AsyncClient, workflow: str, data: dict[str, Any], field: str) -> None:
+    r = await api.post(f"{API}/workflows/{workflow}/cases", json={"case_id": "c1", "data": data})
+    err = error(r, 422, 1002)
+    assert fields(err) == [field] and "blank" in err["message"], err
+    assert (await api.get(f"{API}/cases/c1")).status_code == 404  # nothing was created
+
+
 @pytest.mark.parametrize("acv", [0, -5000])
 async def test_acv_not_positive_is_422(api: httpx.AsyncClient, acv: float) -> None:
     r = await api.post(f"{API}/workflows/deal-approval-gate/cases",

@@ -66,6 +66,49 @@ def test_data_schema_errors_carry_pipeline_codes_and_fields() -> None:
     assert (typed.value.code, typed.value.field) == (1001, "deal_acv")
 
 
+def named(min_length: int = 1, **field: Any) -> Any:
+    """A one-task workflow whose required `title` has a `min_length`."""
+    return compile_document({
+        "id": "named",
+        "data": {"required": ["title"], "properties": {
+            "title": {"type": "string", "min_length": min_length, **field},
+            "note": {"type": "string", "min_length": 3}}},
+        "tasks": [{"id": "Write", "role": "sdr"}],
+        "flows": [{"from": "start", "to": "Write"}, {"from": "Write", "to": "end"}]})
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n ", "\u00a0\u2003"])
+def test_a_blank_string_is_shorter_than_any_min_length(blank: str) -> None:
+    # Spaces are not a name: a deal called " " is as unnamed as one called "".
+    with pytest.raises(DataInvalid) as info:
+        Case.create(named(), "c", {"title": blank}, 0.0)
+    assert (info.value.code, info.value.field) == (1001, "title")
+    assert "blank" in str(info.value)
+
+
+def test_min_length_counts_the_text_without_surrounding_spaces() -> None:
+    case, _ = Case.create(named(), "c", {"title": " x "}, 0.0)
+    assert case.data["title"] == " x "  # checked, never rewritten
+    Case.create(named(), "c", {"title": "x", "note": "abc"}, 0.0)
+    with pytest.raises(DataInvalid) as info:
+        Case.create(named(), "c", {"title": "x", "note": " ab  "}, 0.0)
+    assert (info.value.code, info.value.field) == (1001, "note")
+    assert "at least 3" in str(info.value)
+    Case.create(named(min_length=0), "c", {"title": ""}, 0.0)  # 0: any string
+
+
+def test_min_length_reports_the_fields_own_code_also_for_what_a_task_writes() -> None:
+    net = named(code=1002)
+    with pytest.raises(DataInvalid) as info:
+        Case.create(net, "c", {"title": "  "}, 0.0)
+    assert (info.value.code, info.value.field) == (1002, "title")
+    case, _ = Case.create(net, "c", {"title": "Renewal"}, 0.0)
+    with pytest.raises(DataInvalid) as info:  # a completion cannot blank it either
+        case.complete("Write", 1.0, output={"note": "  "})
+    assert (info.value.code, info.value.field) == (1001, "note")
+    assert case.enabled_tasks() == ["Write"]
+
+
 def test_declared_defaults_fill_missing_fields() -> None:
     case, _ = Case.create(gate(), "d", {k: v for k, v in DEAL.items()
                                         if k != "discount_percent"}, 0.0)

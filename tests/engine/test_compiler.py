@@ -238,3 +238,14 @@ def test_an_action_delay_the_runtime_cannot_wait_is_located(delay: Any) -> None:
                                    "params": {"delay": delay}}],
             "flows": [{"from": "start", "to": "T"}, {"from": "T", "to": "end"}]}
     assert list(problems(spec)) == ["/tasks/0/params/delay"]
+
+
+@pytest.mark.parametrize(("field", "path", "words"), [
+    ({"type": "number", "min_length": 1}, "/data/properties/amount/min_length", "string"),
+    ({"type": "string", "min_length": -1}, "/data/properties/amount/min_length", ">= 0"),
+])
+def test_a_min_length_that_cannot_apply_is_located(field: dict[str, Any], path: str,
+                                                   words: str) -> None:
+    found = problems(seq("A", data={"properties": {"amount": field}}))
+    assert list(found) == [path], found
+    assert words in found[path], found

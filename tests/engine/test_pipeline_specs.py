@@ -231,6 +231,9 @@ def test_wf1_scoring_must_report_a_score() -> None:
 @pytest.mark.parametrize(("change", "code", "field"), [
     ({"company_name": None}, 1002, "company_name"),
     ({"contact_email": None}, 1002, "contact_email"),
+    ({"company_name": ""}, 1002, "company_name"),  # blank is missing, as at intake
+    ({"company_name": "   "}, 1002, "company_name"),
+    ({"contact_email": " "}, 1002, "contact_email"),
     ({"company_size": "5000"}, 1001, "company_size"),
     ({"company_size": 5000.5}, 1001, "company_size"),
 ])
@@ -285,6 +288,14 @@ def test_wf2_a_rejection_cancels_the_pending_approvals() -> None:
     d.done(hand_on_to=None)
     assert d.case.data["approval_status"] == "rejected"
     assert d.case.tokens_by_condition() == {"end": 1}
+
+
+@pytest.mark.parametrize("field", ["deal_name", "customer_name"])
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_wf2_deal_and_customer_must_be_named(field: str, blank: str) -> None:
+    with pytest.raises(DataInvalid) as info:
+        Case.create(net("deal-approval-gate"), "d", {**TUTORIAL_DEAL, field: blank}, at=0.0)
+    assert (info.value.code, info.value.field) == (1002, field)
 
 
 def test_wf2_acv_must_be_positive() -> None:
