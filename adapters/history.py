@@ -31,6 +31,16 @@ transaction under a new import id, then absorbed into the Monitor as observation
 with source "import". The whole path is plain loops over the csv module and one
 executemany: 100,000 rows take about a second (bench/history_import.py).
 
+Spreadsheets run a cell that begins with =, +, -, @, a tab or a carriage return as a
+formula, so a deal named `=HYPERLINK(...)` would act when an export is opened in
+Excel. The export writes such text with a leading apostrophe, the spreadsheet's own
+mark for "this is text" (`spreadsheet_safe`), and the import takes one apostrophe off
+a cell that has one or more before such a character (`spreadsheet_text`): an export
+comes back as the very text it was written from, a text that itself began with
+apostrophes included. Numbers are left as they are (-5 is a number, not a formula),
+and so are the timestamps. This applies to every text column and to the header's
+attribute names.
+
 Exports overlap: a monthly "last 90 days" report repeats two months of the one before.
 An item the workflow has imported already -- the same case and task, sharing its
 enabled, started or completed time -- is not written again: what the new file knows
@@ -65,6 +75,14 @@ EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
 EARLIEST = dt.datetime(EARLIEST_YEAR, 1, 1, tzinfo=dt.UTC).timestamp()
 LATEST = dt.datetime(LATEST_YEAR, 1, 1, tzinfo=dt.UTC).timestamp()
 MAX_PROBLEMS = 20  # a file wrong throughout says so in 20 lines, not 100,000
+
+# A cell a spreadsheet would run as a formula: its first character after any number of
+# apostrophes (an apostrophe before one of them is the escape, which must escape too).
+_FORMULA = re.compile("'*[=+\\-@\t\r]")
+_FORMULA_FIRST = frozenset("'=+-@\t\r")
+_ESCAPED = re.compile("'+[=+\\-@\t\r]")
+# A plain decimal number: a spreadsheet reads it as a number, never as a formula.
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 # Numbers in attribute columns become numbers (ACV, discount segment the loop's
 # statistics); a leading zero keeps a value a string (zip codes, account numbers).
@@ -119,6 +137,21 @@ def parse_time(text: str) -> float:
     return at
 
 
+def spreadsheet_safe(text: str) -> str:
+    """`text` as a CSV cell no spreadsheet runs as a formula; `spreadsheet_text` undoes it."""
+    # The set test alone decides nearly every cell: it runs for each cell exported.
+    if text[:1] in _FORMULA_FIRST and _FORMULA.match(text) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def spreadsheet_text(cell: str) -> str:
+    """The text an exported cell was written from (see `spreadsheet_safe`). Asked of the
+    raw cell, before the import trims it, so that trimming sees what it always saw."""
+    # The first test alone decides nearly every cell: it runs for each cell imported.
+    return cell[1:] if cell[:1] == "'" and _ESCAPED.match(cell) else cell
+
+
 def attribute_value(text: str) -> Any:
     if _INT.fullmatch(text):
         return int(text)
@@ -164,7 +197,8 @@ def parse_history(data: bytes) -> History:
                 problems.append((f"line {line}: row",
                                  f"{len(row)} fields; the header has {width}"))
             else:
-                case_id, task = row[ic].strip(), row[it].strip()
+                case_id = spreadsheet_text(row[ic]).strip()
+                task = spreadsheet_text(row[it]).strip()
                 rank = EVENTS.get(row[ie].strip().lower())
                 bad = len(problems)
                 if not case_id:
@@ -180,13 +214,14 @@ def parse_history(data: bytes) -> History:
                 except ValueError as exc:
                     problems.append((f"line {line}: timestamp", str(exc)))
                 if len(problems) == bad:
-                    resource = (row[ir].strip() or None) if ir is not None else None
+                    resource = (spreadsheet_text(row[ir]).strip() or None
+                                ) if ir is not None else None
                     groups.setdefault((case_id, task), []).append(
                         (at, rank, line, resource))  # type: ignore[arg-type]
                     if extra:
                         kept = attributes.setdefault(case_id, {})
                         for j, name in extra:
-                            value = row[j].strip()
+                            value = spreadsheet_text(row[j]).strip()
                             if value and name not in kept:
                                 kept[name] = attribute_value(value)
             if len(problems) >= MAX_PROBLEMS:
@@ -203,7 +238,7 @@ def parse_history(data: bytes) -> History:
 
 def _columns(header: list[str], line: int) -> dict[str, int]:
     """Column name -> index; the reserved names are matched without regard to case."""
-    names = [h.strip() for h in header]
+    names = [spreadsheet_text(h).strip() for h in header]
     names = [n.lower() if n.lower() in RESERVED else n for n in names]
     problems = []
     for j, n in enumerate(names):

@@ -13,8 +13,11 @@ order.
 
 - CSV has exactly the import's columns (case_id, task, event, timestamp, resource,
   then one column per attribute), so an export imported into another workflow gives
-  the same items. The import has no word for a cancellation, so cancelled items are
-  left out of the CSV rather than coming back as work still open.
+  the same items. Text a spreadsheet would run as a formula (a deal named "=..."
+  or "@...") is written with a leading apostrophe, which the import takes off again
+  (adapters.history.spreadsheet_safe). The import has no word for a cancellation,
+  so cancelled items are left out of the CSV rather than coming back as work still
+  open.
 - XES (IEEE 1849-2016) declares the Concept, Lifecycle, Time and Organizational
   extensions: concept:name is the task, lifecycle:transition schedule / start /
   complete (ate_abort for a cancelled item), time:timestamp ISO 8601 with offset,
@@ -45,7 +48,7 @@ from xml.sax.saxutils import quoteattr
 
 import anyio
 
-from adapters.history import RESERVED, ImportedRow, imported_rows
+from adapters.history import RESERVED, ImportedRow, imported_rows, spreadsheet_safe
 from mapek.monitor import Monitor, Observation
 
 FORMATS = ("xes", "csv")
@@ -170,11 +173,15 @@ def write_csv(traces: list[Trace]) -> Iterator[str]:
     names = sorted({k for t in traces for k in t.attributes} - set(RESERVED))
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow([*RESERVED, *names])
+    # Every cell that carries someone's text -- case data, names, imported history --
+    # is made safe to open in a spreadsheet; the event and the timestamp are ours.
+    w.writerow([*RESERVED, *map(spreadsheet_safe, names)])
     for t in traces:
-        attrs = [_text(t.attributes.get(n)) for n in names]
+        case_id = spreadsheet_safe(t.case_id)
+        attrs = [spreadsheet_safe(_text(t.attributes.get(n))) for n in names]
         for at, rank, task, who in t.events(cancelled=False):
-            w.writerow([t.case_id, task, CSV_EVENT[rank], stamp(at), who or "", *attrs])
+            w.writerow([case_id, spreadsheet_safe(task), CSV_EVENT[rank], stamp(at),
+                        spreadsheet_safe(who or ""), *attrs])
         if buf.tell() > CHUNK:
             yield buf.getvalue()
             buf.seek(0)

@@ -9,10 +9,13 @@ is checked in the database file itself, read-only beside the running server (WAL
 from __future__ import annotations
 
 import concurrent.futures
+import csv
 import datetime as dt
 import importlib.util
+import io
 import json
 import pathlib
+import re
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +27,7 @@ import httpx
 import pytest
 from http_kit import ROOT, Server
 
+from adapters.history import parse_history
 from adapters.http.history import IMPORT_PERMISSION, MAX_HISTORY
 
 CSV = {"Content-Type": "text/csv"}
@@ -454,3 +458,60 @@ def test_cli_import_and_export_on_the_store(server_factory: Any,
                         params={"time_range": "1d"}).json()
     finance = next(t for t in metrics["tasks"] if t["task"] == "SendToFinance")
     assert (finance["completed"], finance["within_target"]) == (3, 2)  # 0, 1.5, 3 h
+
+
+# ------------------------------------------------------- spreadsheet formulas (CSV)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+# History from another system whose text a spreadsheet would run: a case id, a task, a
+# resource, an attribute's name and values; a negative figure, which is only a number.
+FORMULAS = '''case_id,task,event,timestamp,resource,=evil,delta,note
+=1+2,@Approve,enabled,2025-03-03T09:00:00+01:00,,x,-5,-2+3
+=1+2,@Approve,completed,2025-03-03T10:00:00+01:00,"+cmd|' /C calc'!A0",,,
+'''
+
+
+def formula_cells(text: str) -> list[str]:
+    return [c for row in csv.reader(io.StringIO(text, newline="")) for c in row
+            if c.startswith(FORMULA_START) and not PLAIN_NUMBER.fullmatch(c)]
+
+
+def test_csv_export_runs_no_formula_and_imports_back_the_same(srv: Server, wf: str) -> None:
+    assert post(srv, wf, FORMULAS).status_code == 201
+    (item,) = stored(srv.db, wf)
+    assert item[:3] == ("=1+2", "@Approve", "+cmd|' /C calc'!A0")
+    assert item[6] == {"=evil": "x", "delta": -5, "note": "-2+3"}
+    out = export(srv, wf)
+    assert out.status_code == 200
+    assert formula_cells(out.text) == [], out.text
+    assert out.text.splitlines()[:2] == [
+        "case_id,task,event,timestamp,resource,'=evil,delta,note",
+        "'=1+2,'@Approve,enabled,2025-03-03T08:00:00+00:00,,x,-5,'-2+3"]
+    other = f"{wf}-copy"
+    r = httpx.post(srv.url + "/api/v1/workflows", json={"id": other, **SPEC})
+    assert r.status_code == 201, r.text
+    assert post(srv, other, out.text).status_code == 201
+    assert stored(srv.db, other) == stored(srv.db, wf)
+    assert export(srv, other).text == out.text
+
+
+def test_case_data_like_a_formula_exports_safely_over_http_and_the_cli(
+        server_factory: Any) -> None:
+    srv = server_factory()
+    # Case data the export carries (the Monitor's kept attributes), typed by whoever
+    # entered the deal; and a case id the API allows.
+    named = {"industry": '=HYPERLINK("http://evil.example","Open")',
+             "segment": "'=1+1"}  # an apostrophe of its own: kept
+    r = httpx.post(srv.url + "/api/v1/workflows/deal-approval-gate/cases", json={
+        "case_id": "@deal-1", "data": {**named, "deal_name": "D", "customer_name": "C",
+                                       "deal_acv": 40000, "discount_percent": 0}})
+    assert r.status_code == 201, r.text
+    over_http = export(srv, "deal-approval-gate").text
+    srv.stop()
+    done = caseloop("export", "--workflow", "deal-approval-gate", "--format", "csv",
+                    "--db", str(srv.db))
+    assert done.returncode == 0, done.stderr
+    for text in (over_http, done.stdout):
+        assert formula_cells(text) == [], text
+        attributes = parse_history(text.encode()).attributes
+        assert {k: attributes["@deal-1"][k] for k in named} == named

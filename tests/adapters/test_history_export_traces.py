@@ -1,17 +1,23 @@
 """The export's traces (adapters/history_export.py) without a server: the order of a
 trace's events is the documented one (time; at one instant the item that began earlier
 first; within an item the lifecycle's order), `Trace.count` is the number of events
-without ordering them, and `gather` exports what the Monitor had folded when it was
-called, even while the fold moves on (it builds the traces on a worker thread)."""
+without ordering them, `gather` exports what the Monitor had folded when it was
+called, even while the fold moves on (it builds the traces on a worker thread), and no
+CSV cell opens as a formula in a spreadsheet while the import still reads back what was
+written."""
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from typing import Any
 
 import anyio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.history import attribute_value, parse_history
 from adapters.history_export import ExportItem, Trace, gather, traces_of, write_csv
 from mapek.monitor import Observation
 
@@ -106,3 +112,60 @@ def test_gather_exports_the_history_as_it_was_when_asked() -> None:
         "c1,A,completed,1970-01-01T00:00:20+00:00,,smb",
         "c1,B,enabled,1970-01-01T00:00:20+00:00,,smb",
     ]
+
+
+# ------------------------------------------------------------ spreadsheet formulas
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+NUMBERS = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+# Text CSV can carry (no surrogates); weighted towards what spreadsheets run.
+TEXT = st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
+    st.builds(lambda q, c, rest: "'" * q + c + rest, st.integers(0, 3),
+              st.sampled_from(FORMULA_START), st.text(max_size=8)),
+    st.sampled_from(["-5", "-0.25", "-1e-05", "+5", "-2+3", "@SUM(A1:A9)",
+                     '=HYPERLINK("http://x.example","y")', "=1+1", "'=1+1", "''@x",
+                     "\t=1", "\r=1", " =1", "02139", "'", "''", "a'=b"]))
+
+
+def cells(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def opens_as_formula(cell: str) -> bool:
+    """What Excel, LibreOffice and Google Sheets run when a CSV is opened."""
+    return cell.startswith(FORMULA_START) and not NUMBERS.fullmatch(cell)
+
+
+def as_imported(value: str) -> Any:
+    """What the import makes of a value it reads as it is (it trims, reads numbers)."""
+    return attribute_value(value.strip())
+
+
+@given(st.dictionaries(st.sampled_from(["deal_name", "=evil", "@name", "-x", "'=q"]), TEXT,
+                       min_size=1, max_size=4),
+       st.sampled_from(["D-1", "=1+1", "@D", "-D", "'=D", "\tD"]),
+       st.sampled_from(["Approve", "+Approve", "=A1"]),
+       st.sampled_from([None, "ann@acme.com", "@ann", "=cmd|' /C calc'!A0"]))
+def test_csv_cells_never_open_as_formulas_and_import_back_as_written(
+        attributes: dict[str, str], case_id: str, task: str, who: str | None) -> None:
+    trace = Trace(case_id, dict(attributes), [ExportItem(task, who, 0.0, None, 3600.0)])
+    text = "".join(write_csv([trace]))
+    rows = cells(text)
+    assert not [c for row in rows for c in row if opens_as_formula(c)], rows
+    assert rows[1][3] == "1970-01-01T00:00:00+00:00"  # timestamps as they were
+
+    history = parse_history(text.encode())
+    (item,) = history.items
+    assert item[:3] == (case_id.strip(), task, who)
+    kept = {k: as_imported(v) for k, v in attributes.items() if v.strip()}
+    assert history.attributes.get(case_id.strip(), {}) == kept
+
+
+def test_numbers_are_written_as_numbers() -> None:
+    trace = Trace("D-1", {"deal_acv": 40000, "margin": -0.25, "delta": -5, "tiny": -1e-05,
+                          "note": "-2+3"}, [ExportItem("Approve", None, 0.0, None, None)])
+    header, row = cells("".join(write_csv([trace])))
+    by_name = dict(zip(header, row, strict=True))
+    assert (by_name["deal_acv"], by_name["margin"], by_name["delta"], by_name["tiny"]) == (
+        "40000", "-0.25", "-5", "-1e-05")
+    assert by_name["note"] == "'-2+3"  # a formula (=-2+3) to a spreadsheet: text here
