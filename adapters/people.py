@@ -80,6 +80,11 @@ class Directory(msgspec.Struct, forbid_unknown_fields=True):
                 best = lim
         return float("inf") if user == OPERATOR else best
 
+    def unlimited(self, user: str) -> bool:
+        """Whether no limit binds the person: one of their roles is unlimited."""
+        return user == OPERATOR or any(self.roles[r].unlimited for r in self.roles_of(user)
+                                       if r in self.roles)
+
     def may(self, user: str, permission: str) -> bool:
         return user == OPERATOR or any(
             permission in self.roles[r].permissions for r in self.roles_of(user)

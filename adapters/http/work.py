@@ -34,12 +34,18 @@ async def open_work(c: Context, user: str | None, roles: list[str] | None, now: 
     the list as cut short."""
     kept: list[tuple[ItemRow, str]] = []
     after = None
+    # Someone no limit binds (the CFO) is offered every item of a role they hold
+    # without loading its case: their queue is the longest, and loading cost ~0.5 ms
+    # a case the first time.
+    free_roles = (c.directory.roles_of(user) if user is not None
+                  and c.directory.unlimited(user) else set())
     while True:
         rows = await c.store.worklist(user=user, roles=roles, now=now, limit=limit + 1,
                                       after=after)
         for row in rows:
             r = row[0]
-            if user is None or r.assignee == user or await _offered(c, user, r):
+            if (user is None or r.assignee == user or r.role in free_roles
+                    or await _offered(c, user, r)):
                 kept.append(row)
                 if len(kept) > limit:
                     return kept[:limit], True
