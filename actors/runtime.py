@@ -23,8 +23,9 @@ an action's result) is handled by the sender's task:
 If a handler raises something other than an engine refusal, or the append fails,
 the actor is dropped: its next message rebuilds it from the log, so a failure never
 leaves a half-applied state in memory (engine refusals are atomic and leave the case
-as it was). Hand-over to the next workflow happens in the same step as the
-completion that causes it: one append, one case id, one history.
+as it was; a hand-on the next workflow refuses comes after a command that went
+through, so that case is dropped too). Hand-over to the next workflow happens in the
+same step as the completion that causes it: one append, one case id, one history.
 
 Actors are passivated least-recently-used first beyond a resident cap, and after an
 idle time. Timers are events in the log and rows in the items projection; after a
@@ -257,6 +258,7 @@ class Runtime:
         case = actor.case
         now = self.clock.now()
         first = case.version + 1
+        events: list[Any] | None = None
         try:
             events = command(case)
             if case.status == "completed":  # the only state a case is handed on from
@@ -264,7 +266,13 @@ class Runtime:
             if self.dispatch is not None and events:
                 events += self._holds(case, events, now)
         except EngineError:
-            raise  # a refusal: the engine left the case exactly as it was
+            # A refusal. The engine leaves the case as it was when the command itself
+            # refuses; when the command went through and the hand-on after it was
+            # refused (the next workflow's schema), the case in memory has moved on
+            # while nothing was written: it is rebuilt from its log.
+            if events is not None:
+                self._drop(case_id)
+            raise
         except Exception as exc:
             self._drop(case_id)
             raise ActorFault(f"case {case_id!r}: handler failed ({exc!r}); it will be "

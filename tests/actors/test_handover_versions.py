@@ -135,3 +135,28 @@ async def test_the_cases_row_follows_the_case_through_hand_over_and_end(db: str)
         case = await rt.cancel("d", "deal lost")
         assert row() == ("contract-processing", case.net.version, "cancelled", 0.0, 1000.0,
                          1000.0, case.version)
+
+
+@pytest.mark.parametrize("snapshot_every", [100, 3])
+async def test_a_hand_over_the_next_workflow_refuses_leaves_the_case_as_its_log_has_it(
+        db: str, snapshot_every: int) -> None:
+    """The completion that ends a workflow hands the case on in the same step; when the
+    next workflow refuses the data (its own schema), the refusal stands and the case in
+    memory is the one its log rebuilds -- not ended in a workflow it never left (found:
+    GET /cases showed such a deal "completed" while its log had it waiting)."""
+    doc = json.loads((SPECS / "contract-processing.json").read_text())
+    doc["data"]["required"].append("signing_officer")  # which deals do not carry
+    nets = [n for n in pipeline_nets() if n.workflow_id != "contract-processing"]
+    nets.append(net_of(doc))
+    async with running(db, VirtualClock(0.0), nets, placeholder_actions(),
+                       snapshot_every=snapshot_every) as (store, rt):
+        await rt.create("deal-approval-gate", "deal_techcorp_001", DEAL_600K)
+        for t in HUMAN_APPROVALS:
+            await rt.complete("deal_techcorp_001", t, "approved")
+        await rt.wait_idle()  # the automatic merge's completion is refused: an incident
+        assert [i.task for i in rt.incidents] == ["AllApprovalsComplete"]
+        case = await rt.get("deal_techcorp_001")
+        assert case.net.workflow_id == "deal-approval-gate" and case.status == "active"
+        log = await store.events("deal_techcorp_001")
+        assert not any(type(e) is CaseHandedOn for e in log)
+        assert state(case) == state(replayed(log, nets))
