@@ -427,6 +427,20 @@ def test_wf3_takes_only_approved_deals(change: dict[str, Any], code: int, field:
     assert (info.value.code, info.value.field) == (code, field)
 
 
+def test_wf2_refuses_at_creation_a_contract_type_wf3_would_refuse_at_hand_over() -> None:
+    """A deal naming a contract WF3 does not know ("handshake") was approved through WF2
+    and then stuck: the hand-over to WF3 refused it (an incident on the merge)."""
+    deal = {"deal_name": "x", "customer_name": "y", "deal_acv": 10_000.0}
+    with pytest.raises(DataInvalid) as info:
+        Case.create(net("deal-approval-gate"), "d", {**deal, "contract_type": "handshake"},
+                    at=0.0)
+    assert (info.value.code, info.value.field) == (1001, "contract_type")
+    wf2, wf3 = (net(w).spec.data.properties["contract_type"].enum  # type: ignore[union-attr]
+                for w in ("deal-approval-gate", "contract-processing"))
+    assert wf2 == wf3
+    Case.create(net("deal-approval-gate"), "d", deal, at=0.0)  # none named: WF3's default
+
+
 # --------------------------------------------------------------------------- WF4
 
 PRICED_DEAL = {**APPROVED_DEAL, "discount_percent": 0.12, "contract_status": "signed"}
