@@ -289,9 +289,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                        "a person (X-Caseloop-User)"))
                 for m in s.messages:
                     print(m, file=sys.stderr, flush=True)
+                metrics.gc_pauses.install()
                 try:
                     yield
                 finally:
+                    metrics.gc_pauses.uninstall()
                     store.on_notices = None
                     tg.cancel_scope.cancel()
 

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Each app has its own `CollectorRegistry` (tests build many apps in one process; the
-global registry would mix them). It holds two things:
+global registry would mix them). It holds three things:
 
 - `Latency`, the command latency histogram, fed by `CommandTimer`, a pure ASGI
   middleware around every POST/PUT/PATCH/DELETE under /api/v1: from the request
@@ -34,7 +34,12 @@ global registry would mix them). It holds two things:
     store*: after a restart they continue from the same totals rather than from zero.
     Imported history (source "import") is not this engine's work and is not counted.
 
-The histogram alone is process-lifetime (a restart starts it at zero; Prometheus'
+- `GcPauses`, the garbage collector's pauses by generation (a `gc.callbacks` entry the
+  app's lifespan installs while it serves): the whole process stands still through
+  each, so on a large history a full collection is latency every command may meet
+  and no other series shows apart.
+
+The histograms alone are process-lifetime (a restart starts them at zero; Prometheus'
 `rate()` and `histogram_quantile()` handle the reset).
 
 Like `/health`, `/metrics` asks for no principal in either auth mode: a scraper carries
@@ -45,6 +50,8 @@ task and route names and counts.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import itertools
 import time
 from collections import Counter
@@ -118,6 +125,45 @@ class Latency(Collector):
             self.NAME, "Commands to /api/v1 (POST, PUT, PATCH, DELETE): seconds from the "
             "request reaching the app to its answer, which comes after the commit; by "
             "method, route template and status class", labels=self.LABELS)
+
+
+# A young collection takes tenths of a millisecond, a full one tens to hundreds (a
+# served half year of history: 70-240 ms each, bench/README "The collector"), and the
+# event loop stands still through each.
+GC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+              0.25, 0.5, 1.0)
+
+
+class GcPauses(Latency):
+    """The garbage collector's pauses by generation: a `gc.callbacks` entry while
+    installed. The process stands still through each (the event loop, and every thread
+    that wants the GIL), so they are latency no command histogram shows apart."""
+
+    NAME = "caseloop_gc_pause_seconds"
+    LABELS = ("generation",)
+
+    def __init__(self) -> None:
+        super().__init__(GC_BUCKETS)
+        self._began = 0.0
+        self._keys = {g: (str(g),) for g in range(3)}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:  # collections never overlap: the collector runs one at a time
+            self.observe(self._keys[info["generation"]], time.perf_counter() - self._began)
+
+    def install(self) -> None:
+        gc.callbacks.append(self)
+
+    def uninstall(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self)
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(
+            self.NAME, "Garbage collections: seconds the process stood still for each, "
+            "event loop included; by generation (2: a full collection)", labels=self.LABELS)
 
 
 class CommandTimer:
@@ -262,8 +308,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.latency = Latency()
         self.state = State()
+        self.gc_pauses = GcPauses()  # installed by the app's lifespan while it serves
         self.registry.register(self.latency)
         self.registry.register(self.state)
+        self.registry.register(self.gc_pauses)
 
     def timer(self, app: ASGIApp) -> CommandTimer:
         """The middleware factory: `Starlette(middleware=[Middleware(m.timer)])`."""

@@ -35,6 +35,7 @@ COMPLETIONS = "caseloop_task_completions_total"
 BREACHES = "caseloop_sla_breaches_total"
 OPEN_BREACHES = "caseloop_sla_breaches_open"
 LATENCY = "caseloop_command_duration_seconds"
+GC = "caseloop_gc_pause_seconds"
 
 
 class Scrape:
@@ -125,6 +126,11 @@ def test_counters_histogram_gauges_and_dead_letters_follow_what_was_done(
     assert not [s for s in after.samples if s.name.startswith(LATENCY)
                 and s.labels.get("method") not in (None, "POST")]
     assert after.value(BREACHES) == 0 and after.value(OPEN_BREACHES) == 0
+    # The server's garbage collections, timed (the commands above made young ones).
+    assert after.value(GC + "_count", generation="0") > 0
+    assert after.value(GC + "_sum", generation="0") > 0
+    assert {s.labels["generation"] for s in after.samples if s.name == GC + "_count"} <= {
+        "0", "1", "2"}
 
     # Past the 4 h alerts: the third lead's unreceived task and every lead's stay in
     # lead-qualification (none has left it) are breached.
@@ -214,3 +220,38 @@ def test_recommendations_by_status_follow_an_apply(
         assert Scrape(srv.url).value(COMPLETIONS) == before.value(COMPLETIONS)
     finally:
         api.close()
+
+
+def test_gc_pauses_are_timed_by_generation_while_installed() -> None:
+    """The collector's pauses, as the histogram counts them: a full collection made here
+    is one in generation 2, its seconds in the sum and in the +Inf bucket; once the app
+    that installed it stops, collections are no longer counted (nor is it called)."""
+    import gc
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from adapters.http.metrics import GcPauses
+
+    pauses = GcPauses()
+    registry = CollectorRegistry()
+    registry.register(pauses)
+
+    def full() -> tuple[float, float]:
+        fam = {s.name: s for f in text_string_to_metric_families(
+            generate_latest(registry).decode()) for s in f.samples
+               if s.labels.get("generation") == "2" and s.labels.get("le") in (None, "+Inf")}
+        return fam[GC + "_count"].value, fam[GC + "_bucket"].value
+
+    pauses.install()
+    try:
+        gc.collect(2)
+        gc.collect(2)
+        count, inf = full()
+        assert count == inf == 2
+        assert pauses.series[("2",)][-1] > 0  # seconds
+    finally:
+        pauses.uninstall()
+    assert pauses not in gc.callbacks
+    gc.collect(2)
+    assert full()[0] == 2
+    pauses.uninstall()  # twice: no error (a lifespan's finally)
