@@ -20,6 +20,7 @@ from __future__ import annotations
 import pathlib
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -232,7 +233,12 @@ def test_advice_offers_no_apply_and_says_why(tab: Tab, api: httpx.Client, mapek_
     r = api.post("/workflows/deal-approval-gate/history/import", content=csv_of(queue),
                  headers={"Content-Type": "text/csv"})
     assert r.status_code in (200, 201), r.text
-    found = api.get("/workflows/deal-approval-gate/mape-k/recommendations").json()
+    # Asked again while the cycle over the import outlasts a request's wait (10 s; a
+    # busy machine): `current` says when the answer is over the history as it is.
+    deadline = time.monotonic() + 120
+    while not (found := api.get("/workflows/deal-approval-gate/mape-k/recommendations"
+                                ).json())["current"] and time.monotonic() < deadline:
+        time.sleep(1)
     advice = [x for x in found["recommendations"]
               if x["status"] == "ready_to_apply" and not x["change"]]
     assert any(x["type"] == "capacity" for x in advice), found
