@@ -4,10 +4,12 @@ Theory of operation
 -------------------
 `cycle()` runs when the observations changed since the last one (`Monitor.stamp()`:
 the log grew, or history was imported): it takes a copy of the observations, and in a
-worker thread -- never on the event loop that serves requests and commands -- builds each
-task's history, looks for a dispatch window that beats dispatching at once
-(mapek.timing), and estimates each finding's saving in the twin (the real engine and
-runtime on a virtual clock, in that thread's own event loop). The same thread asks
+worker thread -- never on the event loop that serves requests and commands; in a
+server, in a worker process (mapek.offload), so that it does not take the GIL from
+them either -- builds each task's history, looks for a dispatch window that beats
+dispatching at once (mapek.timing), and estimates each finding's saving in the twin
+(the real engine and runtime on a virtual clock, in that thread's own event loop).
+The same thread asks
 mapek.plan for routing (a slow person, routed around at the assignment that decides
 who does the task), escalation (an earlier alert to a role that can act) and
 capacity (a saturated role: advice, no change). Proposals become recommendations
@@ -47,7 +49,6 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -61,25 +62,17 @@ from .analyze import Analysis, TargetOf, analyze
 from .escalation import SloTerms
 from .knowledge import Audit, KnowledgeLog, Recommendation, Record, fold, record
 from .monitor import Monitor, Observation
+from .offload import Answers, analyze_elsewhere, plan_all, plan_elsewhere
 from .plan import (
     AssignedAt,
     EscalateTo,
     PlanConfig,
     Proposal,
     SloOf,
-    plan_effects,
     subject,
-    timing_proposal,
 )
 from .policy import Change, PolicyBook, PolicyVersion
-from .timing import (
-    TaskHistory,
-    TimingConfig,
-    TwinRunner,
-    find_window,
-    fitted_responder,
-    twin_saving,
-)
+from .timing import TimingConfig, TwinRunner
 from .verify import judge
 
 
@@ -127,8 +120,13 @@ class MapeK:
                  settings: LoopSettings | None = None, slo_of: SloOf | None = None,
                  escalate_to: EscalateTo | None = None,
                  assigned_at: AssignedAt | None = None,
-                 has_task: Callable[[str, str], bool] | None = None) -> None:
+                 has_task: Callable[[str, str], bool] | None = None,
+                 offload: bool = False) -> None:
         self.monitor = monitor
+        # A cycle's planning and the analyses run in a worker process (the server: see
+        # mapek.offload), else in a worker thread; `twin` must then pickle.
+        self.offload = offload
+        self._worker_slot: anyio.CapacityLimiter | None = None
         self.knowledge = knowledge
         self.book = book
         self.twin = twin
@@ -241,10 +239,13 @@ class MapeK:
             attributes = dict(self.monitor.attributes)
             zone, now = self.time_zone_of, self.now()
             began = time.monotonic()
-            # Abandoned when cancelled, like a cycle: it writes nothing.
-            result = await anyio.to_thread.run_sync(lambda: analyze(
-                obs, self.target_of, now, lambda p: zone(p) or "UTC",
-                attributes=attributes), abandon_on_cancel=True)
+            if self.offload:
+                result = await analyze_elsewhere(obs, now, self._answers, attributes,
+                                                 default_zone="UTC", worker=self._worker())
+            else:  # abandoned when cancelled, like a cycle: it writes nothing
+                result = await anyio.to_thread.run_sync(lambda: analyze(
+                    obs, self.target_of, now, lambda p: zone(p) or "UTC",
+                    attributes=attributes), abandon_on_cancel=True)
             ended = time.monotonic()
             self._analyses[workflow_id] = (stamp, result, ended, ended - began)
             return result
@@ -276,10 +277,16 @@ class MapeK:
         closed = self.monitor.closed[:]  # copies: the monitor moves on meanwhile
         still_open = list(self.monitor.open.values())
         now = self.now()
-        # Abandoned when cancelled (a server shutting down does not wait out an
-        # analysis of copies, which writes nothing).
-        proposals = await anyio.to_thread.run_sync(
-            self._analyze_and_plan, closed, still_open, now, abandon_on_cancel=True)
+        st = self.settings
+        if self.offload:
+            proposals = await plan_elsewhere(
+                closed, still_open, now, self._answers, timing=st.timing, plan=st.plan,
+                default_zone=st.default_time_zone, twin=self.twin, worker=self._worker())
+        else:
+            # Abandoned when cancelled (a server shutting down does not wait out an
+            # analysis of copies, which writes nothing).
+            proposals = await anyio.to_thread.run_sync(
+                self._analyze_and_plan, closed, still_open, now, abandon_on_cancel=True)
         await self._propose(proposals, now)
         await self._verify(closed, still_open, now)
         if self.settings.auto_apply:
@@ -345,52 +352,27 @@ class MapeK:
 
     def _analyze_and_plan(self, closed: list[Observation], still_open: list[Observation],
                           now: float) -> list[Proposal]:
-        """Worker thread: timing findings with their twin estimates, then the routing,
-        escalation and capacity planners over the same history."""
-        out = self._timing(closed, still_open, now)
-        zone = self.time_zone_of
-        out += plan_effects([*closed, *still_open], now,
-                            zone_of=lambda p: zone(p) or self.settings.default_time_zone,
-                            slo_of=self.slo_of, escalate_to=self.escalate_to,
-                            assigned_at=self.assigned_at, role_of=self.monitor.role_of,
-                            cfg=self.settings.plan)
-        return out
+        """Worker thread: mapek.offload.plan_all with this loop's lookups."""
+        st = self.settings
+        return plan_all(closed, still_open, now, timing=st.timing, plan=st.plan,
+                        default_zone=st.default_time_zone, twin=self.twin,
+                        zone_of=self.time_zone_of, slo_of=self.slo_of,
+                        escalate_to=self.escalate_to, assigned_at=self.assigned_at,
+                        role_of=self.monitor.role_of)
 
-    def _timing(self, closed: list[Observation], still_open: list[Observation],
-                now: float) -> list[Proposal]:
-        groups: dict[tuple[str, str], list[Observation]] = defaultdict(list)
-        for o in closed:
-            if o.outcome == "completed":
-                groups[(o.workflow_id, o.task)].append(o)
-        for o in still_open:
-            groups[(o.workflow_id, o.task)].append(o)
-        cfg = self.settings.timing
-        out = []
-        for (wf, task), obs in sorted(groups.items()):
-            if sum(o.closed_at is not None for o in obs) < cfg.min_sample:
-                continue
-            tz = self._time_zone(obs)
-            history = TaskHistory.from_items(
-                wf, task, tz, [(o.case_id, o.enabled_at, o.dispatched_at, o.closed_at)
-                               for o in obs], now, cfg.max_items)
-            finding = find_window(history, cfg)
-            if finding is None:
-                continue
-            est = anyio.run(twin_saving, self.twin,
-                            list(history.enabled[-cfg.twin_arrivals:]),
-                            fitted_responder(history, cfg.seed), finding.window)
-            p = timing_proposal(finding, msgspec.to_builtins(est))
-            if p is not None:
-                out.append(p)
-        return out
+    def _answers(self, obs: Sequence[Observation]) -> Answers:
+        """What the planners would ask this loop about `obs`, answered in advance for a
+        worker process (a worker thread calls this)."""
+        return Answers.of(obs, zone_of=self.time_zone_of, role_of=self.monitor.role_of,
+                          slo_of=self.slo_of, target_of=self.target_of,
+                          assigned_at=self.assigned_at, escalate_to=self.escalate_to)
 
-    def _time_zone(self, obs: Sequence[Observation]) -> str:
-        """The zone of the people who do the task (most of them), else the default."""
-        zones: dict[str, int] = defaultdict(int)
-        for o in obs:  # work by nobody known (customers, imports) counts for the default
-            tz = self.time_zone_of(o.by) if o.by else None
-            zones[tz or self.settings.default_time_zone] += 1
-        return max(sorted(zones), key=zones.__getitem__)
+    def _worker(self) -> anyio.CapacityLimiter:
+        """One worker process at a time for this loop: a cycle and the dashboard's
+        analyses take turns rather than each starting a process (~150 MB)."""
+        if self._worker_slot is None:
+            self._worker_slot = anyio.CapacityLimiter(1)
+        return self._worker_slot
 
     async def _propose(self, proposals: list[Proposal], now: float) -> None:
         records: list[Record] = []

@@ -274,7 +274,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                              slo_of=slas.terms if slas is not None else None,
                              escalate_to=slas.escalation_role if slas is not None else None,
                              assigned_at=AssignmentMap(rt.workflows),
-                             has_task=lambda wf, task: _has_task(rt, wf, task))
+                             has_task=lambda wf, task: _has_task(rt, wf, task),
+                             # its planning and analyses beside the server, not under
+                             # its GIL (mapek.offload)
+                             offload=True)
                 await loop.load()
                 # Verification and auto-apply need no request: a cycle now and then
                 # (the analysis runs in a worker thread, off the event loop).
