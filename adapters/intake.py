@@ -132,7 +132,10 @@ def _text(name: str, value: Any) -> str | None:
 
 def _domain(name: str, value: str) -> str:
     # A website may come as "https://www.TechCorp.com/about"; a domain as "techcorp.com".
-    host = urlsplit(value if "://" in value else "//" + value).hostname or ""
+    try:
+        host = urlsplit(value if "://" in value else "//" + value).hostname or ""
+    except ValueError:  # "http://[abc": a bracketed host that is no IPv6 address
+        host = ""
     host = host.rstrip(".").removeprefix("www.")
     if not _DOMAIN.match(host):
         raise DataInvalid(f"field {name!r} names no domain: {value!r}", field=name,

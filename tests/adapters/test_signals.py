@@ -269,6 +269,11 @@ def test_list_newest_first_with_filter_and_pages(caseloop_server: Server) -> Non
      422, 1001, "website"),
     ({"contact_email": "a@b.example", "email": "c@d.example", "company_name": "X"},
      422, 1001, "email"),
+    # urlsplit raises on an unclosed IPv6 bracket: once a 500 for a typo in a web form
+    ({"contact_email": "a@b.example", "company_name": "X", "website": "http://[acme.com"},
+     422, 1001, "website"),
+    ({"contact_email": "a@b.example", "company_name": "X", "company_domain": "[acme.com"},
+     422, 1001, "company_domain"),
     ({"contact_email": "a@b.example", "company_name": "X", "company_size": -1},
      400, 1000, "company_size"),
     ({"contact_email": "a@b.example", "company_name": "X", "company_size": "many"},
