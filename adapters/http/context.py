@@ -96,9 +96,18 @@ class Context:
         site = request.headers.get("sec-fetch-site")
         origin = request.headers.get("origin")
         if site in ("cross-site", "same-site") or (
-                origin is not None and urlsplit(origin).hostname not in LOOPBACK_NAMES):
+                origin is not None and _hostname(origin) not in LOOPBACK_NAMES):
             raise ApiError(403, 3002, "cross-site request refused in open mode",
                            [("Origin", origin or site or "")])
+
+
+def _hostname(url: str) -> str | None:
+    """The host an Origin names; None when it cannot be read ("http://[x": urlsplit
+    raises), which is no loopback name: refused as foreign, not answered with a 500."""
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 def ctx(request: Request) -> Context:

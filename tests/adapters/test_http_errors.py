@@ -932,6 +932,20 @@ async def test_open_mode_refuses_cross_site_and_foreign_host_requests(
     assert r.status_code == 200, r.text
 
 
+async def test_open_mode_refuses_an_unreadable_origin_with_403_not_500(
+        api: httpx.AsyncClient) -> None:
+    # urlsplit raises on an unclosed IPv6 bracket: every request carrying such an
+    # Origin was a 500 with a traceback in the log.
+    await create_deal(api, "d_origin")
+    before = await snapshot(api, "d_origin")
+    url = complete_url("d_origin", "SendToFinance")
+    for origin in ("http://[abc", "http://[::1"):
+        r = await api.post(url, headers={"Origin": origin}, content=b'{"result": "approved"}')
+        assert fields(error(r, 403, 3002)) == ["Origin"]
+        error(await api.get(f"{API}/cases", headers={"Origin": origin}), 403, 3002)
+    assert await snapshot(api, "d_origin") == before
+
+
 async def test_spec_version_beyond_range_is_422_not_500(api: httpx.AsyncClient) -> None:
     r = await api.post(f"{API}/workflows", json={**GUARDED, "version": 2**63})
     assert fields(error(r, 422, 2000)) == ["/version"]
