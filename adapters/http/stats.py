@@ -9,6 +9,8 @@ BookRevenue (revenue booked).
 
 from __future__ import annotations
 
+import math
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -37,6 +39,17 @@ async def case_counts(c: Context) -> dict[str, dict[str, int]]:
     return counts
 
 
+def _amount(value: object) -> float:
+    """An ACV to add up: imported history carries whatever the other system wrote
+    ("n/a", "$120,000"), and one such case must not turn the overview into a 500 for
+    everyone; what is no finite number counts 0, as in mapek.economics."""
+    try:
+        x = float(value or 0)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return x if math.isfinite(x) else 0.0
+
+
 @api.route("GET", "/stats", "Cases by workflow and state; lead -> deal -> booked", Stats,
            errors=())
 async def stats(request: Request) -> Response:
@@ -52,7 +65,7 @@ async def stats(request: Request) -> Response:
     leads = sum(counts.get(LEADS, {}).values())
     deals = sum(counts.get(DEALS, {}).values())
     booked = m.cases_completing(REVENUE, "BookRevenue")
-    acv = sum((float(m.attributes.get(cid, {}).get("deal_acv") or 0) for cid in booked), 0.0)
+    acv = sum((_amount(m.attributes.get(cid, {}).get("deal_acv")) for cid in booked), 0.0)
     return respond(Stats(per, Conversion(
         leads=leads, leads_qualified=m.completions(LEADS, "AssignToSDR"), deals=deals,
         deals_approved=m.completions(DEALS, "AllApprovalsComplete"),

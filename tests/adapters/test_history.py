@@ -515,3 +515,19 @@ def test_case_data_like_a_formula_exports_safely_over_http_and_the_cli(
         assert formula_cells(text) == [], text
         attributes = parse_history(text.encode()).attributes
         assert {k: attributes["@deal-1"][k] for k in named} == named
+
+
+def test_imported_acv_that_is_no_number_leaves_the_stats_working(
+        caseloop_server: Server) -> None:
+    # /stats adds up the ACV of booked deals, imported ones included; a CRM export's
+    # "n/a" or "$120,000" made it a 500 for good (the dashboard's overview with it).
+    body = "case_id,task,event,timestamp,deal_acv\n" + "".join(
+        f"R-{i},BookRevenue,{ev},2025-03-0{i}T{h}:00:00Z,{acv}\n"
+        for i, acv in ((1, "1000"), (2, "n/a"), (3, '"$120,000"'))
+        for ev, h in (("enabled", "09"), ("completed", "10")))
+    r = post(caseloop_server, "revenue-recognition", body)
+    assert r.status_code == 201, r.text
+    r = httpx.get(caseloop_server.url + "/api/v1/stats")
+    assert r.status_code == 200, r.text
+    conversion = r.json()["conversion"]
+    assert (conversion["deals_booked"], conversion["booked_acv"]) == (3, 1000.0)
