@@ -55,6 +55,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import math
 import re
 import sqlite3
 from dataclasses import dataclass, field
@@ -156,7 +157,10 @@ def attribute_value(text: str) -> Any:
     if _INT.fullmatch(text):
         return int(text)
     if _FLOAT.fullmatch(text):
-        return float(text)
+        x = float(text)
+        # "1.0e999" is inf: stored, it would be JSON's invalid `Infinity`, which
+        # SQLite's json_patch refuses when a later import updates the item.
+        return x if math.isfinite(x) else text
     return text
 
 

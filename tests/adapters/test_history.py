@@ -531,3 +531,17 @@ def test_imported_acv_that_is_no_number_leaves_the_stats_working(
     assert r.status_code == 200, r.text
     conversion = r.json()["conversion"]
     assert (conversion["deals_booked"], conversion["booked_acv"]) == (3, 1000.0)
+
+
+def test_a_number_beyond_float_range_stays_text_and_later_imports_still_update(
+        srv: Server, wf: str) -> None:
+    # "1.0e999" parsed to inf and was stored as `{"x": Infinity}`, which is no JSON:
+    # the next import completing the same item met SQLite's json_patch -> 500.
+    head = "case_id,task,event,timestamp,x\n"
+    first = head + "B-1,Qualify,enabled,2025-03-03T09:00:00Z,1.0e999\n"
+    assert post(srv, wf, first).status_code == 201
+    r = post(srv, wf, first + "B-1,Qualify,completed,2025-03-03T10:00:00Z,\n")
+    assert r.status_code == 201, r.text
+    assert r.json()["updated"] == 1
+    [item] = stored(srv.db, wf)
+    assert item[5] is not None and item[6] == {"x": "1.0e999"}
