@@ -20,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,7 @@ import httpx
 import pytest
 from http_kit import ROOT, Server
 
-from adapters.history import parse_history
+from adapters.history import MAX_PROBLEMS, parse_history
 from adapters.http.history import IMPORT_PERMISSION, MAX_HISTORY
 
 CSV = {"Content-Type": "text/csv"}
@@ -545,3 +546,25 @@ def test_a_number_beyond_float_range_stays_text_and_later_imports_still_update(
     assert r.json()["updated"] == 1
     [item] = stored(srv.db, wf)
     assert item[5] is not None and item[6] == {"x": "1.0e999"}
+
+
+def test_a_wide_header_is_checked_in_linear_time() -> None:
+    # Duplicate columns were found with a list search per column: 100,000 columns
+    # (a 0.9 MB file, of the 50 MiB allowed) took over two minutes of CPU.
+    n = 200_000
+    data = ("case_id,task,event,timestamp," + ",".join(f"c{i}" for i in range(n)) + "\n"
+            + "K-1,Qualify,enabled,2025-03-03T09:00:00Z," + ",".join("1" * n) + "\n")
+    started = time.perf_counter()
+    history = parse_history(data.encode())
+    assert time.perf_counter() - started < 20  # ~0.5 s; quadratic: ~10 minutes
+    assert len(history.attributes["K-1"]) == n
+
+
+def test_a_header_wrong_throughout_is_refused_in_a_bounded_answer(
+        srv: Server, wf: str) -> None:
+    # 300 KB of commas: 300,000 nameless columns, each once a problem of its own and
+    # listed again after "found:" -- a 20 MB answer, 66 bytes per byte sent.
+    r = post(srv, wf, "," * 300_000 + "\n")
+    err = error(r, 422, 1002)
+    assert len(err["details"]) == MAX_PROBLEMS
+    assert len(r.content) < 16_384
