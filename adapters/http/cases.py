@@ -99,6 +99,11 @@ async def create_case(request: Request) -> Response:
             f"entry); starting one directly needs the {DIRECT_ENTRY} permission",
             field="workflow_id")
     body = await read_body(request, CreateCase)
+    if body.case_id is not None and not body.case_id.strip("."):
+        # "." and ".." fit the pattern, but every client resolves them out of a URL
+        # (/cases/../tasks/X/complete is /tasks/X/complete): a case no client, the
+        # dashboard or curl can reach, whose work sits in worklists for good.
+        raise malformed("case_id", "not only dots: . and .. are path steps in a URL")
     key = getattr(request.state, "idempotency_key", None)
     # With an Idempotency-Key the generated id follows from it: a retry after a crash
     # between the commit and the stored answer meets the case (409), never a twin.

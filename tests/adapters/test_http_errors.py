@@ -946,6 +946,21 @@ async def test_open_mode_refuses_an_unreadable_origin_with_403_not_500(
     assert await snapshot(api, "d_origin") == before
 
 
+async def test_a_case_id_of_dots_is_refused_as_no_url_can_reach_it(
+        api: httpx.AsyncClient) -> None:
+    for case_id in (".", "..", "..."):
+        r = await api.post(f"{API}/workflows/deal-approval-gate/cases",
+                           json={"case_id": case_id, "data": deal()})
+        assert fields(error(r, 400, 1000)) == ["case_id"]
+    assert (await api.get(f"{API}/cases")).json()["cases"] == []
+    # Why: httpx (the client's transport), as curl and browsers, resolves the dots.
+    assert httpx.URL("http://127.0.0.1/api/v1/cases/../tasks/T/complete").path == \
+        "/api/v1/tasks/T/complete"
+    r = await api.post(f"{API}/workflows/deal-approval-gate/cases",
+                       json={"case_id": "a..b", "data": deal()})
+    assert r.status_code == 201, r.text
+
+
 async def test_spec_version_beyond_range_is_422_not_500(api: httpx.AsyncClient) -> None:
     r = await api.post(f"{API}/workflows", json={**GUARDED, "version": 2**63})
     assert fields(error(r, 422, 2000)) == ["/version"]
