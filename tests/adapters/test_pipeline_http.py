@@ -620,6 +620,30 @@ def test_legal_signs_off_a_contract_up_to_5m_and_may_ask_for_amendments_on_any(
     assert case["enabled_tasks"] == ["CustomerSignature"], case
 
 
+def test_a_contract_value_understated_below_the_acv_does_not_bring_it_within_legals_limit(
+        api: Api) -> None:
+    # Legal's limit was measured on deal_value_3yr alone, which whoever creates the deal
+    # writes: a 6M-ACV deal said to be worth 100 over three years was Priya's to approve
+    # (review finding). A contract is worth at least its ACV.
+    deal = api.create("deal-approval-gate", "deal_under", {
+        "deal_name": "Understated", "customer_name": "Big Co", "deal_acv": 6000000,
+        "deal_value_3yr": 100, "discount_percent": 0, "contract_type": "custom"})
+    assert "SendToLegal" in deal["enabled_tasks"]
+    before, seen = api.case("deal_under"), len(api.history("deal_under"))
+    err = api.error(api.complete("deal_under", "SendToLegal", LEGAL, "approved"), 403, 3002)
+    assert [d["field"] for d in err["details"]] == ["authority.contract_value"], err
+    api.settle()
+    assert api.case("deal_under") == before and len(api.history("deal_under")) == seen
+    for task in api.case("deal_under")["enabled_tasks"]:  # the CFO signs WF2 off
+        api.done("deal_under", task, CFO, "approved")
+    api.settle()
+    assert api.case("deal_under")["enabled_tasks"] == ["LegalReview"]
+    err = api.error(api.complete("deal_under", "LegalReview", LEGAL, "approved",
+                                 checklist={"redlines_reviewed": True,
+                                            "pricing_approved": True}), 403, 3002)
+    assert [d["field"] for d in err["details"]] == ["authority.contract_value"], err
+
+
 def test_a_misspelt_decline_or_write_off_is_refused_not_taken_for_the_money_path(
         api: Api) -> None:
     # Where anything but one word took the route that signs the contract or books the
