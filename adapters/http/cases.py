@@ -15,9 +15,11 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from actors.actions import AWAITING
 from actors.runtime import CaseNotFound, WorkflowNotFound
 from adapters.people import OPERATOR, authorize
 from engine import AlreadyDone, Case, EngineError, InsufficientAuthority, UnknownTask
+from engine.net import AUTOMATIC
 
 from .api import Query, api
 from .bodies import (
@@ -226,8 +228,9 @@ async def complete_task(request: Request) -> Response:
 
 @api.route("POST", "/cases/{case_id}/signals/{name}",
            "A signal from another system: completes the case's open work item of task "
-           "(or action) `name` -- an e-signature or payment callback -- or puts a token on "
-           "trigger condition `name`", CaseView, body=CaseSignal, errors=CASE_ERRORS)
+           "(or action) `name` -- an e-signature or payment callback: a task that accepts "
+           "signals, or an action waiting for its callback -- or puts a token on trigger "
+           "condition `name`", CaseView, body=CaseSignal, errors=CASE_ERRORS)
 @idempotent
 async def signal_case(request: Request) -> Response:
     c = ctx(request)
@@ -248,6 +251,14 @@ async def signal_case(request: Request) -> Response:
                     raise InsufficientAuthority(
                         f"task {t.id!r} is completed by a person of role {t.role!r}, not by "
                         "a signal (the spec's accepts_signal)", field="name")
+                if (t.kind == AUTOMATIC and not t.spec.accepts_signal
+                        and not (it.by or "").startswith(AWAITING)):
+                    # An action that runs here (ICP scoring, assignment) decides its own
+                    # result; a signal is the callback of one that handed the work to
+                    # another system (the e-signature) and waits for it.
+                    raise InsufficientAuthority(
+                        f"task {t.id!r} is done here by its action {t.action!r}, which is "
+                        "waiting for no callback", field="name")
                 case.check_output(it.id, body.output_data)
                 return case.complete(it.id, now(), body.result, body.output_data, by)
         if name in case.net.cond_index:

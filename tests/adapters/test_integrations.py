@@ -122,7 +122,8 @@ def esign_server(tmp_path: pathlib.Path, receiver: Receiver,
     The server's port is fixed before start, so callback_base can name it."""
     started: list[Server] = []
 
-    def start(*extra: str) -> Server:
+    def start(*extra: str, local: str | None = None) -> Server:
+        """`local`: e_signature without a webhook, completing itself after that."""
         port = free_port()
         monkeypatch.setattr(http_kit, "free_port", lambda: port)
         specs = tmp_path / f"specs{len(started)}"
@@ -133,7 +134,9 @@ def esign_server(tmp_path: pathlib.Path, receiver: Receiver,
         (specs / "integrations.yaml").write_text(
             f"callback_base: http://127.0.0.1:{port}\n"
             "actions:\n"
-            f"  e_signature: {{webhook: '{receiver.url}/esign', local_delay: 0s}}\n"
+            + (f"  e_signature: {{webhook: '{receiver.url}/esign', local_delay: 0s}}\n"
+               if local is None else
+               f"  e_signature: {{local_delay: {local}, local_result: signed}}\n") +
             "  send_invoice: {local_delay: 0s}\n"
             "  setup_billing: {local_delay: 0s}\n", encoding="utf-8")
         workdir = tmp_path / f"server{len(started)}"
@@ -372,3 +375,27 @@ def test_a_retried_awaited_item_is_not_posted_again_after_a_restart(
     view = ok(call(srv, "POST", f"/cases/{case_id}/signals/SendForSignature",
                    {"result": "signed"}, INTEGRATION))
     assert view["workflow_id"] == "revenue-recognition"
+
+
+def test_a_signal_cannot_answer_for_an_action_that_runs_here(
+        esign_server: Callable[..., Server], receiver: Receiver) -> None:
+    """A signal completes an automatic item only when its action handed the work to
+    another system and waits for the callback. An action that runs here decides its own
+    result: here the e-signature in local mode, signing after 2 h; before, a "declined"
+    from any holder of send_signals ended the contract (and so could any action of the
+    pipeline be answered, ICP scoring included, with a result of the sender's choosing)."""
+    srv = esign_server("--virtual-clock", "2025-03-03T09:00:00Z", local="2h")
+    case_id = "deal_local"
+    approve_deal(srv, case_id)
+    item = eventually(lambda: signature_item(ok(call(srv, "GET", f"/cases/{case_id}"))),
+                      "the signature item")
+    r = call(srv, "POST", f"/cases/{case_id}/signals/SendForSignature",
+             {"result": "declined"}, INTEGRATION)
+    assert (r.status_code, error_code(r)) == (403, 3002), r.text
+    assert r.json()["error"]["details"][0]["field"] == "name"
+    assert signature_item(ok(call(srv, "GET", f"/cases/{case_id}")))["item"] == item["item"]
+    ok(call(srv, "POST", "/clock/advance", {"by": "3h"}))
+    view = eventually(lambda: (v := ok(call(srv, "GET", f"/cases/{case_id}")))[
+        "workflow_id"] == "revenue-recognition" and v, "the action's own signature")
+    assert view["data"]["contract_status"] == "signed"
+    assert receiver.posts() == []
