@@ -126,7 +126,7 @@ class MapeK:
         # A cycle's planning and the analyses run in a worker process (the server: see
         # mapek.offload), else in a worker thread; `twin` must then pickle.
         self.offload = offload
-        self._worker_slot: anyio.CapacityLimiter | None = None
+        self._worker_slots: dict[str, anyio.CapacityLimiter] = {}
         self.knowledge = knowledge
         self.book = book
         self.twin = twin
@@ -198,7 +198,8 @@ class MapeK:
 
     async def analysis(self, workflow_id: str) -> Analysis:
         """The Analyze stage for one workflow (SLOs, bottlenecks, dispatch and assignee
-        effects, breach risk), computed in a worker thread.
+        effects, breach risk), computed in a worker thread (a worker process with
+        `offload`).
 
         An analysis is kept while nothing changed. While only the log grew (on a live
         server it always has) it is kept for ANALYSIS_KEPT seconds, or ANALYSIS_FRESH
@@ -241,7 +242,8 @@ class MapeK:
             began = time.monotonic()
             if self.offload:
                 result = await analyze_elsewhere(obs, now, self._answers, attributes,
-                                                 default_zone="UTC", worker=self._worker())
+                                                 default_zone="UTC",
+                                                 worker=self._worker("analysis"))
             else:  # abandoned when cancelled, like a cycle: it writes nothing
                 result = await anyio.to_thread.run_sync(lambda: analyze(
                     obs, self.target_of, now, lambda p: zone(p) or "UTC",
@@ -281,7 +283,8 @@ class MapeK:
         if self.offload:
             proposals = await plan_elsewhere(
                 closed, still_open, now, self._answers, timing=st.timing, plan=st.plan,
-                default_zone=st.default_time_zone, twin=self.twin, worker=self._worker())
+                default_zone=st.default_time_zone, twin=self.twin,
+                worker=self._worker("cycle"))
         else:
             # Abandoned when cancelled (a server shutting down does not wait out an
             # analysis of copies, which writes nothing).
@@ -367,12 +370,14 @@ class MapeK:
                           slo_of=self.slo_of, target_of=self.target_of,
                           assigned_at=self.assigned_at, escalate_to=self.escalate_to)
 
-    def _worker(self) -> anyio.CapacityLimiter:
-        """One worker process at a time for this loop: a cycle and the dashboard's
-        analyses take turns rather than each starting a process (~150 MB)."""
-        if self._worker_slot is None:
-            self._worker_slot = anyio.CapacityLimiter(1)
-        return self._worker_slot
+    def _worker(self, purpose: str) -> anyio.CapacityLimiter:
+        """A worker process for cycles, one for analyses: the dashboard's analyses take
+        turns with each other rather than each starting a process, and a person opening
+        a page does not wait behind a background cycle (10-17 s on a half year)."""
+        slot = self._worker_slots.get(purpose)
+        if slot is None:
+            slot = self._worker_slots[purpose] = anyio.CapacityLimiter(1)
+        return slot
 
     async def _propose(self, proposals: list[Proposal], now: float) -> None:
         records: list[Record] = []

@@ -14,10 +14,11 @@ person's time zone, a task's role, its SLO terms and target, the assignment that
 decides it, the role an escalation goes to -- for the people and tasks of the history
 at hand (`Answers.of`), and the history goes over msgpack-encoded (`pack`: one msgspec
 call, in a worker thread; pickling 365,000 structs one by one would cost seconds on
-the event loop). The worker (anyio.to_process: a long-lived process, one at a time
-here, killed if the caller is cancelled) decodes it and runs the very functions the
-thread runs (`plan_all`, `mapek.analyze.analyze`) with lookups over the answers; the
-result -- a few dozen proposals, or one analysis -- comes back pickled.
+the event loop). The worker (anyio.to_process: a long-lived process -- at most one
+for cycles and one for analyses, MapeK's choice -- killed if the caller is
+cancelled) decodes it and runs the very functions the thread runs (`plan_all`,
+`mapek.analyze.analyze`) with lookups over the answers; the result -- a few dozen
+proposals, or one analysis -- comes back pickled.
 """
 
 from __future__ import annotations
