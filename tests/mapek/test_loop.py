@@ -379,3 +379,24 @@ async def test_with_the_loop_running_a_stale_analysis_is_answered_at_once_and_re
             loop.monitor.absorb([msgspec.structs.replace(obs[0], case_id="imported")])
             assert (await loop.analysis("wf")).stamp.observations == 402
             assert computed == [400, 401, 402]
+
+
+async def test_a_loop_started_over_a_large_history_computes_the_analyses_unasked(
+        tmp_path, mapek_eval, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first visit of the Bottlenecks page after a start would wait for every
+    workflow's analysis (8 s on a half year): over at least WARM_FROM closed items the
+    running loop computes them once by itself; below, not (computed when asked)."""
+    obs = observations(mapek_eval, "business_hours", n=400)
+    clock = Clock(max(o.closed_at for o in obs) + 3600)
+    for warm_from, warmed in ((401, False), (400, True)):
+        monkeypatch.setattr(loop_module, "WARM_FROM", warm_from)
+        async with SQLiteStore(str(tmp_path / f"db{warm_from}")) as store:
+            loop = await loop_over(store, obs, clock)
+            async with running(loop):
+                with anyio.move_on_after(5):
+                    while "wf" not in loop._analyses:
+                        await anyio.sleep(0.01)
+                assert ("wf" in loop._analyses) is warmed
+                if warmed:
+                    kept = loop._analyses["wf"][1]
+                    assert await loop.analysis("wf") is kept
