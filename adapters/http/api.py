@@ -84,7 +84,9 @@ class Api:
                              "content": {m: {"schema": ref[e.returns]} for m in e.media}}
                     for s in (e.status, *e.also)},
             }
-            for s in e.errors:
+            # Any POST may carry a body (an Idempotency-Key makes even a bodiless one
+            # read it): one past the limit is 413 (adapters.http.codec.raw_body).
+            for s in (*e.errors, 413) if e.method == "POST" else e.errors:
                 op["responses"][str(s)] = {
                     "description": _STATUS_TEXT.get(s, "error"),
                     "content": {"application/json": {"schema": ref[ErrorBody]}}}

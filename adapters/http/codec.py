@@ -16,7 +16,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .errors import ApiError, malformed
+from .errors import MALFORMED, ApiError, malformed
 
 T = TypeVar("T")
 
@@ -58,9 +58,11 @@ async def capped_body(request: Request, limit: int, too_large: ApiError) -> byte
 
 
 async def raw_body(request: Request) -> bytes:
-    """The body, refused (400) as soon as it is known to pass MAX_BODY."""
-    return await capped_body(request, MAX_BODY,
-                             malformed("body", f"larger than {MAX_BODY} bytes"))
+    """The body, refused (413, as the history import refuses its own limit) as soon as
+    it is known to pass MAX_BODY."""
+    return await capped_body(request, MAX_BODY, ApiError(
+        413, MALFORMED, f"body: larger than {MAX_BODY} bytes",
+        [("body", f"larger than {MAX_BODY} bytes")]))
 
 
 async def read_body(request: Request, type_: type[T]) -> T:
