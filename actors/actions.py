@@ -72,17 +72,28 @@ class ActionRegistry:
     def __init__(self, retry: RetryPolicy | None = None, seed: int | None = None) -> None:
         self._handlers: dict[str, Handler] = {}
         self._delays: dict[str, float] = {}
+        self._callbacks: set[str] = set()  # actions that hand work to another system
         self.retry = retry or RetryPolicy()
         self.rng = random.Random(seed)
 
-    def register(self, name: str, handler: Handler, *, delay: float | None = None) -> None:
+    def register(self, name: str, handler: Handler, *, delay: float | None = None,
+                 callback: bool = False) -> None:
         """`delay`: seconds the runtime waits (on its clock) before running the
-        handler -- a deployment's setting, overriding the spec's `params.delay`."""
+        handler -- a deployment's setting, overriding the spec's `params.delay`.
+        `callback`: the handler hands the work to another system (AWAIT_CALLBACK), whose
+        callback completes the item -- and may arrive before the hand-over is written."""
         self._handlers[name] = handler
         if delay is None:
             self._delays.pop(name, None)
         else:
             self._delays[name] = delay
+        if callback:
+            self._callbacks.add(name)
+        else:
+            self._callbacks.discard(name)
+
+    def awaits_callback(self, name: str | None) -> bool:
+        return name in self._callbacks
 
     def delay(self, name: str) -> float | None:
         return self._delays.get(name)

@@ -96,7 +96,8 @@ def register_integrations(reg: ActionRegistry, conf: Integrations) -> list[str]:
     for name, i in conf.actions.items():
         url = i.url()
         if url is not None:
-            reg.register(name, webhook_action(url, conf.callback_base, i.timeout))
+            reg.register(name, webhook_action(url, conf.callback_base, i.timeout),
+                         callback=True)
             said.append(f"{name}: webhook, waits for its callback")
         else:
             reg.register(name, local_action(i.local_result),

@@ -252,10 +252,12 @@ async def signal_case(request: Request) -> Response:
                         f"task {t.id!r} is completed by a person of role {t.role!r}, not by "
                         "a signal (the spec's accepts_signal)", field="name")
                 if (t.kind == AUTOMATIC and not t.spec.accepts_signal
-                        and not (it.by or "").startswith(AWAITING)):
+                        and not (it.by or "").startswith(AWAITING)
+                        and not c.runtime.actions.awaits_callback(t.action)):
                     # An action that runs here (ICP scoring, assignment) decides its own
-                    # result; a signal is the callback of one that handed the work to
-                    # another system (the e-signature) and waits for it.
+                    # result; a signal is the callback of one that hands the work to
+                    # another system (the e-signature's webhook) -- handed over already,
+                    # or still in its POST when a quick system answers.
                     raise InsufficientAuthority(
                         f"task {t.id!r} is done here by its action {t.action!r}, which is "
                         "waiting for no callback", field="name")

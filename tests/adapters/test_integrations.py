@@ -62,6 +62,8 @@ class Receiver:
 
     status: int = 200
     seen: list[Seen] = field(default_factory=list)
+    # Called with each POST's body before it is answered (a system quick to call back).
+    before_answering: Callable[[dict[str, Any]], None] | None = None
     port: int = 0
     _server: http.server.ThreadingHTTPServer | None = None
 
@@ -81,6 +83,8 @@ class Receiver:
                     body = {"raw": raw.decode(errors="replace")}
                 receiver.seen.append(Seen(self.path, {k.lower(): v for k, v in
                                                       self.headers.items()}, body))
+                if receiver.before_answering is not None:
+                    receiver.before_answering(body)
                 out = json.dumps({"ok": receiver.status < 400}).encode()
                 self.send_response(receiver.status)
                 self.send_header("Content-Type", "application/json")
@@ -399,3 +403,22 @@ def test_a_signal_cannot_answer_for_an_action_that_runs_here(
         "workflow_id"] == "revenue-recognition" and v, "the action's own signature")
     assert view["data"]["contract_status"] == "signed"
     assert receiver.posts() == []
+
+
+def test_a_callback_that_comes_before_the_webhook_is_answered_completes_the_item(
+        esign_server: Callable[..., Server], receiver: Receiver) -> None:
+    """A quick system may call back before it answers the webhook POST, before the
+    runtime has written that it waits: the e-signature's action hands work elsewhere,
+    so its callback is taken then too (and the hand-over after it finds the item done)."""
+    answers: list[int] = []
+    receiver.before_answering = lambda body: answers.append(httpx.post(
+        body["callback_url"], json={"result": "signed"},
+        headers={"X-Caseloop-User": INTEGRATION}, timeout=30.0).status_code)
+    srv = esign_server("--virtual-clock", "2025-03-03T09:00:00Z")
+    case_id = "deal_quick"
+    approve_deal(srv, case_id)
+    view = eventually(lambda: (v := ok(call(srv, "GET", f"/cases/{case_id}")))[
+        "workflow_id"] == "revenue-recognition" and v, "the callback's signature")
+    assert answers == [200]
+    assert view["data"]["contract_status"] == "signed"
+    assert len(receiver.posts()) == 1
