@@ -241,17 +241,22 @@ class MapeK:
                     if o.workflow_id == workflow_id]
             attributes = dict(self.monitor.attributes)
             zone, now = self.time_zone_of, self.now()
-            began = time.monotonic()
+
+            def timed() -> tuple[Analysis, float]:
+                began = time.monotonic()
+                out = analyze(obs, self.target_of, now, lambda p: zone(p) or "UTC",
+                              attributes=attributes)
+                return out, time.monotonic() - began
+
+            # The cost kept is the analysis's own: not the wait for a worker behind the
+            # other workflows', nor a worker's start (which would keep it for minutes).
             if self.offload:
-                result = await analyze_elsewhere(obs, now, self._answers, attributes,
-                                                 default_zone="UTC",
-                                                 worker=self._worker("analysis"))
+                result, cost = await analyze_elsewhere(
+                    obs, now, self._answers, attributes, default_zone="UTC",
+                    worker=self._worker("analysis"))
             else:  # abandoned when cancelled, like a cycle: it writes nothing
-                result = await anyio.to_thread.run_sync(lambda: analyze(
-                    obs, self.target_of, now, lambda p: zone(p) or "UTC",
-                    attributes=attributes), abandon_on_cancel=True)
-            ended = time.monotonic()
-            self._analyses[workflow_id] = (stamp, result, ended, ended - began)
+                result, cost = await anyio.to_thread.run_sync(timed, abandon_on_cancel=True)
+            self._analyses[workflow_id] = (stamp, result, time.monotonic(), cost)
             return result
         finally:
             del self._analysing[workflow_id]

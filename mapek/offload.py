@@ -23,6 +23,8 @@ proposals, or one analysis -- comes back pickled.
 
 from __future__ import annotations
 
+import signal
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -173,8 +175,17 @@ async def _pack(closed: list[Observation], still_open: list[Observation], ask: A
 
 
 # ------------------------------------------------------------ in the worker process
+def _deaf_to_ctrl_c() -> None:
+    """The worker shares the server's process group, so a Ctrl-C in the terminal
+    reaches it too: as a KeyboardInterrupt it would be sent back to the server (anyio
+    returns whatever the call raised) -- at once if busy, as a stray answer to the next
+    call if idle -- and escape the loop's `except Exception`. The server stops it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _plan_in_worker(packed: bytes, now: float, timing: TimingConfig, plan: PlanConfig,
                     default_zone: str, twin: TwinRunner) -> list[Proposal]:
+    _deaf_to_ctrl_c()
     h = _decode(packed)
     a = h.answers
     escalations = a.escalations
@@ -184,11 +195,21 @@ def _plan_in_worker(packed: bytes, now: float, timing: TimingConfig, plan: PlanC
                     assigned_at=Answers._ask(a.assignments), role_of=Answers._ask(a.roles))
 
 
-def _analyze_in_worker(packed: bytes, now: float, default_zone: str) -> Analysis:
+def _analyze_in_worker(packed: bytes, now: float, default_zone: str,
+                       ) -> tuple[Analysis, float]:
+    _deaf_to_ctrl_c()
     h = _decode(packed)
     zone_of = h.answers.zone_of
-    return analyze([*h.closed, *h.still_open], Answers._ask(h.answers.targets), now,
-                   lambda p: zone_of(p) or default_zone, attributes=h.attributes)
+    began = time.monotonic()
+    result = analyze([*h.closed, *h.still_open], Answers._ask(h.answers.targets), now,
+                     lambda p: zone_of(p) or default_zone, attributes=h.attributes)
+    return result, time.monotonic() - began
+
+
+def _interrupted(exc: KeyboardInterrupt) -> RuntimeError:
+    # A worker interrupted before it could ignore Ctrl-C (while starting): a failed
+    # cycle or analysis, not the server's own interrupt.
+    return RuntimeError("the MAPE-K worker process was interrupted (SIGINT)")
 
 
 # ---------------------------------------------------------------- from the server
@@ -199,15 +220,23 @@ async def plan_elsewhere(closed: list[Observation], still_open: list[Observation
     """`plan_all` in a worker process (`worker`: how many may run at once). `twin`
     must pickle: a module's function."""
     packed = await _pack(closed, still_open, ask)
-    return await anyio.to_process.run_sync(
-        _plan_in_worker, packed, now, timing, plan, default_zone, twin,
-        cancellable=True, limiter=worker)
+    try:
+        return await anyio.to_process.run_sync(
+            _plan_in_worker, packed, now, timing, plan, default_zone, twin,
+            cancellable=True, limiter=worker)
+    except KeyboardInterrupt as exc:
+        raise _interrupted(exc) from exc
 
 
 async def analyze_elsewhere(observations: list[Observation], now: float, ask: Ask,
                             attributes: dict[str, dict[str, Any]], *, default_zone: str,
-                            worker: anyio.CapacityLimiter) -> Analysis:
-    """`mapek.analyze.analyze` in a worker process."""
+                            worker: anyio.CapacityLimiter) -> tuple[Analysis, float]:
+    """`mapek.analyze.analyze` in a worker process, and the seconds it took there (not
+    counting the wait for the worker, its start or the packing)."""
     packed = await _pack(observations, [], ask, attributes)
-    return await anyio.to_process.run_sync(_analyze_in_worker, packed, now, default_zone,
-                                           cancellable=True, limiter=worker)
+    try:
+        return await anyio.to_process.run_sync(
+            _analyze_in_worker, packed, now, default_zone, cancellable=True,
+            limiter=worker)
+    except KeyboardInterrupt as exc:
+        raise _interrupted(exc) from exc

@@ -103,3 +103,43 @@ async def test_a_twin_that_does_not_pickle_is_refused_in_a_process(tmp_path) -> 
                      twin=lambda *a: run_task_twin(*a), now=lambda: 1e6, offload=True)
         with pytest.raises(Exception, match=r"(?i)pickle|lambda"):
             await loop.cycle()
+
+
+def _workers() -> list[int]:
+    """This process's anyio.to_process children."""
+    import os
+    import pathlib
+
+    me, out = os.getpid(), []
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            cmd = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == me and b"anyio.to_process" in cmd:
+            out.append(int(proc.name))
+    return out
+
+
+async def test_a_ctrl_c_in_the_terminal_does_not_fail_the_loop_through_its_worker(
+        tmp_path, mapek_eval) -> None:
+    """The worker shares the server's process group: a Ctrl-C reaches it too. It ignores
+    it (the server decides when to stop); before, the KeyboardInterrupt came back as the
+    next call's answer and escaped the loop's `except Exception` (review finding)."""
+    import os
+    import signal
+
+    obs, _ = mapek_eval.queue_world(6)
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        monitor = Monitor(store)
+        monitor.absorb(obs)
+        loop = MapeK(monitor, KnowledgeStore(store), PolicyBook(), twin=run_task_twin,
+                     now=lambda: max(o.closed_at for o in obs) + 3600, offload=True)
+        with anyio.fail_after(120):
+            assert await loop.cycle()
+            (worker,) = _workers()
+            os.kill(worker, signal.SIGINT)  # idle, between two calls
+            await anyio.sleep(0.5)
+            assert _workers() == [worker]
+            assert await loop.cycle(force=True)  # answered, not a stray interrupt
