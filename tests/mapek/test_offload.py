@@ -138,8 +138,10 @@ async def test_a_ctrl_c_in_the_terminal_does_not_fail_the_loop_through_its_worke
                      now=lambda: max(o.closed_at for o in obs) + 3600, offload=True)
         with anyio.fail_after(120):
             assert await loop.cycle()
-            (worker,) = _workers()
-            os.kill(worker, signal.SIGINT)  # idle, between two calls
+            workers = _workers()  # ours, and any other test's still in anyio's pool
+            assert workers
+            for worker in workers:
+                os.kill(worker, signal.SIGINT)  # idle, between two calls
             await anyio.sleep(0.5)
-            assert _workers() == [worker]
+            assert set(_workers()) >= set(workers)
             assert await loop.cycle(force=True)  # answered, not a stray interrupt
