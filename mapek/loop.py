@@ -58,11 +58,11 @@ from anyio.abc import TaskGroup
 
 from actors.ports import Notice
 
-from .analyze import Analysis, TargetOf, analyze
+from .analyze import Analysis, TargetOf
 from .escalation import SloTerms
 from .knowledge import Audit, KnowledgeLog, Recommendation, Record, fold, record
 from .monitor import Monitor, Observation
-from .offload import Answers, analyze_elsewhere, plan_all, plan_elsewhere
+from .offload import Answers, analyze_elsewhere, plan_all, plan_elsewhere, timed_analysis
 from .plan import (
     AssignedAt,
     EscalateTo,
@@ -240,22 +240,15 @@ class MapeK:
             obs += [o for o in list(self.monitor.open.values())
                     if o.workflow_id == workflow_id]
             attributes = dict(self.monitor.attributes)
-            zone, now = self.time_zone_of, self.now()
-
-            def timed() -> tuple[Analysis, float]:
-                began = time.monotonic()
-                out = analyze(obs, self.target_of, now, lambda p: zone(p) or "UTC",
-                              attributes=attributes)
-                return out, time.monotonic() - began
-
-            # The cost kept is the analysis's own: not the wait for a worker behind the
-            # other workflows', nor a worker's start (which would keep it for minutes).
+            now = self.now()
             if self.offload:
                 result, cost = await analyze_elsewhere(
                     obs, now, self._answers, attributes, default_zone="UTC",
                     worker=self._worker("analysis"))
             else:  # abandoned when cancelled, like a cycle: it writes nothing
-                result, cost = await anyio.to_thread.run_sync(timed, abandon_on_cancel=True)
+                result, cost = await anyio.to_thread.run_sync(
+                    timed_analysis, obs, self.target_of, now, self.time_zone_of, "UTC",
+                    attributes, abandon_on_cancel=True)
             self._analyses[workflow_id] = (stamp, result, time.monotonic(), cost)
             return result
         finally:

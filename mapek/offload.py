@@ -109,6 +109,17 @@ def _time_zone(obs: Sequence[Observation], default_zone: str, zone_of: ZoneOf) -
     return max(sorted(zones), key=zones.__getitem__)
 
 
+def timed_analysis(obs: list[Observation], target_of: TargetOf, now: float,
+                   zone_of: ZoneOf, default_zone: str,
+                   attributes: dict[str, dict[str, Any]]) -> tuple[Analysis, float]:
+    """`mapek.analyze.analyze`, and the seconds it took: its own cost, not the wait for
+    a worker or the packing (MapeK keeps an analysis for a multiple of it)."""
+    began = time.monotonic()
+    result = analyze(obs, target_of, now, lambda p: zone_of(p) or default_zone,
+                     attributes=attributes)
+    return result, time.monotonic() - began
+
+
 # ------------------------------------------------------- the server's answers, in advance
 class Answers(msgspec.Struct, frozen=True):
     """What the planners and analyzers ask the server, answered for the people and
@@ -146,7 +157,8 @@ class Answers(msgspec.Struct, frozen=True):
         return None if person is None else self.zones.get(person)
 
     @staticmethod
-    def _ask(rows: list[tuple[str, str, Any]]) -> Callable[[str, str], Any]:
+    def lookup(rows: list[tuple[str, str, Any]]) -> Callable[[str, str], Any]:
+        """One of the (workflow, task) tables as the question it answers."""
         found = {(wf, t): v for wf, t, v in rows}
         return lambda wf, t: found.get((wf, t))
 
@@ -188,22 +200,19 @@ def _plan_in_worker(packed: bytes, now: float, timing: TimingConfig, plan: PlanC
     _deaf_to_ctrl_c()
     h = _decode(packed)
     a = h.answers
-    escalations = a.escalations
     return plan_all(h.closed, h.still_open, now, timing=timing, plan=plan,
                     default_zone=default_zone, twin=twin, zone_of=a.zone_of,
-                    slo_of=Answers._ask(a.terms), escalate_to=escalations.get,
-                    assigned_at=Answers._ask(a.assignments), role_of=Answers._ask(a.roles))
+                    slo_of=a.lookup(a.terms), escalate_to=a.escalations.get,
+                    assigned_at=a.lookup(a.assignments), role_of=a.lookup(a.roles))
 
 
 def _analyze_in_worker(packed: bytes, now: float, default_zone: str,
                        ) -> tuple[Analysis, float]:
     _deaf_to_ctrl_c()
     h = _decode(packed)
-    zone_of = h.answers.zone_of
-    began = time.monotonic()
-    result = analyze([*h.closed, *h.still_open], Answers._ask(h.answers.targets), now,
-                     lambda p: zone_of(p) or default_zone, attributes=h.attributes)
-    return result, time.monotonic() - began
+    a = h.answers
+    return timed_analysis([*h.closed, *h.still_open], a.lookup(a.targets), now, a.zone_of,
+                          default_zone, h.attributes)
 
 
 def _interrupted(exc: KeyboardInterrupt) -> RuntimeError:
@@ -231,8 +240,7 @@ async def plan_elsewhere(closed: list[Observation], still_open: list[Observation
 async def analyze_elsewhere(observations: list[Observation], now: float, ask: Ask,
                             attributes: dict[str, dict[str, Any]], *, default_zone: str,
                             worker: anyio.CapacityLimiter) -> tuple[Analysis, float]:
-    """`mapek.analyze.analyze` in a worker process, and the seconds it took there (not
-    counting the wait for the worker, its start or the packing)."""
+    """`timed_analysis` in a worker process."""
     packed = await _pack(observations, [], ask, attributes)
     try:
         return await anyio.to_process.run_sync(

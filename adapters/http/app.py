@@ -280,7 +280,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                              offload=True)
                 await loop.load()
                 # Verification and auto-apply need no request: a cycle now and then
-                # (the analysis runs in a worker thread, off the event loop).
+                # (the analysis runs in a worker process, off the event loop).
                 tg.start_soon(loop.run, s.mapek_every)
                 app.state.ctx = Context(store, rt, registry, directory, tokens, slas,
                                         outbox=worker, intake=intake, monitor=monitor,

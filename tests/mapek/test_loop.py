@@ -19,6 +19,7 @@ import pytest
 from actors.ports import Notice
 from adapters.sqlite_store import KnowledgeStore, SQLiteStore
 from mapek import loop as loop_module
+from mapek import offload as offload_module
 from mapek.loop import PACE, LoopSettings, MapeK, Refused
 from mapek.monitor import Monitor, Observation
 from mapek.policy import PolicyBook
@@ -343,13 +344,13 @@ async def test_with_the_loop_running_a_stale_analysis_is_answered_at_once_and_re
     obs = observations(mapek_eval, "business_hours", n=400)
     clock = Clock(max(o.closed_at for o in obs) + 3600)
     computed: list[int] = []
-    real = loop_module.analyze
+    real = offload_module.analyze
 
     def counting(items, *args, **kwargs):
         computed.append(len(items))
         return real(items, *args, **kwargs)
 
-    monkeypatch.setattr(loop_module, "analyze", counting)
+    monkeypatch.setattr(offload_module, "analyze", counting)
     async with SQLiteStore(str(tmp_path / "db")) as store:
         loop = await loop_over(store, obs, clock)
         async with running(loop):
