@@ -122,7 +122,10 @@ class Task:
         self.workflow = spec.workflow
         self.checklist: tuple[str, ...] = tuple(spec.checklist)
         self.checklist_when: Guard | None = None
-        self.accepts_signal: bool = spec.accepts_signal or spec.kind == "automatic"
+        # The spec's word: a person's task another system may complete. Whether an
+        # automatic task takes a signal depends on its action (does it hand the work to
+        # another system?), which the runtime's registry knows, not the net.
+        self.accepts_signal: bool = spec.accepts_signal
         self.delay: float | None = None  # params.delay in seconds: wait before the action
         self.results: frozenset[str] = frozenset(spec.results)
         self.preset: tuple[int, ...] = ()

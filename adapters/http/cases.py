@@ -247,20 +247,20 @@ async def signal_case(request: Request) -> Response:
         for it in case.work_items():
             t = tasks[it.task]
             if (t.id == name or t.action == name) and it.parent < 0 and it.state != "failed":
-                if not t.accepts_signal:
-                    raise InsufficientAuthority(
-                        f"task {t.id!r} is completed by a person of role {t.role!r}, not by "
-                        "a signal (the spec's accepts_signal)", field="name")
-                if (t.kind == AUTOMATIC and not t.spec.accepts_signal
-                        and not (it.by or "").startswith(AWAITING)
-                        and not c.runtime.actions.awaits_callback(t.action)):
-                    # An action that runs here (ICP scoring, assignment) decides its own
-                    # result; a signal is the callback of one that hands the work to
-                    # another system (the e-signature's webhook) -- handed over already,
-                    # or still in its POST when a quick system answers.
+                # A signal is another system's word: for a task the spec says takes one,
+                # or for an action that hands the work to another system (the
+                # e-signature's webhook) -- handed over already, or still in its POST
+                # when a quick system answers. An action that runs here (ICP scoring,
+                # assignment) decides its own result.
+                automatic = t.kind == AUTOMATIC
+                if not (t.accepts_signal or (automatic and (
+                        (it.by or "").startswith(AWAITING)
+                        or c.runtime.actions.awaits_callback(t.action)))):
                     raise InsufficientAuthority(
                         f"task {t.id!r} is done here by its action {t.action!r}, which is "
-                        "waiting for no callback", field="name")
+                        "waiting for no callback" if automatic else
+                        f"task {t.id!r} is completed by a person of role {t.role!r}, not "
+                        "by a signal (the spec's accepts_signal)", field="name")
                 case.check_output(it.id, body.output_data)
                 return case.complete(it.id, now(), body.result, body.output_data, by)
         if name in case.net.cond_index:
