@@ -666,10 +666,9 @@ class SQLiteStore:
         if now is not None:
             where.append("(w.held_until IS NULL OR w.held_until <= ?)")
             args.append(now)
-        if after is not None:
-            where.append("(w.enabled_at > ? OR (w.enabled_at = ? AND (w.case_id > ? OR"
-                         " (w.case_id = ? AND w.item > ?))))")
-            args += [after[0], after[0], after[1], after[1], after[2]]
+        if after is not None:  # a row value: SQLite 3.15+, PostgreSQL alike
+            where.append("(w.enabled_at, w.case_id, w.item) > (?, ?, ?)")
+            args += list(after)
         ors = []
         if user is not None:
             ors.append("w.assignee = ?")
