@@ -110,8 +110,10 @@ PACE = 10.0
 # 0.7-2 s a workflow, and a Bottlenecks page left open asks for all five every 30 s.
 ANALYSIS_KEPT = 30.0
 ANALYSIS_FRESH = 10.0
-# Closed items from which a running loop computes the analyses once after its start.
+# Closed items from which a running loop computes the analyses once after its start,
+# and the seconds it waits at most for the Monitor's first fold to settle.
 WARM_FROM = 50_000
+WARM_WAIT = 60.0
 
 
 class MapeK:
@@ -318,8 +320,18 @@ class MapeK:
         background: the first visit of the Bottlenecks page would otherwise wait for
         all of them (8 s on a half year); later visits get kept ones at once."""
         try:
-            await self.monitor.catch_up()
-            closed = self.monitor.closed
+            # A server's Monitor is folded by its own follower from the start: this
+            # waits (at most WARM_WAIT) until that first fold has settled -- its
+            # position still for a second -- instead of catching up itself, which
+            # raced the follower for the first commands' rounds (read back from the
+            # log instead of handed on). Imported history alone decides at once.
+            monitor, last = self.monitor, -1
+            with anyio.move_on_after(WARM_WAIT):
+                while monitor.pos != last or (monitor.pos == 0
+                                              and len(monitor.closed) < WARM_FROM):
+                    last = monitor.pos
+                    await anyio.sleep(1.0)
+            closed = monitor.closed
             if len(closed) < WARM_FROM:
                 return  # small: computed when asked, in well under a second
             for workflow_id in sorted({o.workflow_id for o in closed}):
