@@ -312,7 +312,8 @@ class RoundWriter:
         return conflicts
 
 
-def checkpoint(db: sqlite3.Connection) -> None:
+def checkpoint(db: sqlite3.Connection,
+               writes: contextlib.AbstractContextManager[Any] | None = None) -> None:
     """Copy the WAL back into the database, on a connection that does nothing else.
 
     PASSIVE waits for nobody. But SQLite starts the WAL over only when a write begins
@@ -320,10 +321,15 @@ def checkpoint(db: sqlite3.Connection) -> None:
     written during a checkpoint are always left. So once the WAL has grown to a few
     intervals, RESTART: it holds new writes off while it copies what is left (little:
     PASSIVE just ran) and waits a moment for readers to move on; the next write
-    starts the WAL over."""
+    starts the WAL over.
+
+    `writes`, held by the writer around each round, is taken for the RESTART: a
+    writer committing back to back wins the write lock from SQLite's busy handler
+    (it sleeps between tries) for the whole wait, and the WAL grows on meanwhile."""
     _busy, frames, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     if frames > 4 * CHECKPOINT_PAGES:
-        db.execute("PRAGMA wal_checkpoint(RESTART)")
+        with writes or contextlib.nullcontext():
+            db.execute("PRAGMA wal_checkpoint(RESTART)")
 
 
 def checkpoint_connection(path: str) -> sqlite3.Connection:
@@ -425,6 +431,7 @@ class _Child:
         self.rounds = RoundWriter(bytes, raw_count)
         self.wal_pages = 0
         self.checkpointing = threading.Lock()
+        self.writing = threading.Lock()
         self.cdb: sqlite3.Connection | None = None
 
     def reply(self, msg: Any) -> None:
@@ -452,7 +459,8 @@ class _Child:
             self.reply([ROUND_FAILED, repr(exc)])
             return True
         try:
-            refused, last_pos = self.rounds.write(self.db, appends, follow=True)
+            with self.writing:  # see checkpoint
+                refused, last_pos = self.rounds.write(self.db, appends, follow=True)
         except (sqlite3.Error, OSError) as exc:
             if is_busy(exc):  # rolled back: the database is fine, the lock was taken
                 self.reply([ROUND_BUSY, repr(exc)])
@@ -479,7 +487,7 @@ class _Child:
         try:
             if self.cdb is None:
                 self.cdb = checkpoint_connection(self.path)
-            checkpoint(self.cdb)
+            checkpoint(self.cdb, self.writing)
         except sqlite3.Error as exc:  # the next commit will tell if the disk is gone
             print(f"caseloop writer: WAL checkpoint failed: {exc!r}", file=sys.stderr)
         finally:
