@@ -134,6 +134,10 @@ class Runtime:
         # Cases being created or loaded. The event is made only when a second message
         # for the case has to wait (rare): an anyio.Event costs ~3 us to make.
         self._activating: dict[str, anyio.Event | None] = {}
+        # Actors dropped (memory ahead of the log) while an append of theirs was still
+        # in flight: the case is loaded again only once those appends have settled, or
+        # the reload would miss them and its next append conflict with theirs.
+        self._settling: dict[str, tuple[_Actor, anyio.Event]] = {}
         self._tg: TaskGroup | None = None
         self._timers: list[list[Any]] = []
         self._timer_seq = itertools.count()
@@ -363,6 +367,11 @@ class Runtime:
             raise
         finally:
             actor.pending -= 1
+            if self._settling and not actor.pending:
+                settling = self._settling.get(case.case_id)
+                if settling is not None and settling[0] is actor:
+                    del self._settling[case.case_id]
+                    settling[1].set()
 
     def _after_commit(self, case: Case, events: list[Any]) -> None:
         follow = _FOLLOW if self.slas is None else _FOLLOW_SLA
@@ -397,6 +406,8 @@ class Runtime:
                 return actor
         self._activating[case_id] = None
         try:
+            while (settling := self._settling.get(case_id)) is not None:
+                await settling[1].wait()
             stored = await self.store.load(case_id)
             if stored is None:
                 raise CaseNotFound(f"case {case_id!r} not found", field="case_id")
@@ -419,7 +430,11 @@ class Runtime:
             done.set()
 
     def _drop(self, case_id: str) -> None:
-        self._resident.pop(case_id, None)
+        """Forget the case in memory; the next message rebuilds it from the log (once
+        the appends it still has in flight are settled: see _settling)."""
+        actor = self._resident.pop(case_id, None)
+        if actor is not None and actor.pending:
+            self._settling[case_id] = (actor, self._event())
 
     def _passivate_over_cap(self) -> None:
         """Least recently used first; never an actor whose append is still in flight

@@ -263,6 +263,60 @@ async def test_handler_failure_faults_sender_and_restarts_case_from_log(db: str,
         assert "SendToFinance" not in (await rt.get("d1")).enabled_tasks()
 
 
+def _step_then_raise(c: Case) -> list[Any]:
+    c.complete("Step", 1.0, "again", {"n": 2})  # applied in memory...
+    raise RuntimeError("boom")  # ...then the handler fails
+
+
+async def test_a_case_dropped_with_an_append_in_flight_waits_for_it_before_reloading(
+        db: str) -> None:
+    """A failing command drops the case from memory while an earlier command's append
+    for it is still on its way to COMMIT. The next command must build on that append:
+    reloaded before it settled, the case would miss it, and the two valid commands'
+    appends would meet at the same number -- one of them refused as a conflict."""
+    async with running(db, nets=[LOOP]) as (store, rt):
+        await rt.create("loop", "c", {})
+        commit = store.append
+        appends: list[int] = []
+        in_flight, release, second_append = anyio.Event(), anyio.Event(), anyio.Event()
+
+        async def append(batch: Any) -> None:  # the store's own append, the first held
+            appends.append(batch.first_seq)
+            if len(appends) == 1:
+                in_flight.set()
+                await release.wait()
+            else:
+                second_append.set()
+            await commit(batch)
+
+        store.append = append  # type: ignore[method-assign]
+        seen: list[tuple[int, int]] = []
+        outcome: dict[int, Any] = {}
+
+        async def send(i: int) -> None:
+            try:
+                outcome[i] = (await rt.tell("c", step(i, seen))).version
+            except Exception as exc:
+                outcome[i] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send, 1)
+            await in_flight.wait()
+            with pytest.raises(ActorFault):
+                await rt.tell("c", _step_then_raise)
+            tg.start_soon(send, 3)
+            with anyio.move_on_after(0.5):
+                await second_append.wait()  # (it must not come before the first settles)
+            assert appends == [appends[0]], "the next command ran on a reload that " \
+                "missed the append in flight"
+            release.set()
+        assert all(isinstance(v, int) for v in outcome.values()), outcome
+        log = await store.events("c")
+        assert [e.output for e in log if type(e) is WorkItemCompleted] == [{"n": 1}, {"n": 3}]
+        assert [i for i, _ in seen] == [1, 3] and outcome[3] == len(log)
+        assert state(await rt.get("c")) == state(replay(log, LOOP))
+
+
 async def test_engine_refusal_leaves_case_unchanged_and_resident(db: str) -> None:
     async with running(db, nets=[DEAL]) as (_, rt):
         await rt.create("deal-approval-gate", "d1", DEAL_600K)
