@@ -158,6 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from adapters.http.app import check_config
     from adapters.http.context import LOOPBACK_NAMES
     from adapters.people import load_tokens
+    from adapters.sqlite_store import WRITER_ENV
 
     tokens = args.tokens or os.environ.get("CASELOOP_TOKENS")
     if tokens:
@@ -198,7 +199,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if start.tzinfo is None:
             start = start.replace(tzinfo=dt.UTC)
     settings = Settings(db=args.db, specs=specs, tokens=tokens, slos=args.slos,
-                        roles=args.roles, durability=args.durability, writer=args.writer,
+                        roles=args.roles, durability=args.durability,
+                        # A server's commands come many at a time: there the writer
+                        # process answers a quarter to a third more completions/s over
+                        # HTTP (bench/README, "A new machine"); the library's default
+                        # stays the thread (one command at a time it is quicker).
+                        writer=args.writer or os.environ.get(WRITER_ENV) or "process",
                         channels=args.channels or os.environ.get("CASELOOP_CHANNELS"),
                         bench_route=args.bench_route,
                         virtual_clock=start.timestamp() if start else None)
@@ -352,9 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--durability", choices=["normal", "full"], default="normal",
                    help="normal survives a killed process; full also power loss")
     s.add_argument("--writer", choices=["thread", "process"], default=None,
-                   help="where the store writes: a thread of this process, or a process "
-                   "of its own beside it (faster from ~10 concurrent commands on: "
-                   "bench/README); env CASELOOP_STORE_WRITER, default thread")
+                   help="where the store writes: a process of its own beside the server "
+                   "(the default: faster from ~10 concurrent commands on, bench/README) "
+                   "or a thread of this process; env CASELOOP_STORE_WRITER")
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     s.add_argument("--slos", help="service levels (default: slos.yaml in --specs)")

@@ -1,7 +1,7 @@
-"""`caseloop serve --writer process`: the server's store writes from a process of its own
+"""`caseloop serve`: by default the server's store writes from a process of its own
 (adapters/sqlite_writer.py). A real server over a real file: it serves the tutorial's
 first steps, a SIGTERM stops it and its writer cleanly, and the same database then
-serves with the writer thread, with every acknowledged step there."""
+serves with `--writer thread`, with every acknowledged step there."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import signal
 import time
 
 import httpx
+import pytest
 from http_kit import Server
+
+from adapters.sqlite_store import WRITER_ENV
 
 API = "/api/v1"
 DEAL = {"deal_name": "TechCorp", "customer_name": "TechCorp", "deal_acv": 120000,
@@ -43,9 +46,11 @@ def gone(pid: int, within: float = 10.0) -> bool:
     return False
 
 
-def test_serve_with_the_writer_process_then_with_the_thread(tmp_path: pathlib.Path) -> None:
+def test_serve_with_the_writer_process_then_with_the_thread(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(WRITER_ENV, raising=False)  # serve's own default
     srv = Server(tmp_path)
-    srv.start("--writer", "process")
+    srv.start()
     try:
         assert srv.proc is not None
         child = writer_of(srv.proc.pid)
