@@ -135,6 +135,9 @@ _LIVE_KINDS = (WorkItemCompleted, WorkItemEnabled, CaseCreated, CaseHandedOn, Ta
 _KEPT = frozenset(ATTRIBUTES)
 # The fold gives the GIL away every this many appends (see _fold).
 YIELD_EVERY = 32
+# A catch-up lets the event loop run after folding about this many appends handed on
+# (see catch_up).
+LOOP_TURN_EVERY = 256
 # Releases the GIL and lets the OS run a thread that waits for it (os.sched_yield);
 # where there is none, time.sleep(0) releases it too.
 _give_way: Callable[[], object] = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
@@ -295,7 +298,14 @@ class Monitor:
             live = self._live
             while True:
                 if live:
-                    self._fold_live(live)
+                    # A second of a busy server's rounds is tens of thousands of appends,
+                    # 50-100 ms of folding. Folded in one go, that is as long a pause for
+                    # every command, and (writer process) for the writer, which gets no
+                    # new round meanwhile. A round or a few at a time, the loop between.
+                    self._fold_live(live, LOOP_TURN_EVERY)
+                    if live and live.peek()[0] <= self.pos + 1:  # more that continue
+                        await anyio.lowlevel.checkpoint()
+                        continue
                     if live:  # a gap before what was handed on: the log has it
                         gap = live.peek()[0] - self.pos - 1
                         if not await self._read_log(min(gap, self.batch)):
@@ -319,10 +329,13 @@ class Monitor:
         self.appends_read += len(rows)
         return len(rows)
 
-    def _fold_live(self, live: Following, *, across_gap: bool = False) -> None:
+    def _fold_live(self, live: Following, enough: int | None = None, *,
+                   across_gap: bool = False) -> None:
         """Fold the rounds handed on that continue the log from `pos` (the first may
-        jump a gap `across_gap`); what was already read from the log is skipped."""
-        while live:
+        jump a gap `across_gap`), whole rounds until `enough` appends (None: all); what
+        was already read from the log is skipped."""
+        folded = 0
+        while live and (enough is None or folded < enough):
             first, (case_ids, events) = live.peek()
             skip = self.pos + 1 - first
             if skip < 0:  # a gap: the log has what is missing
@@ -333,6 +346,7 @@ class Monitor:
             across_gap = False
             if skip < len(case_ids):
                 self.appends_handed_on += len(case_ids) - skip
+                folded += len(case_ids) - skip
                 self._fold(zip(range(first + skip, first + len(case_ids)),
                                case_ids[skip:], events[skip:], strict=True), _LIVE_KINDS)
 

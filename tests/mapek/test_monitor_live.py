@@ -17,6 +17,7 @@ import random
 import shutil
 import sqlite3
 import tempfile
+from itertools import pairwise
 from typing import Any
 
 import anyio
@@ -267,6 +268,43 @@ async def test_the_simulated_pipeline_handed_on_live_folds_as_read_back(
     assert monitor.pos == pos == len(rows) > 1000
     assert_same(monitor, full)
     assert monitor.appends_handed_on == len(rows) and monitor.appends_read == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("writer")
+async def test_a_long_catch_up_lets_the_event_loop_run_between_rounds(
+        tmp_path: pathlib.Path) -> None:
+    """A second of a busy server's rounds, handed on, is folded a few rounds at a time
+    with the event loop running in between (commands, and the writer's next round),
+    not in one pause; and folds the same as the log read in full."""
+    import mapek.monitor as monitor_module
+
+    log = interleaved(cases=40, items=10)  # 840 appends in rounds of 30
+    async with SQLiteStore(str(tmp_path / "s.db")) as store:
+        monitor = Monitor(store, role_of=role_of)
+        writer = Writer(store)
+        for batch in bursts(log, [30] * 28):
+            await writer.burst(batch)
+        seen: set[int] = set()  # the monitor's position whenever another task ran
+        folding = True
+
+        async def another_task() -> None:
+            while folding:
+                seen.add(monitor.pos)
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(another_task)
+            await monitor.catch_up()
+            folding = False
+        assert monitor.appends_handed_on == len(log) and monitor.appends_read == 0
+        between = sorted(p for p in seen if 0 < p < len(log))
+        per_turn = monitor_module.LOOP_TURN_EVERY
+        assert len(between) >= len(log) // (per_turn + 30) - 1, between
+        assert all(b - a <= per_turn + 30 for a, b in pairwise([0, *between])), between
+        full, pos = await oracle(store)
+        assert monitor.pos == pos == len(log)
+        assert_same(monitor, full)
 
 
 def test_a_long_fold_gives_the_gil_away_as_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
