@@ -30,12 +30,13 @@ run goes first), and prints the overhead (target: <= 5 % fewer completions/s) as
 median of the pairs, with a bootstrap interval of that median, their quartiles and
 range: on a shared machine one pair alone can be off by a quarter.
 
-`--writer thread|process` picks the store's writer (`SQLiteStore(writer=...)`);
-`thread,process` runs both in turns per repeat and prints the paired rate ratio. With
-the writer process the CPU is the parent's plus the child's (/proc), each also apart.
+`--writer thread|process` picks the store's writer (`SQLiteStore(writer=...)`; the
+default is `caseloop serve`'s, the process); `thread,process` runs both in turns per
+repeat and prints the paired rate ratio. With the writer process the CPU is the
+parent's plus the child's (/proc), each also apart.
 
     python bench/durable.py [--concurrency 1,10,100,1000] [--cases N] [--repeat 1]
-                            [--durability normal|full] [--writer thread] [--profile]
+                            [--durability normal|full] [--writer process] [--profile]
                             [--smoke] [--monitor | --alternate] [--monitor-every 0.05]
 
 One JSON line per level on stdout; a short summary on stderr.
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="cases per level (default: 400/1500/3000/3000 for 1/10/100/1000)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per level (one line each)")
     ap.add_argument("--durability", choices=("normal", "full"), default="normal")
-    ap.add_argument("--writer", default="thread",
+    ap.add_argument("--writer", default="process",
                     help="the store's writer: thread, process, or thread,process to run "
                          "both in turns per repeat (completions/s ratio printed)")
     ap.add_argument("--profile", action="store_true",
