@@ -108,10 +108,17 @@ class SpecRow(msgspec.Struct):
     registered_at: float
 
 
+# Where a timer stands in the order timers are read in: (due, case_id, item).
+TimerKey = tuple[float, str, int]
+
+
 class TimerRow(msgspec.Struct):
     case_id: str
     item: int
     due: float
+
+    def key(self) -> TimerKey:
+        return (self.due, self.case_id, self.item)
 
 
 class AppendConflict(Exception):
@@ -143,7 +150,11 @@ class EventStore(Protocol):
 
     async def specs(self) -> list[SpecRow]: ...
 
-    async def pending_timers(self) -> list[TimerRow]: ...
+    async def pending_timers(self, after: TimerKey | None = None,
+                             limit: int | None = None) -> list[TimerRow]:
+        """Work items' timers in (due, case_id, item) order, those after `after` only,
+        at most `limit`."""
+        ...
 
     async def open_items(self, kind: str | None = None) -> list[ItemRow]: ...
 

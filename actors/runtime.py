@@ -29,7 +29,10 @@ same step as the completion that causes it: one append, one case id, one history
 
 Actors are passivated least-recently-used first beyond a resident cap, and after an
 idle time. Timers are events in the log and rows in the items projection; after a
-restart `start()` re-arms every pending timer and resumes every automatic item.
+restart `start()` re-arms the pending timers and resumes every automatic item.
+Memory holds only the earliest work-item timers (`timer_window` of them, up to twice
+that before the latest are let go); the others wait in the store and are read in due
+order as the earlier ones fire, so a passivated case's pending timer costs no memory.
 Nothing here reads the wall clock: time comes from the injected `Clock`.
 """
 
@@ -58,7 +61,16 @@ from engine.events import (
 from engine.net import AUTOMATIC
 
 from .actions import AWAIT_CALLBACK, AWAITING, ActionContext, ActionRegistry, Incident
-from .ports import Append, AppendConflict, Clock, DispatchPolicy, EventStore, Notice, SlaPolicy
+from .ports import (
+    Append,
+    AppendConflict,
+    Clock,
+    DispatchPolicy,
+    EventStore,
+    Notice,
+    SlaPolicy,
+    TimerKey,
+)
 from .projection import case_row, changes
 
 Command = Callable[[Case], list[Any]]
@@ -66,6 +78,9 @@ Command = Callable[[Case], list[Any]]
 # to watch; with an SLA policy also the workflows entered (their stay is timed).
 _FOLLOW = frozenset((TimerSet, WorkItemFailed, WorkItemEnabled))
 _FOLLOW_SLA = _FOLLOW | {CaseCreated, CaseHandedOn}
+# Work items' timers held in memory at most (see the module's docstring). 1,000 of
+# them cost ~0.3 MB; a read of the next ones, a few ms.
+TIMER_WINDOW = 1_000
 # What a command's events must notify, decided with them and written in their append.
 Notify = Callable[[Case, list[Any]], list[Notice]]
 
@@ -119,7 +134,8 @@ class Runtime:
                  *, snapshot_every: int = 100,
                  resident_cap: int = 250_000, idle_timeout: float | None = None,
                  max_action_workers: int = 256, slas: SlaPolicy | None = None,
-                 dispatch: DispatchPolicy | None = None) -> None:
+                 dispatch: DispatchPolicy | None = None,
+                 timer_window: int = TIMER_WINDOW) -> None:
         self.store = store
         self.slas = slas
         self.dispatch = dispatch
@@ -144,6 +160,13 @@ class Runtime:
         self._timer_wake = anyio.Event()
         self._timer_scope: anyio.CancelScope | None = None
         self._timer_sleeping_until = 0.0
+        # Work items' timers: how many are in the heap, and the last one (in TimerKey
+        # order) of those read from the store -- None: every stored timer is in the heap
+        # (or has fired). While a read is under way every timer armed goes in.
+        self.timer_window = timer_window
+        self.timers_held = 0
+        self._timers_read_to: TimerKey | None = None
+        self._timers_reading = False
         self.incidents: list[Incident] = []
         self.max_action_workers = max_action_workers
         self._action_queue: deque[tuple[str, int, bool, int, bool]] = deque()
@@ -196,8 +219,7 @@ class Runtime:
 
     async def _recover(self) -> None:
         """After a restart: re-arm pending timers, resume automatic work items."""
-        for t in await self.store.pending_timers():
-            self._arm(t.due, t.case_id, t.item)
+        await self._read_timers(None)
         items = await self.store.open_items()
         for it in items:
             if it.state != "failed":
@@ -457,13 +479,58 @@ class Runtime:
         while True:
             await self.clock.sleep_until(self.clock.now() + self.idle_timeout / 2)
             horizon = self.clock.now() - self.idle_timeout
+            before = len(self._resident)
             for case_id in [c for c, a in self._resident.items()
                             if a.last_used < horizon and not a.pending]:
                 self._drop(case_id)
+            if before >= 1024 and len(self._resident) < before // 4:
+                # A dict's table does not shrink as entries go (~60 B a slot): made
+                # anew, the passivated cases' slots are given back.
+                self._resident = OrderedDict(self._resident)
 
     # ------------------------------------------------------------------- timers
     def _arm(self, due: float, case_id: str, item: int) -> None:
+        """Hold a work item's timer (already in the store: armed after its commit, or
+        read from it) -- unless it falls after the ones read, where it waits its turn."""
+        read_to = self._timers_read_to
+        if read_to is not None and not self._timers_reading and (due, case_id, item) > read_to:
+            return
         self._push([due, next(self._timer_seq), case_id, item])
+        self.timers_held += 1
+        if self.timers_held > 2 * self.timer_window:
+            self._let_timers_go()
+
+    def _let_timers_go(self) -> None:
+        """Keep the earliest `timer_window` work-item timers in the heap; the later ones
+        wait in the store, read again once these have fired."""
+        timers = self._timers
+        held = sorted((e for e in timers if e[2] is not None and type(e[3]) is int),
+                      key=lambda e: (e[0], e[2], e[3]))
+        keep = held[:self.timer_window]
+        last = keep[-1]
+        read_to: TimerKey = (last[0], last[2], last[3])
+        timers[:] = [e for e in timers if e[2] is None or type(e[3]) is not int] + keep
+        heapq.heapify(timers)
+        self.timers_held = len(keep)
+        if self._timers_read_to is None or read_to < self._timers_read_to:
+            self._timers_read_to = read_to
+
+    async def _read_timers(self, after: TimerKey | None) -> None:
+        """Hold the next `timer_window` stored timers after `after` (None: the first)."""
+        self._work(+1)  # a simulation's clock must not jump past timers not yet read
+        try:
+            self._timers_reading = True
+            try:
+                rows = await self.store.pending_timers(after, self.timer_window)
+            finally:
+                self._timers_reading = False
+            # Timers armed during the read are in already; those it found again come
+            # twice, and fire once (a timer that has fired is gone from its item).
+            self._timers_read_to = rows[-1].key() if len(rows) >= self.timer_window else None
+            for t in rows:
+                self._arm(t.due, t.case_id, t.item)
+        finally:
+            self._work(-1)
 
     def _arm_sla(self, case_id: str, item: int, workflow_id: str, task: str | None,
                  since: float) -> None:
@@ -509,6 +576,16 @@ class Runtime:
         while True:
             while self._timers and self._timers[0][2] is None and self._timers[0][3] is None:
                 heapq.heappop(self._timers)  # the deadline of an action that has finished
+            read_to = self._timers_read_to
+            # Read on once nothing held is due before the store's next timers can be
+            # (strictly: timers due at the same time fire in either order, and equal
+            # dues beyond a window must not be read again and again).
+            if read_to is not None and (not self._timers or self._timers[0][0] > read_to[0]):
+                try:
+                    await self._read_timers(read_to)
+                except Exception:  # the store failed: the timers wait in it; try again
+                    await self.clock.sleep_until(self.clock.now() + 1.0)
+                continue
             if not self._timers:
                 self._timer_wake = anyio.Event()
                 await self._timer_wake.wait()
@@ -524,6 +601,8 @@ class Runtime:
             if case_id is None:
                 item.cancel()  # an action overran its timeout
                 continue
+            if type(item) is int:
+                self.timers_held -= 1
             self._work(+1)
             try:
                 if type(item) is tuple:  # an SLA deadline

@@ -69,6 +69,7 @@ from actors.ports import (
     Notice,
     SpecRow,
     StoredCase,
+    TimerKey,
     TimerRow,
 )
 from adapters import sqlite_writer as wire
@@ -554,9 +555,18 @@ class SQLiteStore:
         return ([p for p, _, _ in rows], [c for _, c, _ in rows],
                 _array_header(len(rows)) + b"".join(b for _, _, b in rows))
 
-    async def pending_timers(self) -> list[TimerRow]:
-        return [TimerRow(*row) for row in await self._all(
-            "SELECT case_id, item, due FROM work_items WHERE due IS NOT NULL ORDER BY due")]
+    async def pending_timers(self, after: TimerKey | None = None,
+                             limit: int | None = None) -> list[TimerRow]:
+        sql = "SELECT case_id, item, due FROM work_items WHERE due IS NOT NULL"
+        args: tuple[Any, ...] = ()
+        if after is not None:  # a row value: the index on due finds the start
+            sql += " AND (due, case_id, item) > (?, ?, ?)"
+            args = after
+        sql += " ORDER BY due, case_id, item"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args += (limit,)
+        return [TimerRow(*row) for row in await self._all(sql, args)]
 
     async def open_items(self, kind: str | None = None) -> list[ItemRow]:
         sql = ("SELECT case_id, item, task, kind, role, state, enabled_at, due, assignee,"

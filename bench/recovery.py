@@ -58,7 +58,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from actors import Runtime, VirtualClock, placeholder_actions  # noqa: E402
-from actors.ports import Append, ItemRow, SpecRow, StoredCase, TimerRow  # noqa: E402
+from actors.ports import Append, ItemRow, SpecRow, StoredCase, TimerKey, TimerRow  # noqa: E402
 from adapters import sqlite_schema, sqlite_writer  # noqa: E402
 from adapters.sqlite_store import SQLiteStore  # noqa: E402
 from engine import compile_document  # noqa: E402
@@ -156,7 +156,8 @@ class CaptureStore:
     async def specs(self) -> list[SpecRow]:
         return []
 
-    async def pending_timers(self) -> list[TimerRow]:
+    async def pending_timers(self, after: TimerKey | None = None,
+                             limit: int | None = None) -> list[TimerRow]:
         return []
 
     async def open_items(self, kind: str | None = None) -> list[ItemRow]:

@@ -40,6 +40,7 @@ from actors.ports import (
     Notice,
     SpecRow,
     StoredCase,
+    TimerKey,
     TimerRow,
 )
 
@@ -130,11 +131,14 @@ class MemoryStore:
         start = max(0, after_pos)  # positions are 1..len: list index = pos - 1
         return [(p, c, f, list(e)) for p, c, f, e in self._log[start:start + limit]]
 
-    async def pending_timers(self) -> list[TimerRow]:
+    async def pending_timers(self, after: TimerKey | None = None,
+                             limit: int | None = None) -> list[TimerRow]:
         rows = [TimerRow(it.case_id, it.item, it.due) for it in self._items.values()
                 if it.due is not None]
-        rows.sort(key=lambda r: r.due)
-        return rows
+        if after is not None:
+            rows = [r for r in rows if r.key() > after]
+        rows.sort(key=TimerRow.key)
+        return rows if limit is None else rows[:limit]
 
     async def open_items(self, kind: str | None = None) -> list[ItemRow]:
         rows = [it for it in self._items.values() if kind is None or it.kind == kind]

@@ -7,10 +7,13 @@ import ast
 import pathlib
 import re
 import sqlite3
+import tempfile
 
 import anyio
 import pytest
-from actors_kit import DEAL_600K, ROOT, item_tasks, running, spec_net, state
+from actors_kit import DEAL_600K, ROOT, item_tasks, run_clock, running, spec_net, state
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from actors import VirtualClock, placeholder_actions
 from engine import replay
@@ -261,3 +264,80 @@ async def test_a_conflicting_timer_firing_does_not_stop_the_runtime(db: str) -> 
                 if b.net.tasks[i.task].id == "SendToSalesManager"] == ["failed"]
         a = await rt.get("A")  # rebuilt from the log, with the other writer's event
         assert "SendToFinance" not in a.enabled_tasks()
+
+
+# ------------------------------------------------------ timers held in memory
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arrivals=st.lists(st.tuples(st.integers(0, 30), st.booleans()), min_size=1,
+                         max_size=14),
+       window=st.integers(1, 3), restart=st.booleans())
+async def test_with_few_timers_held_every_deadline_fires_once_and_on_time(
+        arrivals: list[tuple[int, bool]], window: int, restart: bool) -> None:
+    """Only `timer_window` work items' timers are held in memory (twice that at most);
+    the others wait in the store. Whatever the window, the arrivals (deadlines at the
+    same second among them) and a restart, every unanswered approval times out once,
+    at its due, and an answered one never does."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(pathlib.Path(tmp) / "t.db")
+        clock = VirtualClock(0.0)
+        due: dict[str, float | None] = {}  # None: answered in time
+        async with running(db, clock, [DEAL], placeholder_actions(),
+                           timer_window=window) as (store, rt):
+            for i, (hour, answered) in enumerate(sorted(arrivals, key=lambda a: a[0])):
+                if hour * 3600.0 > clock.now():
+                    await run_clock(rt, clock, until=hour * 3600.0)
+                    clock.advance_to(hour * 3600.0)
+                case = await rt.create("deal-approval-gate", f"d{i}", DEAL_600K)
+                (_, due[f"d{i}"]), = case.pending_timers()
+                if answered:
+                    await rt.complete(f"d{i}", "SendToSalesManager", "approved")
+                    due[f"d{i}"] = None
+                assert rt.timers_held <= 2 * window
+            if not restart:
+                await run_clock(rt, clock)
+        if restart:
+            clock = VirtualClock(clock.now())
+            async with running(db, clock, [DEAL], placeholder_actions(),
+                               timer_window=window) as (store, rt):
+                assert rt.timers_held <= window
+                await run_clock(rt, clock)
+        async with running(db, clock, [DEAL]) as (store, rt):
+            for case_id, at in due.items():
+                fired = [e.at for e in await store.events(case_id) if type(e) is TimerFired]
+                assert fired == ([] if at is None else [at]), (case_id, at, fired)
+            assert await store.pending_timers() == []
+
+
+async def test_a_timer_armed_while_the_next_ones_are_read_is_held(db: str) -> None:
+    """Timers armed while the store's next timers are being read go into memory, even
+    beyond the timers held so far: the read's snapshot may be older than their commit,
+    and once it moves the window past them they would be read no more."""
+    clock = VirtualClock(0.0)
+    async with running(db, clock, [REVENUE, DEAL], placeholder_actions()) as (store, rt):
+        for case_id, at in (("r1", 0.0), ("r2", 2 * DAY)):  # deadlines at 60 and 62 days
+            clock.advance_to(at)
+            await rt.create("revenue-recognition", case_id, INVOICE)
+            await rt.wait_idle()
+    async with running(db, clock, [REVENUE, DEAL], placeholder_actions(),
+                       timer_window=1) as (store, rt):
+        assert rt.timers_held == 1  # r1's; r2's waits in the store
+        read = store.pending_timers
+        reading, release = anyio.Event(), anyio.Event()
+
+        async def held_read(after, limit):  # the store's own read, answered late
+            rows = await read(after, limit)
+            reading.set()
+            await release.wait()
+            return rows
+
+        store.pending_timers = held_read  # type: ignore[method-assign]
+        await run_clock(rt, clock, until=60 * DAY - 1)
+        clock.advance_to(60 * DAY)  # r1 times out; then r2's deadline is read
+        with anyio.fail_after(5):
+            await reading.wait()
+        await rt.create("deal-approval-gate", "d9", DEAL_600K)  # due at 61 days
+        release.set()
+        await run_clock(rt, clock)
+        fired = {cid: [e.at for e in await store.events(cid) if type(e) is TimerFired]
+                 for cid in ("r1", "r2", "d9")}
+        assert fired == {"r1": [60 * DAY], "r2": [62 * DAY], "d9": [61 * DAY]}

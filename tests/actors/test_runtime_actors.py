@@ -6,6 +6,7 @@ Every test runs the real Runtime over a real SQLite file in tmp_path, on a Virtu
 from __future__ import annotations
 
 import sqlite3
+import sys
 from typing import Any
 
 import anyio
@@ -151,6 +152,27 @@ async def test_unknown_case_and_duplicate_create(db: str) -> None:
 
 
 # ---------------------------------------------------------------- passivation
+async def test_passivating_most_cases_gives_their_slots_back(db: str) -> None:
+    """A dict's table does not shrink as entries are removed: after most resident cases
+    were passivated, the table is made anew (bench/memory.py: ~60 B a case held)."""
+    clock = VirtualClock(0.0)
+    async with running(db, clock, [LOOP], idle_timeout=60) as (_, rt):
+        async with anyio.create_task_group() as tg:
+            for i in range(2000):
+                tg.start_soon(rt.create, "loop", f"c{i}", {})
+        full = sys.getsizeof(rt._resident)
+        clock.advance_to(50)
+        await rt.get("c7")  # used since: stays
+        clock.advance_to(91)
+        await rt.wait_idle()
+        await yields()
+        assert rt.resident == 1
+        assert sys.getsizeof(rt._resident) < full / 10
+        await rt.tell("c7", step(1, []))
+        await rt.tell("c8", step(2, []))  # comes back from its log
+        assert rt.resident == 2 and (await rt.get("c8")).data == {"n": 2}
+
+
 async def test_idle_cases_are_passivated_on_the_virtual_clock(db: str) -> None:
     clock = VirtualClock(0.0)
     async with running(db, clock, [LOOP], idle_timeout=60) as (_, rt):
