@@ -19,10 +19,12 @@ system, and the loop compares it by name.
 
 Rows are paired into items per (case, task) in time order: an enabled row opens an
 item, started and completed fill it, completed closes it; a task repeated in a case
-gives several items. An item may lack any of its three times (logs that record only
-completions are common). An item without an enabled row whose next occurrence has
-nothing but that enabled row, listed *before* it in the file, is one item whose
-completion precedes its enabling in time: a wrong timestamp, refused.
+gives several items. A row the item has already (the same event at the same time) is
+one event listed twice, as overlapping exports imported one by one are. An item may
+lack any of its three times (logs that record only completions are common). An item
+without an enabled row whose next occurrence has nothing but that enabled row, listed
+*before* it in the file, is one item whose completion precedes its enabling in time: a
+wrong timestamp, refused.
 
 Import is all or nothing: every problem is located by its 1-based line in the file
 (the header is line 1; a quoted field may span lines, a row is located by its first)
@@ -282,6 +284,12 @@ def _pair(groups: dict[tuple[str, str], list[tuple[float, int, int, str | None]]
         resource: str | None = None
         prev: tuple[list[float | None], list[int]] | None = None
         for at, rank, line, who in events:
+            if times[rank] == at:
+                # The item has this very event already: the row is listed twice (two
+                # overlapping exports pasted into one file), not a second item -- one
+                # would stay open for ever, the other a completion with no start.
+                resource = who or resource
+                continue
             if any(times[r] is not None for r in range(rank, 3)):
                 _reversed(case_id, task, prev, times, lines)
                 items.append((case_id, task, resource, times[0], times[1], times[2]))

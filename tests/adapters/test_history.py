@@ -188,6 +188,23 @@ def test_overlapping_exports_add_what_is_new_and_complete_what_was_open(
     assert sum(",Approve,enabled," in line for line in lines) == 2
 
 
+def test_a_row_listed_twice_in_one_file_is_one_event(srv: Server, wf: str) -> None:
+    # An exploratory test imported a file with each row twice (two overlapping exports
+    # pasted together): one item became three, an open one that never closes (counted
+    # as open work for ever) and a completion with no start; sent as two files, the
+    # same rows were one item.
+    rows = ["D-1,Qualify,enabled,2025-03-03T09:00:00Z,",
+            "D-1,Qualify,completed,2025-03-03T10:00:00Z,sarah.chen@acme.com"]
+    body = "case_id,task,event,timestamp,resource\n" + "".join(
+        f"{r}\n{r}\n" for r in rows)
+    r = post(srv, wf, body)
+    assert r.status_code == 201, r.text
+    assert (r.json()["rows"], r.json()["items"]) == (4, 1), r.json()
+    assert [i[:6] for i in stored(srv.db, wf)] == [
+        ("D-1", "Qualify", "sarah.chen@acme.com", at("2025-03-03T09:00:00Z"), None,
+         at("2025-03-03T10:00:00Z"))]
+
+
 def test_the_tutorial_alias_names_the_workflow_too(srv: Server) -> None:
     r = post(srv, "wf_pricing_exception", "case_id,task,event,timestamp\n"
              "P-1,CheckMargin,completed,2025-01-02T03:04:05Z\n")
