@@ -129,7 +129,7 @@ async def list_cases(request: Request) -> Response:
     q = request.query_params
     wid = q.get("workflow")
     if wid is not None:
-        wid = resolve(c, wid)
+        wid = resolve(c, wid, "workflow")
     state = q.get("state")
     if state is not None and state not in ("active", "completed", "cancelled", "failed"):
         raise malformed("state", "one of active, completed, cancelled, failed")

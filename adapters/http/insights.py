@@ -121,7 +121,7 @@ async def _stamp(c: Context) -> tuple[int, int]:
 
 def _workflow(c: Context, request: Request) -> str | None:
     wid = request.query_params.get("workflow")
-    return None if wid is None else resolve(c, wid)
+    return None if wid is None else resolve(c, wid, "workflow")
 
 
 async def _phases(c: Context, wid: str | None, since: float | None) -> list[Any]:

@@ -33,8 +33,9 @@ from .idempotency import idempotent
 
 REGISTER_PERMISSION = "manage_workflows"
 
-def resolve(c: Context, workflow_id: str) -> str:
-    """The spec id; the tutorial's `wf_lead_qualification` form is an alias."""
+def resolve(c: Context, workflow_id: str, field: str = "workflow_id") -> str:
+    """The spec id; the tutorial's `wf_lead_qualification` form is an alias. `field`
+    is the name the request gave it (the `workflow` query parameter of the lists)."""
     known = {n.workflow_id for n in c.runtime.workflows()}
     if workflow_id in known:
         return workflow_id
@@ -43,7 +44,7 @@ def resolve(c: Context, workflow_id: str) -> str:
         if alias in known:
             return alias
     raise ApiError(404, WORKFLOW_NOT_FOUND, f"workflow {workflow_id!r} is not registered",
-                   [("workflow_id", f"unknown; registered: {', '.join(sorted(known))}")])
+                   [(field, f"unknown; registered: {', '.join(sorted(known))}")])
 
 
 @api.route("POST", "/workflows", "Register a workflow spec (JSON or YAML body)", Registered,

@@ -152,7 +152,11 @@ def test_people_say_who_asks(api: Api) -> None:
     ("/insights/flow", {"days": "0"}, 400, "days"),
     ("/insights/flow", {"days": "many"}, 400, "days"),
     ("/insights/cycle-times", {"bins": "1"}, 400, "bins"),
-    ("/insights/approvers", {"workflow": "no-such-flow"}, 404, None),
+    # The query parameter is `workflow`: a client locating the error by field found
+    # `workflow_id`, a name it never sent (an exploratory test).
+    ("/insights/approvers", {"workflow": "no-such-flow"}, 404, "workflow"),
+    ("/insights/flow", {"workflow": "no-such-flow"}, 404, "workflow"),
+    ("/cases", {"workflow": "no-such-flow"}, 404, "workflow"),
 ])
 def test_bad_parameters_are_located(api: Api, path: str, params: dict[str, str],
                                     status: int, field: str | None) -> None:
