@@ -26,7 +26,8 @@ decodes an event). The child answers every round, in order, with one of
 
 and, first, [3] once its connection is open, and, last (after EOF on its stdin, so
 also when the parent dies: the child finishes the round in hand and exits, never
-orphaned), [4, user CPU seconds, system CPU seconds].
+orphaned), [4, user CPU seconds, system CPU seconds]. SIGINT and SIGTERM are ignored:
+sent to the whole process group, they are the parent's to act on (see main).
 
 This module imports nothing of caseloop's, so the child starts in the time of an
 interpreter, msgspec and sqlite3 (~0.2 s), not of the whole engine.
@@ -505,9 +506,13 @@ class _Child:
 
 def main(argv: list[str]) -> int:
     path, durability = argv
-    # Ctrl-C in a terminal reaches the whole process group: the parent's shutdown
-    # closes our stdin after its last round, and we go then, not in mid-round.
+    # Ctrl-C in a terminal reaches the whole process group, and so does a service
+    # manager's SIGTERM (systemd's KillMode=control-group, `kill -TERM -PGID`): the
+    # parent's graceful stop still has requests in flight whose rounds come here, and
+    # closes our stdin after its last round; we go then, not at the signal. (Never
+    # orphaned: the parent's death closes the pipe too. Its stop kills us if need be.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Replies go on a private copy of stdout; fd 1 becomes stderr, so that a stray
     # print (a library's warning) can never corrupt a frame.
     out = os.dup(1)

@@ -5,6 +5,7 @@ serves with `--writer thread`, with every acknowledged step there."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import signal
 import time
@@ -77,5 +78,39 @@ def test_serve_with_the_writer_process_then_with_the_thread(
         history = httpx.get(f"{srv.url}{API}/cases/d1/history", timeout=10).json()
         assert [e["task"] for e in history["events"] if e["type"] == "TaskCompleted"] == [
             "SendToFinance"]
+    finally:
+        srv.stop()
+
+
+def test_a_sigterm_to_the_whole_group_leaves_the_writer_to_the_servers_stop(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemd's default stop (KillMode=control-group), `kill -TERM -PGID` and process
+    supervisors signal every process of the service at once. The writer must not go at
+    the signal: the server is still finishing the requests in flight, and their
+    appends would fail with 503 in what is meant to be a graceful stop. It goes when
+    the server's stop closes its pipe."""
+    monkeypatch.delenv(WRITER_ENV, raising=False)
+    srv = Server(tmp_path)
+    srv.start()
+    try:
+        assert srv.proc is not None
+        child = writer_of(srv.proc.pid)
+        assert child is not None, "no writer process beside the server"
+        os.kill(child, signal.SIGTERM)  # the group's signal, as it reaches the writer
+        assert not gone(child, within=1.0), "the writer went at SIGTERM, mid-service"
+        # What the server still does before its own stop reaches the writer: written.
+        r = httpx.post(f"{srv.url}{API}/workflows/deal-approval-gate/cases",
+                       json={"case_id": "d1", "data": DEAL}, timeout=10)
+        assert r.status_code == 201, r.text
+    finally:
+        code = srv.stop()  # the group's signal, as it reaches the server
+    assert code in (0, -signal.SIGTERM) and "Application shutdown complete" in srv.stderr, \
+        srv.stderr
+    assert "StoreUnavailable" not in srv.stderr, srv.stderr
+    assert gone(child), "the writer process outlived the server"
+    srv.start()
+    try:
+        case = httpx.get(f"{srv.url}{API}/cases/d1", timeout=10)
+        assert case.status_code == 200, case.text
     finally:
         srv.stop()
