@@ -211,14 +211,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # uvicorn reports a failed lifespan as a traceback and "Application startup
     # failed": a missing or broken config file is found here first, as one line.
     check_config(settings)
+    serving = serve_lock(args.db)
     app = create_app(settings)
     # A backstop for the live streams' own shutdown hook (adapters/http/live.py): what
     # is still open 10 s after the signal is cancelled rather than holding the exit.
     # loop="asyncio", not uvicorn's "auto" (uvloop when installed): the loop the tests
     # and benchmarks run. uvloop measured no faster here (bench/README, "uvloop").
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=10, loop="asyncio")
+    with serving:  # held for as long as this process serves
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                    access_log=args.access_log, timeout_graceful_shutdown=10,
+                    loop="asyncio")
     return 0
+
+
+def serve_lock(db: str) -> io.FileIO:
+    """The lock that makes this process the one server of `db`, held while the file
+    is open (CommandFailed: another server holds it). Two servers over one database
+    would each arm the same timers and run the same automatic work -- an action's
+    effect twice -- and answer 500 for a command on a case the other wrote since.
+    Other writers (import, simulate) write cases of their own and take no lock.
+
+    A file beside the database, not the database: closing any descriptor of the
+    database file drops this process's SQLite locks on it. flock, so that the kernel
+    releases it however the process ends (SIGKILL too)."""
+    import fcntl
+
+    if db == ":memory:":  # nobody else can open it
+        return io.FileIO(os.devnull, "r")
+    path = f"{db}-serve.lock"
+    try:
+        f = io.FileIO(path, "a+")
+    except OSError as exc:
+        raise CommandFailed(f"--db {db}: cannot open {path}: {exc.strerror or exc}"
+                            ) from None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().decode(errors="replace").strip() or "?"
+        f.close()
+        raise CommandFailed(
+            f"--db {db}: is already being served (caseloop serve, pid {pid}); two servers "
+            "over one database would both run its timers and automatic work: stop the "
+            "other first") from None
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n".encode())  # for the message above, in the next one
+    return f
 
 
 def cmd_token(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from http_kit import Server
+from http_kit import Server, ServerFailed
 
 from adapters.sqlite_store import WRITER_ENV
 
@@ -114,3 +114,35 @@ def test_a_sigterm_to_the_whole_group_leaves_the_writer_to_the_servers_stop(
         assert case.status_code == 200, case.text
     finally:
         srv.stop()
+
+
+def test_a_second_server_on_the_same_database_is_refused(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two servers over one file would each arm the same timers and run the same
+    automatic work (an action's effect twice), and each answer 500 for a command on a
+    case the other had written since (its actor behind the log). The second is refused
+    at start, naming the file; a server killed with SIGKILL leaves no lock behind."""
+    monkeypatch.delenv(WRITER_ENV, raising=False)
+    db = tmp_path / "caseloop.db"
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first, second = Server(tmp_path / "first", db=db), Server(tmp_path / "second", db=db)
+    first.start()
+    try:
+        with pytest.raises(ServerFailed):
+            second.start(timeout=60)
+        assert "is already being served" in second.stderr and str(db) in second.stderr, \
+            second.stderr
+        assert "Traceback" not in second.stderr, second.stderr
+        r = httpx.post(f"{first.url}{API}/workflows/deal-approval-gate/cases",
+                       json={"case_id": "d1", "data": DEAL}, timeout=10)
+        assert r.status_code == 201, r.text
+        assert first.proc is not None
+        first.proc.kill()  # no stop of its own: the lock goes with the process
+        first.proc.wait()
+        second.start()
+        case = httpx.get(f"{second.url}{API}/cases/d1", timeout=10)
+        assert case.status_code == 200, case.text
+    finally:
+        first.stop()
+        second.stop()
