@@ -26,6 +26,7 @@ import fcntl
 import logging
 import os
 import pathlib
+import signal
 import sqlite3
 import sys
 from collections import deque
@@ -77,6 +78,7 @@ class _Replies(asyncio.SubprocessProtocol):
     def __init__(self, writer: WriterProcess) -> None:
         self.writer = writer
         self.buf = bytearray()
+        self.transport: Any = None
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
@@ -90,8 +92,22 @@ class _Replies(asyncio.SubprocessProtocol):
         if fd == 1:  # its stdout: no answer can come back
             self.writer.lost(exc or "the writer process closed its stdout")
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # the child's: its exit status, for process_exited
+
     def process_exited(self) -> None:
-        self.writer.lost("the writer process exited")
+        assert self.transport is not None
+        code = self.transport.get_returncode()
+        how = f"exited with status {code}"
+        if code is not None and code < 0:
+            with contextlib.suppress(ValueError):  # a signal without a name keeps the number
+                how = f"was killed by {signal.Signals(-code).name}"
+        if not self.writer.closing:
+            # Said here, once: the appends that fail next hear only that a pipe went,
+            # and the signal tells an operator why (SIGKILL: the OOM killer?).
+            log.error("the SQLite writer process (pid %s) %s: nothing more is written "
+                      "until the server restarts", self.transport.get_pid(), how)
+        self.writer.lost(f"the writer process {how}")
         if not self.exited.done():
             self.exited.set_result(None)
 

@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from http_kit import Server, ServerFailed
+from http_kit import Server, ServerFailed, poll
 
 from adapters.sqlite_store import WRITER_ENV
 
@@ -146,3 +146,39 @@ def test_a_second_server_on_the_same_database_is_refused(
     finally:
         first.stop()
         second.stop()
+
+
+def test_a_killed_writer_is_said_in_the_log_refused_at_once_and_a_restart_recovers(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer killed under the server (the OOM killer, a stray kill -9): commands
+    are refused at once with 503 and the store's code, readiness says so, the log says
+    what happened to the writer (not only what the next command met), and a restart
+    serves everything acknowledged before."""
+    monkeypatch.delenv(WRITER_ENV, raising=False)
+    srv = Server(tmp_path)
+    srv.start()
+    try:
+        assert srv.proc is not None
+        r = httpx.post(f"{srv.url}{API}/workflows/deal-approval-gate/cases",
+                       json={"case_id": "d1", "data": DEAL}, timeout=10)
+        assert r.status_code == 201, r.text
+        child = writer_of(srv.proc.pid)
+        assert child is not None, "no writer process beside the server"
+        os.kill(child, signal.SIGKILL)
+        poll(lambda: httpx.get(srv.url + "/health/ready", timeout=10).status_code,
+             lambda code: code == 503)
+        r = httpx.post(f"{srv.url}{API}/cases/d1/tasks/SendToFinance/complete",
+                       json={"result": "approved"}, timeout=10)
+        assert r.status_code == 503 and r.json()["error"]["code"] == 9001, r.text
+        poll(lambda: srv.stderr, lambda err: "writer process" in err and "SIGKILL" in err)
+    finally:
+        srv.stop()
+    srv.start()
+    try:
+        case = httpx.get(f"{srv.url}{API}/cases/d1", timeout=10).json()
+        assert "SendToFinance" in case["enabled_tasks"], case
+        r = httpx.post(f"{srv.url}{API}/cases/d1/tasks/SendToFinance/complete",
+                       json={"result": "approved"}, timeout=10)
+        assert r.status_code == 200, r.text
+    finally:
+        srv.stop()
