@@ -18,6 +18,13 @@ STATIC = pathlib.Path(__file__).parent / "static"
 
 
 async def health(request: Request) -> Response:
+    # Alive means worth keeping: a store whose writer failed writes nothing more until
+    # the process restarts, so a supervisor that restarts on a failed liveness check
+    # should (readiness, below, also asks the store whether it answers now).
+    failed = getattr(ctx(request).store, "failed", None)
+    if failed is not None:
+        return respond(Health("unavailable", {"store": f"failed until a restart: "
+                                                        f"{failed!r}"}), 503)
     return respond(Health("ok"))
 
 
@@ -35,8 +42,10 @@ async def ready(request: Request) -> Response:
 
 
 PUBLIC = [
-    Endpoint("GET", "/health", health, "Liveness", Health, errors=()),
-    Endpoint("GET", "/healthz", health, "Liveness (alias of /health)", Health, errors=()),
+    Endpoint("GET", "/health", health, "Liveness: 503 once the store failed for good",
+             Health, errors=(503,)),
+    Endpoint("GET", "/healthz", health, "Liveness (alias of /health)", Health,
+             errors=(503,)),
     Endpoint("GET", "/health/ready", ready, "Readiness: the store answers and can write",
              Health, errors=(503,)),
 ]

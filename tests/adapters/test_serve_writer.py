@@ -167,6 +167,10 @@ def test_a_killed_writer_is_said_in_the_log_refused_at_once_and_a_restart_recove
         os.kill(child, signal.SIGKILL)
         poll(lambda: httpx.get(srv.url + "/health/ready", timeout=10).status_code,
              lambda code: code == 503)
+        # and liveness: only a restart brings the store back, so a supervisor should
+        live = httpx.get(srv.url + "/health", timeout=10)
+        assert live.status_code == 503 and "restart" in live.json()["checks"]["store"], \
+            live.text
         r = httpx.post(f"{srv.url}{API}/cases/d1/tasks/SendToFinance/complete",
                        json={"result": "approved"}, timeout=10)
         assert r.status_code == 503 and r.json()["error"]["code"] == 9001, r.text
