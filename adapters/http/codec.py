@@ -88,8 +88,11 @@ async def read_body(request: Request, type_: type[T]) -> T:
             field = unknown[1] if field == "body" else f"{field}.{unknown[1]}"
         raise malformed(field, m["msg"]) from None
     except msgspec.DecodeError as exc:
-        raise malformed("body", f"not valid JSON ({exc}); send a JSON object such as "
-                        "'{\"result\": \"approved\"}'") from None
+        # The fields of this request's body, not one route's example: a hint that fits.
+        names = [f.encode_name for f in msgspec.structs.fields(type_)]
+        shape = f" with some of: {', '.join(names)}" if names else ", or no body"
+        raise malformed("body", f"not valid JSON ({exc}); send a JSON object{shape}"
+                        ) from None
     except UnicodeDecodeError:
         raise malformed("body", "not UTF-8 text") from None
     except RecursionError:

@@ -123,7 +123,13 @@ async def snapshot(client: httpx.AsyncClient, case_id: str) -> tuple[Any, ...]:
 async def test_body_not_json_is_400(api: httpx.AsyncClient) -> None:
     await create_deal(api, "d1")
     r = await api.post(complete_url("d1", "SendToFinance"), content=b'{"result": ')
-    assert fields(error(r, 400, 1000)) == ["body"]
+    err = error(r, 400, 1000)
+    assert fields(err) == ["body"]
+    # The hint names this request's fields, not another route's body
+    assert "result" in err["message"] and "output_data" in err["message"], err
+    r = await api.post(f"{API}/workflows/deal-approval-gate/cases", content=b"{case_id")
+    err = error(r, 400, 1000)
+    assert "case_id" in err["message"] and "result" not in err["message"], err
 
 
 async def test_body_of_wrong_shape_is_400_naming_the_field(api: httpx.AsyncClient) -> None:
