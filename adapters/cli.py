@@ -259,6 +259,23 @@ def serve_lock(db: str) -> io.FileIO:
     return f
 
 
+def served_by(db: str) -> str | None:
+    """The pid of the `caseloop serve` holding `db`'s serve lock, if one does."""
+    import fcntl
+
+    try:
+        f = io.FileIO(f"{db}-serve.lock", "r")
+    except OSError:
+        return None  # never served, or not ours to read
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().decode(errors="replace").strip() or "?"
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return None
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from adapters.people import create_token, load_directory
 
@@ -279,7 +296,14 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from adapters.history_commands import import_file, run
 
-    return run(import_file, args)
+    code = run(import_file, args)
+    pid = served_by(args.db)
+    if code == 0 and pid is not None:
+        # Its Monitor reads imported history at start: until then it answers without it.
+        print(f"note: {args.db} is being served (caseloop serve, pid {pid}); that server "
+              "sees this import after its next restart (POST .../history/import to a "
+              "running server is seen at once)", file=sys.stderr)
+    return code
 
 
 def cmd_export(args: argparse.Namespace) -> int:

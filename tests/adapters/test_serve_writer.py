@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
 import pytest
-from http_kit import Server, ServerFailed, poll
+from http_kit import ROOT, Server, ServerFailed, poll
 
 from adapters.sqlite_store import WRITER_ENV
 
@@ -116,6 +118,16 @@ def test_a_sigterm_to_the_whole_group_leaves_the_writer_to_the_servers_stop(
         srv.stop()
 
 
+def cli_import(db: pathlib.Path, csv: pathlib.Path, case_id: str
+               ) -> subprocess.CompletedProcess[str]:
+    csv.write_text("case_id,task,event,timestamp\n"
+                   f"{case_id},Review,enabled,2025-03-03T09:00:00Z\n"
+                   f"{case_id},Review,completed,2025-03-03T10:00:00Z\n")
+    return subprocess.run([sys.executable, "-m", "adapters.cli", "import", "--db", str(db),
+                           "--workflow", "deal-approval-gate", str(csv)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
 def test_a_second_server_on_the_same_database_is_refused(
         tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two servers over one file would each arm the same timers and run the same
@@ -138,8 +150,15 @@ def test_a_second_server_on_the_same_database_is_refused(
                        json={"case_id": "d1", "data": DEAL}, timeout=10)
         assert r.status_code == 201, r.text
         assert first.proc is not None
+        # A CLI import beside it is allowed, and told the server sees it after a restart
+        imported = cli_import(db, tmp_path / "a.csv", "h1")
+        assert imported.returncode == 0, imported.stderr
+        assert f"being served (caseloop serve, pid {first.proc.pid})" in imported.stderr
         first.proc.kill()  # no stop of its own: the lock goes with the process
         first.proc.wait()
+        imported = cli_import(db, tmp_path / "b.csv", "h2")
+        assert imported.returncode == 0 and "being served" not in imported.stderr, \
+            imported.stderr
         second.start()
         case = httpx.get(f"{second.url}{API}/cases/d1", timeout=10)
         assert case.status_code == 200, case.text
