@@ -81,6 +81,14 @@ _FOLLOW_SLA = _FOLLOW | {CaseCreated, CaseHandedOn}
 # Work items' timers held in memory at most (see the module's docstring). 1,000 of
 # them cost ~0.3 MB; a read of the next ones, a few ms.
 TIMER_WINDOW = 1_000
+# Marks a timer held again after its firing failed (see _timer_loop): not the window's.
+_AGAIN = "again"
+
+
+def _windowed(entry: list[Any]) -> bool:
+    """A work item's timer as the store has it (not an SLA or action deadline, nor a
+    retry): one of those the window holds."""
+    return len(entry) == 4 and entry[2] is not None and type(entry[3]) is int
 # What a command's events must notify, decided with them and written in their append.
 Notify = Callable[[Case, list[Any]], list[Notice]]
 
@@ -163,6 +171,8 @@ class Runtime:
         # Work items' timers: how many are in the heap, and the last one (in TimerKey
         # order) of those read from the store -- None: every stored timer is in the heap
         # (or has fired). While a read is under way every timer armed goes in.
+        if timer_window < 1:
+            raise ValueError(f"timer_window must be at least 1, not {timer_window}")
         self.timer_window = timer_window
         self.timers_held = 0
         self._timers_read_to: TimerKey | None = None
@@ -497,19 +507,20 @@ class Runtime:
             return
         self._push([due, next(self._timer_seq), case_id, item])
         self.timers_held += 1
-        if self.timers_held > 2 * self.timer_window:
+        if self.timers_held > 2 * self.timer_window and not self._timers_reading:
+            # (Not during a read: it sets where the store's timers were read to when
+            # it ends, which must not pass over timers let go meanwhile.)
             self._let_timers_go()
 
     def _let_timers_go(self) -> None:
         """Keep the earliest `timer_window` work-item timers in the heap; the later ones
         wait in the store, read again once these have fired."""
         timers = self._timers
-        held = sorted((e for e in timers if e[2] is not None and type(e[3]) is int),
-                      key=lambda e: (e[0], e[2], e[3]))
+        held = sorted((e for e in timers if _windowed(e)), key=lambda e: (e[0], e[2], e[3]))
         keep = held[:self.timer_window]
         last = keep[-1]
         read_to: TimerKey = (last[0], last[2], last[3])
-        timers[:] = [e for e in timers if e[2] is None or type(e[3]) is not int] + keep
+        timers[:] = [e for e in timers if not _windowed(e)] + keep
         heapq.heapify(timers)
         self.timers_held = len(keep)
         if self._timers_read_to is None or read_to < self._timers_read_to:
@@ -529,6 +540,8 @@ class Runtime:
             self._timers_read_to = rows[-1].key() if len(rows) >= self.timer_window else None
             for t in rows:
                 self._arm(t.due, t.case_id, t.item)
+            if self.timers_held > 2 * self.timer_window:
+                self._let_timers_go()  # held back during the read (see _arm)
         finally:
             self._work(-1)
 
@@ -560,7 +573,8 @@ class Runtime:
         """Timer entries are [due, seq, case_id, item]; SLA deadlines are
         [due, seq, case_id, (item, workflow_id, target)] (item 0: the workflow stay);
         action deadlines are [due, seq, None, cancel scope], the scope set to None once
-        the action is done."""
+        the action is done; a firing that failed is held again with a fifth element,
+        _AGAIN."""
         timers = self._timers
         heapq.heappush(timers, entry)
         if self._timer_scope is not None and entry[0] < self._timer_sleeping_until:
@@ -597,11 +611,12 @@ class Runtime:
                     await self.clock.sleep_until(due)
                 self._timer_scope = None
                 continue
-            due, _, case_id, item = heapq.heappop(self._timers)
+            entry = heapq.heappop(self._timers)
+            due, case_id, item = entry[0], entry[2], entry[3]
             if case_id is None:
                 item.cancel()  # an action overran its timeout
                 continue
-            if type(item) is int:
+            if _windowed(entry):
                 self.timers_held -= 1
             self._work(+1)
             try:
@@ -614,9 +629,11 @@ class Runtime:
             except (EngineError, ActorFault):
                 pass  # the case is closed or gone: the timer has nothing left to do
             except Exception:
-                # The store failed: keep the timer (it is in the log) and carry on with
-                # the other cases' timers rather than take the runtime down.
-                self._arm(due + 1.0, case_id, item)
+                # The store failed: try again in a second, and carry on with the other
+                # cases' timers rather than take the runtime down. Held apart from the
+                # window: the store has this timer at its own due, which a window read
+                # beyond it would not read again (and an SLA deadline is not stored).
+                self._push([due + 1.0, next(self._timer_seq), case_id, item, _AGAIN])
             finally:
                 self._work(-1)
 

@@ -341,3 +341,69 @@ async def test_a_timer_armed_while_the_next_ones_are_read_is_held(db: str) -> No
         fired = {cid: [e.at for e in await store.events(cid) if type(e) is TimerFired]
                  for cid in ("r1", "r2", "d9")}
         assert fired == {"r1": [60 * DAY], "r2": [62 * DAY], "d9": [61 * DAY]}
+
+
+async def test_a_timer_whose_firing_failed_fires_again_with_few_timers_held(db: str) -> None:
+    """A firing the store refused is tried again a second later -- also when the store's
+    next timers were read past it meanwhile (the store has it at its own due, which a
+    read beyond it does not read again)."""
+    clock = VirtualClock(0.0)
+    async with running(db, clock, [DEAL], placeholder_actions()) as (store, rt):
+        for i in range(2):
+            clock.advance_to(i * 3600.0)
+            await rt.create("deal-approval-gate", f"d{i}", DEAL_600K)
+    async with running(db, clock, [DEAL], placeholder_actions(),
+                       timer_window=1) as (store, rt):
+        write = store.append
+        refused: list[str] = []
+
+        async def refuse_once(batch):  # the store's own append, the first one refused
+            if not refused:
+                refused.append(batch.case_id)
+                raise OSError("disk I/O error")
+            return await write(batch)
+
+        store.append = refuse_once  # type: ignore[method-assign]
+        await run_clock(rt, clock)
+        assert refused == ["d0"]
+        fired = {cid: [e.at for e in await store.events(cid) if type(e) is TimerFired]
+                 for cid in ("d0", "d1")}
+        assert fired == {"d0": [DAY + 1.0], "d1": [DAY + 3600.0]}
+
+
+async def test_timers_armed_beyond_the_window_during_a_read_all_fire(db: str) -> None:
+    """More timers armed during a read than the window holds: none is let go while the
+    read is under way (its end sets where the store was read to, past them), so each
+    fires once."""
+    clock = VirtualClock(0.0)
+    async with running(db, clock, [REVENUE, DEAL], placeholder_actions()) as (store, rt):
+        for case_id, at in (("r1", 0.0), ("r2", 1 * DAY), ("r3", 2 * DAY)):
+            clock.advance_to(at)
+            await rt.create("revenue-recognition", case_id, INVOICE)
+            await rt.wait_idle()
+    async with running(db, clock, [REVENUE, DEAL], placeholder_actions(),
+                       timer_window=2) as (store, rt):
+        read = store.pending_timers
+        reading, release = anyio.Event(), anyio.Event()
+
+        async def held_read(after, limit):  # the store's own read, answered late
+            rows = await read(after, limit)
+            reading.set()
+            await release.wait()
+            return rows
+
+        store.pending_timers = held_read  # type: ignore[method-assign]
+        await run_clock(rt, clock, until=61 * DAY - 1)
+        clock.advance_to(61 * DAY)  # r1 and r2 time out; then r3's deadline is read
+        with anyio.fail_after(5):
+            await reading.wait()
+        for i in range(5):
+            await rt.create("deal-approval-gate", f"x{i}", DEAL_600K)  # due at 62 days
+        release.set()
+        await run_clock(rt, clock)
+        cases = ["r1", "r2", "r3"] + [f"x{i}" for i in range(5)]
+        fired = {cid: [e.at for e in await store.events(cid) if type(e) is TimerFired]
+                 for cid in cases}
+        assert fired == {"r1": [60 * DAY], "r2": [61 * DAY], "r3": [62 * DAY],
+                         **{f"x{i}": [62 * DAY] for i in range(5)}}
+        assert rt.timers_held == 0
