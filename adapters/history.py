@@ -19,8 +19,9 @@ system, and the loop compares it by name.
 
 Rows are paired into items per (case, task) in time order: an enabled row opens an
 item, started and completed fill it, completed closes it; a task repeated in a case
-gives several items. A row the item has already (the same event at the same time) is
-one event listed twice, as overlapping exports imported one by one are. An item may
+gives several items. A row the item has already (the same event at the same time, by
+the same resource or none) is one event listed twice, as overlapping exports imported
+one by one are. An item may
 lack any of its three times (logs that record only completions are common). An item
 without an enabled row whose next occurrence has nothing but that enabled row, listed
 *before* it in the file, is one item whose completion precedes its enabling in time: a
@@ -284,10 +285,12 @@ def _pair(groups: dict[tuple[str, str], list[tuple[float, int, int, str | None]]
         resource: str | None = None
         prev: tuple[list[float | None], list[int]] | None = None
         for at, rank, line, who in events:
-            if times[rank] == at:
+            if times[rank] == at and (who is None or resource is None or who == resource):
                 # The item has this very event already: the row is listed twice (two
                 # overlapping exports pasted into one file), not a second item -- one
-                # would stay open for ever, the other a completion with no start.
+                # would stay open for ever, the other a completion with no start. (By
+                # someone else it is another item: two people closing the same task
+                # in the same second.)
                 resource = who or resource
                 continue
             if any(times[r] is not None for r in range(rank, 3)):

@@ -205,6 +205,17 @@ def test_a_row_listed_twice_in_one_file_is_one_event(srv: Server, wf: str) -> No
          at("2025-03-03T10:00:00Z"))]
 
 
+def test_two_people_completing_a_task_in_the_same_second_are_two_items(
+        srv: Server, wf: str) -> None:
+    # Not a row listed twice: a completions-only log where two reps closed the same
+    # task of a case at the same second.
+    r = post(srv, wf, "case_id,task,event,timestamp,resource\n"
+             "D-2,Qualify,completed,2025-03-03T10:00:00Z,alice@acme.com\n"
+             "D-2,Qualify,completed,2025-03-03T10:00:00Z,bob@acme.com\n")
+    assert r.status_code == 201, r.text
+    assert sorted(i[2] for i in stored(srv.db, wf)) == ["alice@acme.com", "bob@acme.com"]
+
+
 def test_the_tutorial_alias_names_the_workflow_too(srv: Server) -> None:
     r = post(srv, "wf_pricing_exception", "case_id,task,event,timestamp\n"
              "P-1,CheckMargin,completed,2025-01-02T03:04:05Z\n")
