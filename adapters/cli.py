@@ -33,6 +33,7 @@ import pathlib
 import sqlite3
 import stat
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -238,14 +239,21 @@ def serve_lock(db: str) -> io.FileIO:
 
     if db == ":memory:":  # nobody else can open it
         return io.FileIO(os.devnull, "r")
-    path = f"{db}-serve.lock"
+    path = _serve_lock_path(db)
     try:
         f = io.FileIO(path, "a+")
     except OSError as exc:
         raise CommandFailed(f"--db {db}: cannot open {path}: {exc.strerror or exc}"
                             ) from None
     try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for attempt in range(3):  # `caseloop import` looks at the lock for a moment
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.05)
     except BlockingIOError:
         f.seek(0)
         pid = f.read().decode(errors="replace").strip() or "?"
@@ -259,12 +267,17 @@ def serve_lock(db: str) -> io.FileIO:
     return f
 
 
+def _serve_lock_path(db: str) -> str:
+    # The file itself, whatever link or relative path names it.
+    return f"{os.path.realpath(db)}-serve.lock"
+
+
 def served_by(db: str) -> str | None:
     """The pid of the `caseloop serve` holding `db`'s serve lock, if one does."""
     import fcntl
 
     try:
-        f = io.FileIO(f"{db}-serve.lock", "r")
+        f = io.FileIO(_serve_lock_path(db), "r")
     except OSError:
         return None  # never served, or not ours to read
     with f:

@@ -139,6 +139,8 @@ def test_a_second_server_on_the_same_database_is_refused(
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
     first, second = Server(tmp_path / "first", db=db), Server(tmp_path / "second", db=db)
+    (tmp_path / "link.db").symlink_to(db)  # the same file by another name
+    third = Server(tmp_path / "second", db=tmp_path / "link.db")
     first.start()
     try:
         with pytest.raises(ServerFailed):
@@ -146,6 +148,9 @@ def test_a_second_server_on_the_same_database_is_refused(
         assert "is already being served" in second.stderr and str(db) in second.stderr, \
             second.stderr
         assert "Traceback" not in second.stderr, second.stderr
+        with pytest.raises(ServerFailed):
+            third.start(timeout=60)
+        assert "is already being served" in third.stderr, third.stderr
         r = httpx.post(f"{first.url}{API}/workflows/deal-approval-gate/cases",
                        json={"case_id": "d1", "data": DEAL}, timeout=10)
         assert r.status_code == 201, r.text
@@ -165,6 +170,7 @@ def test_a_second_server_on_the_same_database_is_refused(
     finally:
         first.stop()
         second.stop()
+        third.stop()
 
 
 def test_a_killed_writer_is_said_in_the_log_refused_at_once_and_a_restart_recovers(
