@@ -293,7 +293,8 @@ class Monitor:
         self._live: Following | None = follow(live_limit) if follow is not None else None
 
     async def catch_up(self) -> None:
-        """Fold every append committed since the last call."""
+        """Fold every append committed since the last call (and those committed while
+        it folds, the event loop running between rounds: see below)."""
         async with self._lock:
             live = self._live
             while True:

@@ -36,6 +36,14 @@ def writer_of(pid: int) -> int | None:
     return None
 
 
+def writer_beside(srv: Server) -> int:
+    """The pid of the running server's writer process (there must be one)."""
+    assert srv.proc is not None
+    child = writer_of(srv.proc.pid)
+    assert child is not None, "no writer process beside the server"
+    return child
+
+
 def gone(pid: int, within: float = 10.0) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -55,9 +63,7 @@ def test_serve_with_the_writer_process_then_with_the_thread(
     srv = Server(tmp_path)
     srv.start()
     try:
-        assert srv.proc is not None
-        child = writer_of(srv.proc.pid)
-        assert child is not None, "no writer process beside the server"
+        child = writer_beside(srv)
         r = httpx.post(f"{srv.url}{API}/workflows/deal-approval-gate/cases",
                        json={"case_id": "d1", "data": DEAL}, timeout=10)
         assert r.status_code == 201, r.text
@@ -95,9 +101,7 @@ def test_a_sigterm_to_the_whole_group_leaves_the_writer_to_the_servers_stop(
     srv = Server(tmp_path)
     srv.start()
     try:
-        assert srv.proc is not None
-        child = writer_of(srv.proc.pid)
-        assert child is not None, "no writer process beside the server"
+        child = writer_beside(srv)
         os.kill(child, signal.SIGTERM)  # the group's signal, as it reaches the writer
         assert not gone(child, within=1.0), "the writer went at SIGTERM, mid-service"
         # What the server still does before its own stop reaches the writer: written.
