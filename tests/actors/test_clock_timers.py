@@ -8,6 +8,7 @@ import pathlib
 import re
 import sqlite3
 import tempfile
+from typing import Any
 
 import anyio
 import pytest
@@ -308,29 +309,42 @@ async def test_with_few_timers_held_every_deadline_fires_once_and_on_time(
             assert await store.pending_timers() == []
 
 
+async def invoices_sent(db: str, clock: VirtualClock, at: dict[str, float]) -> None:
+    """WF5 cases whose invoices went out at the times given: each PaymentReceived is
+    then due 60 days later (a runtime of its own, closed again)."""
+    async with running(db, clock, [REVENUE, DEAL], placeholder_actions()) as (_, rt):
+        for case_id, t in at.items():
+            clock.advance_to(t)
+            await rt.create("revenue-recognition", case_id, INVOICE)
+            await rt.wait_idle()
+
+
+def hold_timer_reads(store: Any) -> tuple[anyio.Event, anyio.Event]:
+    """The store's reads of its pending timers, each answered only once `release` is
+    set; `reading` is set once one has read (its snapshot is taken by then)."""
+    read = store.pending_timers
+    reading, release = anyio.Event(), anyio.Event()
+
+    async def held_read(after: Any, limit: int | None) -> Any:
+        rows = await read(after, limit)
+        reading.set()
+        await release.wait()
+        return rows
+
+    store.pending_timers = held_read
+    return reading, release
+
+
 async def test_a_timer_armed_while_the_next_ones_are_read_is_held(db: str) -> None:
     """Timers armed while the store's next timers are being read go into memory, even
     beyond the timers held so far: the read's snapshot may be older than their commit,
     and once it moves the window past them they would be read no more."""
     clock = VirtualClock(0.0)
-    async with running(db, clock, [REVENUE, DEAL], placeholder_actions()) as (store, rt):
-        for case_id, at in (("r1", 0.0), ("r2", 2 * DAY)):  # deadlines at 60 and 62 days
-            clock.advance_to(at)
-            await rt.create("revenue-recognition", case_id, INVOICE)
-            await rt.wait_idle()
+    await invoices_sent(db, clock, {"r1": 0.0, "r2": 2 * DAY})  # due at 60 and 62 days
     async with running(db, clock, [REVENUE, DEAL], placeholder_actions(),
                        timer_window=1) as (store, rt):
         assert rt.timers_held == 1  # r1's; r2's waits in the store
-        read = store.pending_timers
-        reading, release = anyio.Event(), anyio.Event()
-
-        async def held_read(after, limit):  # the store's own read, answered late
-            rows = await read(after, limit)
-            reading.set()
-            await release.wait()
-            return rows
-
-        store.pending_timers = held_read  # type: ignore[method-assign]
+        reading, release = hold_timer_reads(store)
         await run_clock(rt, clock, until=60 * DAY - 1)
         clock.advance_to(60 * DAY)  # r1 times out; then r2's deadline is read
         with anyio.fail_after(5):
@@ -376,23 +390,10 @@ async def test_timers_armed_beyond_the_window_during_a_read_all_fire(db: str) ->
     read is under way (its end sets where the store was read to, past them), so each
     fires once."""
     clock = VirtualClock(0.0)
-    async with running(db, clock, [REVENUE, DEAL], placeholder_actions()) as (store, rt):
-        for case_id, at in (("r1", 0.0), ("r2", 1 * DAY), ("r3", 2 * DAY)):
-            clock.advance_to(at)
-            await rt.create("revenue-recognition", case_id, INVOICE)
-            await rt.wait_idle()
+    await invoices_sent(db, clock, {"r1": 0.0, "r2": 1 * DAY, "r3": 2 * DAY})
     async with running(db, clock, [REVENUE, DEAL], placeholder_actions(),
                        timer_window=2) as (store, rt):
-        read = store.pending_timers
-        reading, release = anyio.Event(), anyio.Event()
-
-        async def held_read(after, limit):  # the store's own read, answered late
-            rows = await read(after, limit)
-            reading.set()
-            await release.wait()
-            return rows
-
-        store.pending_timers = held_read  # type: ignore[method-assign]
+        reading, release = hold_timer_reads(store)
         await run_clock(rt, clock, until=61 * DAY - 1)
         clock.advance_to(61 * DAY)  # r1 and r2 time out; then r3's deadline is read
         with anyio.fail_after(5):
