@@ -78,6 +78,8 @@ Command = Callable[[Case], list[Any]]
 # to watch; with an SLA policy also the workflows entered (their stay is timed).
 _FOLLOW = frozenset((TimerSet, WorkItemFailed, WorkItemEnabled))
 _FOLLOW_SLA = _FOLLOW | {CaseCreated, CaseHandedOn}
+# What a command's events must notify, decided with them and written in their append.
+Notify = Callable[[Case, list[Any]], list[Notice]]
 # Work items' timers held in memory at most (see the module's docstring). 1,000 of
 # them cost ~0.3 MB; a read of the next ones, a few ms.
 TIMER_WINDOW = 1_000
@@ -89,8 +91,6 @@ def _windowed(entry: list[Any]) -> bool:
     """A work item's timer as the store has it (not an SLA or action deadline, nor a
     retry): one of those the window holds."""
     return len(entry) == 4 and entry[2] is not None and type(entry[3]) is int
-# What a command's events must notify, decided with them and written in their append.
-Notify = Callable[[Case, list[Any]], list[Notice]]
 
 
 class CaseNotFound(EngineError):

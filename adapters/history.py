@@ -21,11 +21,10 @@ Rows are paired into items per (case, task) in time order: an enabled row opens 
 item, started and completed fill it, completed closes it; a task repeated in a case
 gives several items. A row the item has already (the same event at the same time, by
 the same resource or none) is one event listed twice, as overlapping exports imported
-one by one are. An item may
-lack any of its three times (logs that record only completions are common). An item
-without an enabled row whose next occurrence has nothing but that enabled row, listed
-*before* it in the file, is one item whose completion precedes its enabling in time: a
-wrong timestamp, refused.
+one by one are. An item may lack any of its three times (logs that record only
+completions are common). An item without an enabled row whose next occurrence has
+nothing but that enabled row, listed *before* it in the file, is one item whose
+completion precedes its enabling in time: a wrong timestamp, refused.
 
 Import is all or nothing: every problem is located by its 1-based line in the file
 (the header is line 1; a quoted field may span lines, a row is located by its first)
