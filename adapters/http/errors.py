@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from actors import AppendConflict
 from adapters.sqlite_store import StoreBusy, StoreUnavailable
 from engine import EngineError
 
@@ -29,6 +30,7 @@ STATUS = {"invalid": 422, "not_found": 404, "conflict": 409, "forbidden": 403}
 MALFORMED = 1000  # the request itself: not JSON, wrong shape, bad parameter
 IDEMPOTENCY_REUSED = 1004  # an Idempotency-Key sent again with another body
 WORKFLOW_NOT_FOUND = 2001
+INVALID_TRANSITION = 2003
 NOT_AUTHENTICATED = 3001
 UNAVAILABLE = 9001
 INTERNAL = 9000
@@ -83,6 +85,17 @@ async def on_store_unavailable(request: Request, exc: Exception) -> Response:
     return error_response(503, UNAVAILABLE, str(exc), headers={"Retry-After": "30"})
 
 
+async def on_append_conflict(request: Request, exc: Exception) -> Response:
+    # Another writer (`caseloop import` or `simulate` into a served file) appended to
+    # the case after it was loaded here: nothing of the command was written, and the
+    # runtime rebuilds the case from its log on the next message, so sending the
+    # command again decides it on the case as it now is.
+    case_id = request.path_params.get("case_id", "")
+    return error_response(409, INVALID_TRANSITION,
+                          f"case {case_id!r} changed meanwhile (another writer): nothing "
+                          "was applied; send the command again", [("case_id", str(exc))])
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, INTERNAL, "internal error; see the server log")
@@ -93,6 +106,7 @@ HANDLERS = {
     StoreUnavailable: on_store_unavailable,
     StoreBusy: on_store_unavailable,  # another process holds the lock: try again
     EngineError: on_engine_error,
+    AppendConflict: on_append_conflict,
     HTTPException: on_http_exception,
     Exception: on_unexpected,
 }

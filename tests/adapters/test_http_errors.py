@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import pathlib
+import sqlite3
 import subprocess
 import sys
 import time
@@ -29,6 +30,8 @@ from adapters.cli import main as cli_main
 from adapters.http import today as today_module
 from adapters.http import work as work_module
 from adapters.http.codec import MAX_BODY
+from engine import compile_document, replay
+from engine.events import decode_events, encode_events
 
 pytestmark = pytest.mark.anyio
 
@@ -130,6 +133,34 @@ async def test_body_not_json_is_400(api: httpx.AsyncClient) -> None:
     r = await api.post(f"{API}/workflows/deal-approval-gate/cases", content=b"{case_id")
     err = error(r, 400, 1000)
     assert "case_id" in err["message"] and "result" not in err["message"], err
+
+
+async def test_a_case_another_writer_changed_meanwhile_is_409_and_a_retry_works(
+        api: httpx.AsyncClient, tmp_path: pathlib.Path) -> None:
+    """Another process appends to a case this server holds (a CLI tool writing into a
+    served file): the command meets an append conflict -- a 409 that says to send it
+    again, not a 500 -- and sent again it works on the case as the log has it."""
+    await create_deal(api, "d1", acv=600000)
+    db = sqlite3.connect(tmp_path / "t.db")
+    with db:
+        bodies = [r[0] for r in db.execute(
+            "SELECT body FROM events WHERE case_id = 'd1' ORDER BY first_seq")]
+        net = compile_document(json.loads((SPECS / "deal-approval-gate.json").read_text()))
+        case = replay([e for b in bodies for e in decode_events(b)], net)
+        foreign = case.complete("SendToLegal", case.created_at + 1, "approved")
+        db.execute("INSERT INTO events (case_id, first_seq, last_seq, at, body)"
+                   " VALUES (?, ?, ?, ?, ?)", ("d1", case.version - len(foreign) + 1,
+                                               case.version, case.created_at + 1,
+                                               encode_events(foreign)))
+    db.close()
+    r = await api.post(complete_url("d1", "SendToFinance"), json={"result": "approved"})
+    err = error(r, 409, 2003)
+    assert fields(err) == ["case_id"] and "send the command again" in err["message"]
+    r = await api.post(complete_url("d1", "SendToFinance"), json={"result": "approved"})
+    assert r.status_code == 200, r.text
+    history = (await api.get(f"{API}/cases/d1/history")).json()["events"]
+    done = [e["task"] for e in history if e["type"] == "TaskCompleted"]
+    assert done == ["SendToLegal", "SendToFinance"], done
 
 
 async def test_body_of_wrong_shape_is_400_naming_the_field(api: httpx.AsyncClient) -> None:
