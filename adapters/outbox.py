@@ -168,6 +168,7 @@ class Outbox:
         self.inflight: set[int] = set()  # row ids being delivered now
         # Observable progress (health, tests): rounds of claiming, outcomes.
         self.rounds = 0
+        self.claim_failing: str | None = None  # the store's failure while claiming fails
         self.napping = False
         self.delivered = 0
         self.failed = 0
@@ -200,9 +201,9 @@ class Outbox:
             with anyio.move_on_after(5, shield=True):
                 try:
                     await self.store.write(lambda db: db.execute(_RELEASE, (self.worker_id,)))
-                except Exception:  # the store is gone too: the leases expire instead
-                    log.warning("outbox: could not release claims on the way out",
-                                exc_info=True)
+                except Exception as exc:  # the store is gone too: the leases expire
+                    log.warning("outbox: could not release claims on the way out (they "
+                                "come back when their leases expire): %r", exc)
 
     async def _round(self, client: httpx.AsyncClient, tg: Any) -> float:
         """Claim what is due into the free slots and start delivering; -> when to look
@@ -220,9 +221,18 @@ class Outbox:
             if len(rows) == free:
                 return poll  # maybe more due: claimed again when a slot frees
             nxt = (await self.store.query(_NEXT_DUE, (self.worker_id,)))[0][0]
-        except Exception:  # the store failed: say so, try again at the next poll
-            log.exception("outbox: claiming failed")
+        except Exception as exc:  # the store failed: say so, try again at the next poll
+            # Once per failure, not at every poll (a store that cannot write until a
+            # restart would fill the log with the same traceback several times a second).
+            if self.claim_failing is None:
+                log.exception("outbox: claiming failed; trying again at every poll")
+            elif self.claim_failing != repr(exc):
+                log.warning("outbox: claiming still fails, now with %r", exc)
+            self.claim_failing = repr(exc)
             return poll
+        if self.claim_failing is not None:
+            log.warning("outbox: claiming works again")
+            self.claim_failing = None
         return poll if nxt is None else min(poll, nxt)
 
     async def claim(self, n: int) -> list[OutboxRow]:

@@ -9,9 +9,11 @@ The last test runs `caseloop serve --channels FILE` and drives the HTTP routes.
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import random
 import socket
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -455,6 +457,34 @@ async def test_a_cancelled_worker_hands_back_its_claims(store: SQLiteStore) -> N
             assert (await outbox_rows(store))["n:1"]["state"] == "claimed"
     row = (await outbox_rows(store))["n:1"]
     assert (row["state"], row["claimed_by"], row["attempts"]) == ("pending", None, 0)
+
+
+async def test_a_claim_the_store_refuses_is_logged_once_not_at_every_poll(
+        store: SQLiteStore, caplog: pytest.LogCaptureFixture) -> None:
+    """A store that fails (here: its outbox table gone from under it) would otherwise
+    log the same traceback at every poll, several times a second, until a restart."""
+    clock = VirtualClock(T0)
+    con = sqlite3.connect(store.path, isolation_level=None)
+    con.execute("ALTER TABLE outbox RENAME TO outbox_away")
+
+    async def rounds(n: int, ob: Outbox) -> None:
+        for _ in range(n):
+            seen = ob.rounds
+            ob.wake()
+            with anyio.fail_after(4):
+                while ob.rounds == seen:
+                    await anyio.sleep(0.005)
+
+    caplog.set_level(logging.WARNING, logger="caseloop.outbox")
+    async with working(store, clock, channels()) as ob:
+        await rounds(5, ob)
+        said = [r for r in caplog.records if "claiming" in r.getMessage()]
+        assert len(said) == 1 and said[0].exc_info is not None, said
+        con.execute("ALTER TABLE outbox_away RENAME TO outbox")
+        await rounds(2, ob)
+        said = [r.getMessage() for r in caplog.records if "claiming" in r.getMessage()]
+        assert said[1:] == ["outbox: claiming works again"], said
+    con.close()
 
 
 # ------------------------------------------------------------------- configuration
