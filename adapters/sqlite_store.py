@@ -80,10 +80,11 @@ from adapters.sqlite_writer import (
     INSERT_NOTICE,
     RoundWriter,
     StoreBusy,
-    checkpoint,
     checkpoint_connection,
     is_busy,
     notice_row,
+    passive_checkpoint,
+    restart_checkpoint,
 )
 from adapters.sqlite_writer_process import Rounds, WriterProcess
 from engine.events import Event
@@ -468,16 +469,25 @@ class SQLiteStore:
         # connection) it would hold up every round behind it -- or the event loop,
         # for a round written inline.
         try:
-            await anyio.to_thread.run_sync(self._checkpoint_sync)
+            if await anyio.to_thread.run_sync(self._passive_checkpoint):
+                # The RESTART holding the writer's connection (its limiter: a round
+                # then goes to the thread and waits there, never on the loop), as
+                # sqlite_writer.checkpoint explains: raced through SQLite's busy
+                # handler, rounds written back to back win the lock for its whole wait.
+                await anyio.to_thread.run_sync(restart_checkpoint, self._checkpoint_db(),
+                                               limiter=self._limiter)
         except sqlite3.Error as exc:  # the next commit will tell if the disk is gone
             log.warning("WAL checkpoint failed: %r", exc)
         finally:
             self._checkpointing = False
 
-    def _checkpoint_sync(self) -> None:
+    def _checkpoint_db(self) -> sqlite3.Connection:
         if self._cdb is None:
             self._cdb = checkpoint_connection(self.path)
-        checkpoint(self._cdb)
+        return self._cdb
+
+    def _passive_checkpoint(self) -> bool:
+        return passive_checkpoint(self._checkpoint_db())
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` with the writer's connection, in the writer's thread."""

@@ -327,10 +327,20 @@ def checkpoint(db: sqlite3.Connection,
     `writes`, held by the writer around each round, is taken for the RESTART: a
     writer committing back to back wins the write lock from SQLite's busy handler
     (it sleeps between tries) for the whole wait, and the WAL grows on meanwhile."""
-    _busy, frames, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    if frames > 4 * CHECKPOINT_PAGES:
+    if passive_checkpoint(db):
         with writes or contextlib.nullcontext():
-            db.execute("PRAGMA wal_checkpoint(RESTART)")
+            restart_checkpoint(db)
+
+
+def passive_checkpoint(db: sqlite3.Connection) -> bool:
+    """The PASSIVE part of `checkpoint`; -> whether the WAL wants starting over."""
+    _busy, frames, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return bool(frames > 4 * CHECKPOINT_PAGES)
+
+
+def restart_checkpoint(db: sqlite3.Connection) -> None:
+    """The RESTART part of `checkpoint`, to run with the writer held off."""
+    db.execute("PRAGMA wal_checkpoint(RESTART)")
 
 
 def checkpoint_connection(path: str) -> sqlite3.Connection:
