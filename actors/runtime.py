@@ -177,6 +177,7 @@ class Runtime:
         self.timers_held = 0
         self._timers_read_to: TimerKey | None = None
         self._timers_reading = False
+        self._timers_read_again_at = 0.0  # after a failed read: when to try again
         self.incidents: list[Incident] = []
         self.max_action_workers = max_action_workers
         self._action_queue: deque[tuple[str, int, bool, int, bool]] = deque()
@@ -591,26 +592,33 @@ class Runtime:
             while self._timers and self._timers[0][2] is None and self._timers[0][3] is None:
                 heapq.heappop(self._timers)  # the deadline of an action that has finished
             read_to = self._timers_read_to
+            now = self.clock.now()
             # Read on once nothing held is due before the store's next timers can be
             # (strictly: timers due at the same time fire in either order, and equal
             # dues beyond a window must not be read again and again).
-            if read_to is not None and (not self._timers or self._timers[0][0] > read_to[0]):
-                try:
-                    await self._read_timers(read_to)
-                except Exception:  # the store failed: the timers wait in it; try again
-                    await self.clock.sleep_until(self.clock.now() + 1.0)
-                continue
-            if not self._timers:
+            wake_at = self._timers[0][0] if self._timers else None
+            if read_to is not None and (wake_at is None or wake_at > read_to[0]):
+                if now >= self._timers_read_again_at:
+                    try:
+                        await self._read_timers(read_to)
+                    except Exception:  # the store failed: its timers wait in it; what is
+                        # held meanwhile (SLA and action deadlines too) still fires
+                        self._timers_read_again_at = self.clock.now() + 1.0
+                    continue
+                again = self._timers_read_again_at
+                wake_at = again if wake_at is None else min(wake_at, again)
+            if wake_at is None:
                 self._timer_wake = anyio.Event()
                 await self._timer_wake.wait()
                 continue
-            due = self._timers[0][0]
-            if due > self.clock.now():
+            if wake_at > now:
                 with anyio.CancelScope() as scope:
-                    self._timer_scope, self._timer_sleeping_until = scope, due
-                    await self.clock.sleep_until(due)
+                    self._timer_scope, self._timer_sleeping_until = scope, wake_at
+                    await self.clock.sleep_until(wake_at)
                 self._timer_scope = None
                 continue
+            if not self._timers or self._timers[0][0] > now:
+                continue  # the time to read the store again
             entry = heapq.heappop(self._timers)
             due, case_id, item = entry[0], entry[2], entry[3]
             if case_id is None:

@@ -25,7 +25,7 @@ import sqlite3
 from typing import Any
 
 import pytest
-from actors_kit import net_of, running
+from actors_kit import DEAL_600K, net_of, running, spec_net
 
 from actors import VirtualClock
 from actors.ports import Notice, SlaTarget
@@ -37,6 +37,7 @@ from engine.events import (
     CaseHandedOn,
     SlaBreached,
     SlaResolved,
+    TimerFired,
     WorkItemCompleted,
     WorkItemEnabled,
 )
@@ -458,3 +459,41 @@ async def test_instances_get_the_same_deadlines_with_or_without_a_restart(
         clock.advance_to(200.0)
         await rt.wait_idle()
         assert [e.item for e in breaches(await store.events("c1"))] == parents
+
+
+async def test_an_alert_fires_on_time_while_reading_the_stores_next_timers_fails(
+        db: str) -> None:
+    """With few timers held, the store's next ones are read as the held ones fire. A
+    read that fails (the store) is tried again every second, and what is held meanwhile
+    -- an SLA alert here -- still fires on time; the store's timers fire once it reads."""
+    deal_net = spec_net("deal-approval-gate")
+    clock = VirtualClock(T0)
+    async with running(db, clock, [deal_net, *NETS], slas=book()) as (store, rt):
+        await rt.create("deal-approval-gate", "d0", DEAL_600K)  # due at T0 + 24 h
+        clock.advance_to(T0 + HOUR)
+        await rt.create("deal-approval-gate", "d1", DEAL_600K)  # due at T0 + 25 h
+    async with running(db, clock, [deal_net, *NETS], slas=book(),
+                       timer_window=1) as (store, rt):
+        read = store.pending_timers
+        failing = True
+
+        async def pending_timers(after: Any, limit: int | None) -> Any:
+            if failing:
+                raise OSError("disk I/O error")
+            return await read(after, limit)
+
+        store.pending_timers = pending_timers  # type: ignore[method-assign]
+        clock.advance_to(T0 + 23 * HOUR)
+        await rt.create("sla-flow", "c1", {})  # Approve's alert at T0 + 26 h
+        await rt.wait_idle()
+        clock.advance_to(T0 + 24 * HOUR)  # d0 fires; reading d1's deadline fails
+        await rt.wait_idle()
+        clock.advance_to(T0 + 26 * HOUR)
+        await rt.wait_idle()
+        assert [b.at for b in breaches(await store.events("c1"))] == [T0 + 26 * HOUR]
+        assert not [e for e in await store.events("d1") if type(e) is TimerFired]
+        failing = False
+        clock.advance_to(T0 + 26 * HOUR + 1)
+        await rt.wait_idle()
+        fired = [e.at for e in await store.events("d1") if type(e) is TimerFired]
+        assert fired == [T0 + 26 * HOUR + 1], fired
