@@ -236,7 +236,8 @@ def cycle_times(phases: Iterable[Phase], slo_hours_of: HoursOf, now: float,
 # ------------------------------------------------------------------ approvers
 def approvers(observations: Iterable[Observation], now: float, *,
               role_of_person: RoleOfPerson | None = None) -> list[ApproverStats]:
-    """People only (items with a `by` and a role), most completions first.
+    """People only (items with a `by` and a role, or by someone `role_of_person`
+    knows), most completions first.
 
     A person's `role` is their own (`role_of_person`, from roles.yaml) if given -- and
     then only the people it knows count, not a timer that timed an item out -- else
@@ -251,11 +252,19 @@ def approvers(observations: Iterable[Observation], now: float, *,
     still: dict[str, list[float]] = defaultdict(list)
     for o in observations:
         who = o.by
-        if who is None or o.role is None:
+        if who is None:
             continue
-        if role_of_person is not None and role_of_person(who) is None:
-            continue  # a timer or a system completed it: not a person of the directory
-        roles[who][o.role] += 1
+        role = o.role
+        if role_of_person is not None:
+            own = role_of_person(who)
+            if own is None:
+                continue  # a timer or a system completed it: not a person of the directory
+            # Imported history names who did the work but not the role it was offered
+            # to: one of the directory's people is an approver all the same.
+            role = role or own
+        elif role is None:
+            continue
+        roles[who][role] += 1
         if o.closed_at is None:
             still[who].append((now - o.dispatched_at) / _HOUR)
         elif o.outcome == "completed":

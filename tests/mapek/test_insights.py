@@ -164,6 +164,10 @@ def test_approvers_response_times_per_person() -> None:
     timed_out = [*obs, item("t", "CustomerSignature", "timer", 0, 9, role="sdr")]
     assert [a.person for a in approvers(timed_out, T0 + 10 * H,
                                         role_of_person=directory.get)] == ["marcus", "james"]
+    # Imported history has no role: a person of the directory is counted all the same.
+    imported = [*obs, item("i", "SendToFinance", "james", 0, 6, role=None)]
+    james = approvers(imported, T0 + 10 * H, role_of_person=directory.get)[1]
+    assert (james.person, james.completed, james.tasks) == ("james", 2, {"SendToFinance": 2})
 
 
 @given(st.lists(st.tuples(st.sampled_from(["p", "q", "r"]), st.floats(0, 50),
