@@ -83,6 +83,8 @@ Notify = Callable[[Case, list[Any]], list[Notice]]
 # Work items' timers held in memory at most (see the module's docstring). 1,000 of
 # them cost ~0.3 MB; a read of the next ones, a few ms.
 TIMER_WINDOW = 1_000
+# Incidents listed again at a restart with their reason read from the log, at most.
+RECOVER_REASONS = 1_000
 # Marks a timer held again after its firing failed (see _timer_loop): not the window's.
 _AGAIN = "again"
 
@@ -232,16 +234,25 @@ class Runtime:
         """After a restart: re-arm pending timers, resume automatic work items."""
         await self._read_timers(None)
         items = await self.store.open_items()
+        failed = 0
         for it in items:
             if it.state != "failed":
                 # An action whose callback is awaited was handed over: not run again.
                 if it.kind == "automatic" and not (it.assignee or "").startswith(AWAITING):
                     self._spawn_action(it.case_id, it.item)
-            else:  # still waiting for someone to retry it: list it again
-                self.incidents.append(Incident(
-                    it.case_id, it.item, it.task, "", 0,
-                    "failed before the last restart (the case history has the reason)",
-                    it.enabled_at))
+                continue
+            # Still waiting for someone to retry it: listed again, with the reason and
+            # the time its case's log gives (the first RECOVER_REASONS of them: a log
+            # read each; beyond that the history has them).
+            reason, at = "failed before the last restart (the case history has the " \
+                "reason)", it.enabled_at
+            if failed < RECOVER_REASONS:
+                for e in reversed(await self.store.events(it.case_id)):
+                    if type(e) is WorkItemFailed and e.item == it.item:
+                        reason, at = e.reason, e.at
+                        break
+            failed += 1
+            self.incidents.append(Incident(it.case_id, it.item, it.task, "", 0, reason, at))
         if self.slas is not None:  # deadlines are derived, not stored: enabled + target
             phases = await self.store.open_phases()
             wf_of = {cid: wf for cid, wf, _ in phases}

@@ -133,9 +133,12 @@ async def test_a_timed_out_approval_is_an_incident_until_retried(db: str) -> Non
         await rt.wait_idle()
         (inc,) = rt.incidents
         assert (inc.case_id, inc.task, inc.at) == ("d1", "SendToSalesManager", 1000.0 + DAY)
+        before = inc
     async with running(db, clock, [DEAL], placeholder_actions()) as (_, rt):
         (inc,) = rt.incidents
         assert (inc.case_id, inc.task) == ("d1", "SendToSalesManager")
+        # ... with the reason and the time its log gives, not the item's enabling
+        assert (inc.error, inc.at) == (before.error, before.at) == ("timed out", 1000.0 + DAY)
         # Finance may retry incidents but not approve for a sales manager: the retried
         # approval goes back to the role, not into the retrier's hands (an audit found
         # it held by them, refused to everyone else, until it failed again).
