@@ -86,7 +86,7 @@ from adapters.sqlite_writer import (
     passive_checkpoint,
     restart_checkpoint,
 )
-from adapters.sqlite_writer_process import Rounds, WriterProcess
+from adapters.sqlite_writer_process import WRITER_STALL_S, Rounds, WriterProcess
 from engine.events import Event
 
 log = logging.getLogger(__name__)
@@ -323,10 +323,17 @@ class SQLiteStore:
         return conn
 
     async def ping(self) -> bool:
-        """Ready: the writer is alive and the database answers."""
+        """Ready: the writer is alive and answering, and the database answers."""
         if self.failed is not None or self._reader is None:
             return False
+        if self.writer_stalled_for() > WRITER_STALL_S:
+            return False
         return await self._all("SELECT 1") == [(1,)]
+
+    def writer_stalled_for(self) -> float:
+        """Seconds the writer process has held rounds without answering (0: none, or
+        the thread writer)."""
+        return self._child.stalled_for() if self._child is not None else 0.0
 
     # -------------------------------------------------------------------- appends
     async def append(self, batch: Append) -> None:

@@ -29,6 +29,7 @@ import pathlib
 import signal
 import sqlite3
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -52,6 +53,10 @@ COHORT_MIN = 16
 PIPE_BYTES = 1 << 20
 # How long `stop` waits for the writer process to finish and go.
 WRITER_EXIT_S = 30.0
+# Rounds in the child and no answer for this long (a stopped or hung process, a disk
+# that does not return; another process's write lock is waited for 10 s at most): the
+# store says it is not ready (SQLiteStore.ping), though nothing has failed yet.
+WRITER_STALL_S = 30.0
 _ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -138,6 +143,7 @@ class WriterProcess:
         self.answered = deque([0] * IN_FLIGHT_MAX, maxlen=IN_FLIGHT_MAX)
         self.flush_due = False
         self.closing = False
+        self.progress_at = 0.0  # monotonic: the child's last answer, or a round into none
         self.cpu: tuple[float, float] | None = None  # its last word: (user, system) s
 
     async def start(self) -> None:
@@ -236,8 +242,14 @@ class WriterProcess:
             rnd.finish()
             return
         assert self.pipe is not None
+        if not self.sent:
+            self.progress_at = time.monotonic()
         self.sent.append(rnd)
         self.pipe.writelines((len(body).to_bytes(4, "big"), body))
+
+    def stalled_for(self) -> float:
+        """Seconds the child has held rounds without answering one (0: none held)."""
+        return time.monotonic() - self.progress_at if self.sent else 0.0
 
     def flush(self) -> None:
         # Called at the end of the tick in which a round got its first append: send it
@@ -257,6 +269,7 @@ class WriterProcess:
             if not self.sent:  # failed meanwhile: its senders have heard already
                 return
             rnd = self.sent.popleft()
+            self.progress_at = time.monotonic()
             if kind == wire.WRITTEN:
                 self.rounds.written(rnd, msg[1], msg[2])
             else:

@@ -36,7 +36,10 @@ async def ready(request: Request) -> Response:
         return respond(Health("unavailable", {"store": repr(exc)}), 503)
     failed = getattr(c.store, "failed", None)
     if not ok:
-        return respond(Health("unavailable", {"store": f"cannot write: {failed!r}"}), 503)
+        stalled = getattr(c.store, "writer_stalled_for", lambda: 0.0)()
+        why = (f"cannot write: {failed!r}" if failed is not None or not stalled else
+               f"the writer has answered nothing for {stalled:.0f} s")
+        return respond(Health("unavailable", {"store": why}), 503)
     return respond(Health("ok", {"store": "ok", "mode": c.mode,
                                  "workflows": str(len(c.runtime.workflows()))}))
 

@@ -5,6 +5,7 @@ serves with `--writer thread`, with every acknowledged step there."""
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 import signal
@@ -12,9 +13,10 @@ import subprocess
 import sys
 import time
 
+import anyio
 import httpx
 import pytest
-from http_kit import ROOT, Server, ServerFailed, poll
+from http_kit import ROOT, Server, ServerFailed, in_process, poll
 
 from adapters.sqlite_store import WRITER_ENV
 
@@ -215,3 +217,29 @@ def test_a_killed_writer_is_said_in_the_log_refused_at_once_and_a_restart_recove
         assert r.status_code == 200, r.text
     finally:
         srv.stop()
+
+
+@pytest.mark.anyio
+async def test_readiness_says_when_the_writer_answers_nothing(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped writer (or a disk that does not return) fails nothing, so only the
+    time it has held rounds unanswered tells: readiness turns 503 and says it."""
+    monkeypatch.setattr("adapters.sqlite_store.WRITER_STALL_S", 0.3)
+    async with in_process(tmp_path, writer="process") as api:
+        assert (await api.get("/health/ready")).status_code == 200
+        child = writer_of(os.getpid())
+        assert child is not None
+        os.kill(child, signal.SIGSTOP)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(functools.partial(
+                    api.post, f"{API}/workflows/deal-approval-gate/cases",
+                    json={"case_id": "d1", "data": DEAL}))
+                await anyio.sleep(0.6)
+                r = await api.get("/health/ready")
+                assert r.status_code == 503, r.text
+                assert "answered nothing" in r.json()["checks"]["store"], r.text
+                os.kill(child, signal.SIGCONT)
+            assert (await api.get("/health/ready")).status_code == 200
+        finally:
+            os.kill(child, signal.SIGCONT)

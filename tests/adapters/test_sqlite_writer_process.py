@@ -75,6 +75,32 @@ async def test_a_killed_writer_fails_every_append_and_loses_nothing_acknowledged
             assert replay(await store.events(cid), LOOP).version >= version, cid
 
 
+async def test_a_stopped_writer_makes_the_store_not_ready_until_it_answers_again(
+        db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that holds rounds and answers nothing (stopped, or a disk that does not
+    return) has failed nobody yet, but the store is not ready: a readiness check says
+    so, and says so no more once the writer answers."""
+    from adapters import sqlite_writer_process
+
+    monkeypatch.setattr(sqlite_writer_process, "WRITER_STALL_S", 0.3)
+    monkeypatch.setattr("adapters.sqlite_store.WRITER_STALL_S", 0.3)
+    async with SQLiteStore(db, writer="process") as store:
+        pid = store.writer_pid()
+        assert pid is not None and await store.ping()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            async with anyio.create_task_group() as tg:
+                _, a = new_case("held", LOOP, {})
+                tg.start_soon(store.append, a)
+                await anyio.sleep(0.5)
+                assert store.writer_stalled_for() >= 0.3 and not await store.ping()
+                os.kill(pid, signal.SIGCONT)
+            assert store.writer_stalled_for() == 0.0 and await store.ping()
+            assert replay(await store.events("held"), LOOP).version == a.case.seq
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+
 async def test_closing_the_store_stops_its_writer_after_the_last_round(db: str) -> None:
     async with SQLiteStore(db, writer="process") as store:
         pid = store.writer_pid()
