@@ -95,6 +95,11 @@ def _windowed(entry: list[Any]) -> bool:
     return len(entry) == 4 and entry[2] is not None and type(entry[3]) is int
 
 
+def _key(entry: list[Any]) -> TimerKey:
+    """A windowed heap entry's place in the store's order (TimerRow.key)."""
+    return (entry[0], entry[2], entry[3])
+
+
 class CaseNotFound(EngineError):
     code = 2003
     kind = "not_found"
@@ -528,10 +533,9 @@ class Runtime:
         """Keep the earliest `timer_window` work-item timers in the heap; the later ones
         wait in the store, read again once these have fired."""
         timers = self._timers
-        held = sorted((e for e in timers if _windowed(e)), key=lambda e: (e[0], e[2], e[3]))
+        held = sorted((e for e in timers if _windowed(e)), key=_key)
         keep = held[:self.timer_window]
-        last = keep[-1]
-        read_to: TimerKey = (last[0], last[2], last[3])
+        read_to = _key(keep[-1])
         timers[:] = [e for e in timers if not _windowed(e)] + keep
         heapq.heapify(timers)
         self.timers_held = len(keep)

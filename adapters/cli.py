@@ -159,7 +159,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from adapters.http.app import check_config
     from adapters.http.context import LOOPBACK_NAMES
     from adapters.people import load_tokens
-    from adapters.sqlite_store import WRITER_ENV
+    from adapters.sqlite_store import deployed_writer
 
     tokens = args.tokens or os.environ.get("CASELOOP_TOKENS")
     if tokens:
@@ -205,7 +205,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         # process answers a quarter to a third more completions/s over
                         # HTTP (bench/README, "A new machine"); the library's default
                         # stays the thread (one command at a time it is quicker).
-                        writer=args.writer or os.environ.get(WRITER_ENV) or "process",
+                        writer=args.writer or deployed_writer("process"),
                         channels=args.channels or os.environ.get("CASELOOP_CHANNELS"),
                         bench_route=args.bench_route,
                         virtual_clock=start.timestamp() if start else None)
@@ -245,26 +245,29 @@ def serve_lock(db: str) -> io.FileIO:
     except OSError as exc:
         raise CommandFailed(f"--db {db}: cannot open {path}: {exc.strerror or exc}"
                             ) from None
-    try:
-        for attempt in range(3):  # `caseloop import` looks at the lock for a moment
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if attempt == 2:
-                    raise
+    for attempt in range(3):  # `caseloop import` looks at the lock for a moment
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt < 2:
                 time.sleep(0.05)
-    except BlockingIOError:
-        f.seek(0)
-        pid = f.read().decode(errors="replace").strip() or "?"
-        f.close()
-        raise CommandFailed(
-            f"--db {db}: is already being served (caseloop serve, pid {pid}); two servers "
-            "over one database would both run its timers and automatic work: stop the "
-            "other first") from None
+                continue
+            pid = _pid_in(f)
+            f.close()
+            raise CommandFailed(
+                f"--db {db}: is already being served (caseloop serve, pid {pid}); two "
+                "servers over one database would both run its timers and automatic work: "
+                "stop the other first") from None
     f.truncate(0)
     f.write(f"{os.getpid()}\n".encode())  # for the message above, in the next one
     return f
+
+
+def _pid_in(lock: io.FileIO) -> str:
+    """The pid the server holding `lock` wrote into it ("?" if none yet)."""
+    lock.seek(0)
+    return lock.read().decode(errors="replace").strip() or "?"
 
 
 def _serve_lock_path(db: str) -> str:
@@ -284,7 +287,7 @@ def served_by(db: str) -> str | None:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return f.read().decode(errors="replace").strip() or "?"
+            return _pid_in(f)
         fcntl.flock(f.fileno(), fcntl.LOCK_UN)
         return None
 

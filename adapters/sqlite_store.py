@@ -119,6 +119,12 @@ INLINE_MAX = 16
 WRITER_ENV = "CASELOOP_STORE_WRITER"
 
 
+def deployed_writer(default: WriterMode) -> WriterMode:
+    """The writer a deployment chose (WRITER_ENV; a whole test run's too), else
+    `default`: the thread for the library, the process for `caseloop serve`."""
+    return os.environ.get(WRITER_ENV) or default  # type: ignore[return-value]
+
+
 def _array_header(n: int) -> bytes:
     """msgpack's header of an array of n items (array 32: any batch size)."""
     return b"\xdd" + n.to_bytes(4, "big")
@@ -198,8 +204,8 @@ class SQLiteStore:
                  writer: WriterMode | None = None) -> None:
         self.path = path
         self.durability = durability
-        if writer is None:  # the deployment's choice (and a whole test run's)
-            writer = os.environ.get(WRITER_ENV) or "thread"  # type: ignore[assignment]
+        if writer is None:
+            writer = deployed_writer("thread")
         if writer not in ("thread", "process"):
             raise ValueError(f"writer must be 'thread' or 'process', not {writer!r}")
         self.writer = writer

@@ -215,7 +215,7 @@ def _analyze_in_worker(packed: bytes, now: float, default_zone: str,
                           default_zone, h.attributes)
 
 
-def _interrupted(exc: KeyboardInterrupt) -> RuntimeError:
+def _interrupted() -> RuntimeError:
     # A worker interrupted before it could ignore Ctrl-C (while starting): a failed
     # cycle or analysis, not the server's own interrupt.
     return RuntimeError("the MAPE-K worker process was interrupted (SIGINT)")
@@ -234,7 +234,7 @@ async def plan_elsewhere(closed: list[Observation], still_open: list[Observation
             _plan_in_worker, packed, now, timing, plan, default_zone, twin,
             cancellable=True, limiter=worker)
     except KeyboardInterrupt as exc:
-        raise _interrupted(exc) from exc
+        raise _interrupted() from exc
 
 
 async def analyze_elsewhere(observations: list[Observation], now: float, ask: Ask,
@@ -247,4 +247,4 @@ async def analyze_elsewhere(observations: list[Observation], now: float, ask: As
             _analyze_in_worker, packed, now, default_zone, cancellable=True,
             limiter=worker)
     except KeyboardInterrupt as exc:
-        raise _interrupted(exc) from exc
+        raise _interrupted() from exc

@@ -189,12 +189,10 @@ def test_a_killed_writer_is_said_in_the_log_refused_at_once_and_a_restart_recove
     srv = Server(tmp_path)
     srv.start()
     try:
-        assert srv.proc is not None
         r = httpx.post(f"{srv.url}{API}/workflows/deal-approval-gate/cases",
                        json={"case_id": "d1", "data": DEAL}, timeout=10)
         assert r.status_code == 201, r.text
-        child = writer_of(srv.proc.pid)
-        assert child is not None, "no writer process beside the server"
+        child = writer_beside(srv)
         os.kill(child, signal.SIGKILL)
         poll(lambda: httpx.get(srv.url + "/health/ready", timeout=10).status_code,
              lambda code: code == 503)

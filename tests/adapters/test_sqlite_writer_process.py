@@ -80,10 +80,7 @@ async def test_a_stopped_writer_makes_the_store_not_ready_until_it_answers_again
     """A writer that holds rounds and answers nothing (stopped, or a disk that does not
     return) has failed nobody yet, but the store is not ready: a readiness check says
     so, and says so no more once the writer answers."""
-    from adapters import sqlite_writer_process
-
-    monkeypatch.setattr(sqlite_writer_process, "WRITER_STALL_S", 0.3)
-    monkeypatch.setattr("adapters.sqlite_store.WRITER_STALL_S", 0.3)
+    monkeypatch.setattr("adapters.sqlite_store.WRITER_STALL_S", 0.3)  # ping's bound
     async with SQLiteStore(db, writer="process") as store:
         pid = store.writer_pid()
         assert pid is not None and await store.ping()
