@@ -53,7 +53,7 @@ import os
 import sqlite3
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -111,6 +111,38 @@ _TAIL = ("SELECT count(*), json_group_array(pos), json_group_array(case_id),"
 _TAIL_ROWS = "SELECT pos, case_id, body FROM events WHERE pos > ? ORDER BY pos LIMIT ?"
 _ints = msgspec.json.Decoder(list[int]).decode
 _strs = msgspec.json.Decoder(list[str]).decode
+
+
+Encoded = tuple[list[int], list[str], bytes]  # SQLiteStore.read_encoded's batch
+
+
+def _tailed(row: Any) -> Encoded | None:
+    """A batch from _TAIL's one row (None: read it with _TAIL_ROWS instead)."""
+    if row is None:
+        return None
+    n, positions, case_ids, bodies = row
+    if n == 0:
+        return [], [], _array_header(0)
+    pos: list[int] = _ints(positions)
+    if pos != sorted(pos):  # the aggregates saw the rows out of order
+        return None
+    return pos, _strs(case_ids), _array_header(n) + bodies
+
+
+def _tailed_rows(rows: Iterable[Any]) -> Encoded:
+    rows = list(rows)
+    return ([p for p, _, _ in rows], [c for _, c, _ in rows],
+            _array_header(len(rows)) + b"".join(b for _, _, b in rows))
+
+
+def read_encoded_from(db: sqlite3.Connection, after_pos: int, limit: int) -> Encoded:
+    """`SQLiteStore.read_encoded` on a connection of one's own (a process tailing the
+    log: adapters.monitor_tail)."""
+    try:
+        row = db.execute(_TAIL, (after_pos, limit)).fetchone()
+    except sqlite3.DataError:
+        row = None
+    return _tailed(row) or _tailed_rows(db.execute(_TAIL_ROWS, (after_pos, limit)))
 
 
 # Rounds of at most this many appends are written on the event loop (see _inline).
@@ -564,19 +596,11 @@ class SQLiteStore:
         bench/durable.py it spent 4.7-6.0 CPU-us per completion that way, 2.0-2.7 so."""
         assert self._reader is not None
         try:
-            ((n, positions, case_ids, bodies),) = await self._reader.execute_fetchall(
-                _TAIL, (after_pos, limit))
+            (row,) = await self._reader.execute_fetchall(_TAIL, (after_pos, limit))
         except sqlite3.DataError:  # longer than SQLite lets one value be: row by row
-            n = -1
-        if n == 0:
-            return [], [], _array_header(0)
-        if n > 0:
-            pos: list[int] = _ints(positions)
-            if pos == sorted(pos):  # else the aggregates saw the rows out of order
-                return pos, _strs(case_ids), _array_header(n) + bodies
-        rows = await self._reader.execute_fetchall(_TAIL_ROWS, (after_pos, limit))
-        return ([p for p, _, _ in rows], [c for _, c, _ in rows],
-                _array_header(len(rows)) + b"".join(b for _, _, b in rows))
+            row = None
+        return _tailed(row) or _tailed_rows(
+            await self._reader.execute_fetchall(_TAIL_ROWS, (after_pos, limit)))
 
     async def pending_timers(self, after: TimerKey | None = None,
                              limit: int | None = None) -> list[TimerRow]:

@@ -42,11 +42,25 @@ error and memory stays bounded however many items pass, unlike a list of duratio
 In the same spirit as reading on demand, the items closed since the last question
 are folded in (vectorized) when an aggregate is asked for, not one by one as their
 events are read: tailing the log stays as cheap as the fold of the events itself.
+
+Where the fold runs. In a server the event loop's process is the busy one: the commands
+and the store's rounds are all its work, and a Monitor beside them cost it 8-15 % of
+its completions on bench/durable.py at 1,000 concurrent cases -- about as much in
+following (the store keeping its rounds' events alive for the next catch-up, which the
+garbage collector then walks) as in folding. So a server's Monitor is a mirror: another
+process tails the log and folds it (`Tail`: adapters.monitor_tail, a Monitor made
+with `hands_over=True`), and `catch_up` takes from it what changed since the last time
+(`Changes`: the items closed, the open ones touched, breaches and their resolutions,
+empty tasks fired, attributes), each piece once; the tail forgets what it handed over
+but its open items. The mirror then holds what a Monitor folding here would hold, in
+the same order. If the tail is lost, the mirror forgets what came from the log and
+folds it here from the start, as a Monitor without a tail does.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -126,6 +140,18 @@ class FollowedLog(EventLog, Protocol):
     def follow(self, limit: int) -> Following: ...
 
 
+class TailLost(RuntimeError):
+    """The process folding the log for this Monitor is gone (or stopped answering)."""
+
+
+class Tail(Protocol):
+    """Another process folding the log (see the module's docstring): `changes()` folds
+    every append committed before the call, then answers what changed since the last
+    call -- in parts while `more` -- or raises TailLost."""
+
+    async def changes(self) -> Changes: ...
+
+
 # The types the fold tells apart, in the order `_fold` unpacks them: read slim from a
 # log, or the engine's own (handed on live by the store).
 _READ_KINDS = (Completed, Enabled, Created, HandedOn, Fired, Started, Held, Cancelled,
@@ -138,6 +164,7 @@ YIELD_EVERY = 32
 # A catch-up lets the event loop run after folding about this many appends handed on
 # (see catch_up).
 LOOP_TURN_EVERY = 256
+_UNASKED = object()
 # Releases the GIL and lets the OS run a thread that waits for it (os.sched_yield);
 # where there is none, time.sleep(0) releases it too.
 _give_way: Callable[[], object] = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
@@ -179,6 +206,23 @@ class Breach(msgspec.Struct, gc=False):
     target: float
     alert: float
     resolved_at: float | None = None
+
+
+class Changes(msgspec.Struct, array_like=True, gc=False):
+    """What a tail folded since it last handed over, as it goes from its process to the
+    mirror's. Items closed come `limit` at a time (`more`: others follow); the rest
+    comes with the last part, and only the last part moves the mirror's `pos`."""
+
+    pos: int
+    closed: list[Observation]
+    more: bool = False
+    opened: list[Observation] = []  # open items enabled, started or held since
+    breaches: list[Breach] = []
+    # (case, item, when the breach was, resolved at) for breaches handed over before
+    resolved: list[tuple[str, int, float, float]] = []
+    fired: list[tuple[str, str, int]] = []  # (workflow, task, how many more)
+    attributes: dict[str, dict[str, Any]] = {}  # per case, the attributes kept since
+    appends: int = 0  # appends folded into this (the last part counts them)
 
 
 # ------------------------------------------------------------------ local clocks
@@ -259,7 +303,8 @@ class Percentiles(msgspec.Struct, frozen=True):
 class Monitor:
     def __init__(self, log: EventLog, batch: int = 256, *,
                  role_of: RoleOf | None = None,
-                 time_zone_of: TimeZoneOf | None = None, live_limit: int = 20_000) -> None:
+                 time_zone_of: TimeZoneOf | None = None, live_limit: int = 20_000,
+                 tail: Tail | None = None, hands_over: bool = False) -> None:
         self.log = log
         self.role_of = role_of
         self.time_zone_of: TimeZoneOf = time_zone_of or (lambda _person: "UTC")
@@ -287,15 +332,39 @@ class Monitor:
         # Appends folded as handed on by the store, and as read back from the log.
         self.appends_handed_on = 0
         self.appends_read = 0
+        self.appends_tailed = 0  # ... and as folded by the tail (a mirror's)
+        self._handed_at = 0  # (a tail's) pos at the last hand_over
         # At most `live_limit` appends wait to be folded (the store drops older ones,
         # which are then read back): about two seconds of a busy server's commits.
-        follow = getattr(log, "follow", None)
-        self._live: Following | None = follow(live_limit) if follow is not None else None
+        self._live_limit = live_limit
+        self._live: Following | None = None
+        # A mirror of a tail follows nothing itself (unless the tail is lost).
+        self._tail = tail
+        if tail is None:
+            self._follow()
+        # The tail's side (hands_over): the open items enabled, started or held since
+        # the last hand-over, in the order first touched (the mirror's `open` keeps the
+        # order of enabling, as here), and the resolutions of breaches.
+        self._touched: dict[tuple[str, int], None] | None = {} if hands_over else None
+        self._resolutions: list[tuple[str, int, float, float]] | None = (
+            [] if hands_over else None)
+
+    def _follow(self) -> None:
+        follow = getattr(self.log, "follow", None)
+        self._live = follow(self._live_limit) if follow is not None else None
 
     async def catch_up(self) -> None:
         """Fold every append committed since the last call (and those committed while
         it folds, the event loop running between rounds: see below)."""
         async with self._lock:
+            if self._tail is not None:
+                try:
+                    return await self._take_from(self._tail)
+                except TailLost as exc:
+                    print(f"monitor: {exc}; folding the log in this process from the start",
+                          file=sys.stderr, flush=True)
+                    self._tail = None
+                    self._forget_the_log()
             live = self._live
             while True:
                 if live:
@@ -317,18 +386,108 @@ class Monitor:
                 if await self._read_log(self.batch) < self.batch:
                     return
 
+    async def _take_from(self, tail: Tail) -> None:
+        while True:
+            changes = await tail.changes()
+            self._merge(changes)
+            if not changes.more:
+                return
+            await anyio.lowlevel.checkpoint()  # (a few ms a part: commands between)
+
+    def _merge(self, ch: Changes) -> None:
+        """Take a tail's changes in: what its fold did there, done here."""
+        open_, role_of = self.open, self.role_of
+        for o in ch.closed:
+            open_.pop((o.case_id, o.item), None)
+        if role_of is not None:  # this process knows the workflows' roles; the tail not
+            roles: dict[tuple[str, str], str | None] = {}
+            for pool in (ch.closed, ch.opened):
+                for o in pool:
+                    key = (o.workflow_id, o.task)
+                    role = roles.get(key, _UNASKED)
+                    if role is _UNASKED:
+                        role = roles[key] = role_of(*key)
+                    o.role = role  # type: ignore[assignment]
+        self.closed.extend(ch.closed)
+        for o in ch.opened:
+            open_[(o.case_id, o.item)] = o
+        open_breach = self._open_breach
+        for case_id, item, at, resolved_at in ch.resolved:
+            b = open_breach.get((case_id, item))
+            if b is not None and b.at == at:  # (not a later breach of the same item)
+                b.resolved_at = resolved_at
+                del open_breach[(case_id, item)]
+        for b in ch.breaches:
+            self.breaches.append(b)
+            if b.resolved_at is None:
+                open_breach[(b.case_id, b.item)] = b
+            else:
+                open_breach.pop((b.case_id, b.item), None)
+        for workflow_id, task, n in ch.fired:
+            self.fired[(workflow_id, task)] += n
+        for case_id, kept in ch.attributes.items():
+            mine = self.attributes.get(case_id)
+            if mine is None:
+                self.attributes[case_id] = kept
+            else:
+                mine.update(kept)
+        self.appends_tailed += ch.appends
+        if not ch.more:
+            self.pos = ch.pos
+
+    def hand_over(self, limit: int) -> Changes:
+        """The tail's side (a Monitor made with `hands_over=True`): what changed since
+        the last call, forgotten here once handed over, but for the open items, the
+        breaches still open and the cases' workflows, which later events need."""
+        assert self._touched is not None and self._resolutions is not None
+        closed = self.closed
+        if len(closed) > limit:
+            part = closed[:limit]
+            del closed[:limit]
+            return Changes(self.pos, part, more=True)
+        open_ = self.open
+        opened = [o for key in self._touched if (o := open_.get(key)) is not None]
+        changes = Changes(self.pos, closed, False, opened, self.breaches, self._resolutions,
+                          [(wf, task, n) for (wf, task), n in self.fired.items()],
+                          self.attributes, self.pos - self._handed_at)
+        self.closed, self.breaches, self._resolutions = [], [], []
+        self.fired, self.attributes = Counter(), {}
+        self._touched.clear()
+        self._handed_at = self.pos
+        return changes
+
+    def _forget_the_log(self) -> None:
+        """Drop what came from the log (keeping imported history) and fold it again
+        from the start, following the store from now on."""
+        self.closed[:] = [o for o in self.closed if o.source == "import"]
+        for key in [k for k, o in self.open.items() if o.source != "import"]:
+            del self.open[key]
+        self.breaches.clear()
+        self._open_breach.clear()
+        self.fired.clear()
+        self._workflow.clear()
+        self.tallies.clear()
+        self._folded = 0
+        self.pos = 0
+        self.revision += 1
+        self.forgotten += 1
+        self._follow()
+
     async def _read_log(self, limit: int) -> int:
         """Fold the next `limit` appends read from the log. -> how many there were."""
         read_encoded = getattr(self.log, "read_encoded", None)
         if read_encoded is not None:
-            positions, case_ids, events = await read_encoded(self.pos, limit)
-            self._fold(zip(positions, case_ids, decode_appends(events), strict=True))
-            self.appends_read += len(positions)
-            return len(positions)
+            return self.fold_encoded(*await read_encoded(self.pos, limit))
         rows = await self.log.read_events(self.pos, limit)  # the engine's own events
         self._fold(((p, c, evs) for p, c, _first, evs in rows), _LIVE_KINDS)
         self.appends_read += len(rows)
         return len(rows)
+
+    def fold_encoded(self, positions: list[int], case_ids: list[str], events: bytes) -> int:
+        """Fold appends as `EncodedLog.read_encoded` gives them. -> how many."""
+        self._fold(zip(positions, case_ids, decode_appends(events), strict=True))
+        self.appends_read += len(positions)
+        return len(positions)
 
     def _fold_live(self, live: Following, enough: int | None = None, *,
                    across_gap: bool = False) -> None:
@@ -367,6 +526,7 @@ class Monitor:
          Started, Held, Cancelled, Breached, Resolved) = kinds
         live = kinds is _LIVE_KINDS  # data maps are dicts, not `Kept`
         disjoint, fired = _KEPT.isdisjoint, self.fired
+        touched, resolutions = self._touched, self._resolutions  # (a tail's: hand_over)
         done = self.pos
         # Every YIELD_EVERY appends the fold gives the GIL away for a moment. The
         # store's writer thread binds its rows one by one, taking the GIL back for each;
@@ -401,10 +561,12 @@ class Monitor:
                     elif t is Enabled:
                         if e.parent < 0:
                             wf = workflow.get(case_id, "")
-                            o = open_[(case_id, e.item)] = Observation(case_id, wf, e.task,
-                                                                       e.item, e.at)
+                            key = (case_id, e.item)
+                            o = open_[key] = Observation(case_id, wf, e.task, e.item, e.at)
                             if role_of is not None:
                                 o.role = role_of(wf, e.task)
+                            if touched is not None:
+                                touched[key] = None
                     elif t is Created or t is HandedOn:
                         workflow[case_id] = e.workflow_id
                         data = e.data if t is Created else e.defaults
@@ -417,10 +579,14 @@ class Monitor:
                         o = open_.get((case_id, e.item))
                         if o is not None:
                             o.started_at, o.by = e.at, e.by
+                            if touched is not None:
+                                touched[(case_id, e.item)] = None
                     elif t is Held:
                         o = open_.get((case_id, e.item))
                         if o is not None:
                             o.held_until = e.until
+                            if touched is not None:
+                                touched[(case_id, e.item)] = None
                     elif t is Cancelled:
                         o = open_.pop((case_id, e.item), None)
                         if o is not None:
@@ -436,6 +602,8 @@ class Monitor:
                         b = self._open_breach.pop((case_id, e.item), None)
                         if b is not None:
                             b.resolved_at = e.at
+                            if resolutions is not None:
+                                resolutions.append((case_id, e.item, b.at, e.at))
                 done = pos
         finally:
             self.pos = done

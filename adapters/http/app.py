@@ -26,6 +26,7 @@ from adapters.clock import SystemClock
 from adapters.history import absorb_imported
 from adapters.intake import start_intake
 from adapters.integrations import load_integrations, register_integrations
+from adapters.monitor_tail import monitor_tail, tails
 from adapters.outbox import Outbox
 from adapters.people import Directory, load_directory, load_tokens
 from adapters.registry import Registry, workflow_files
@@ -73,6 +74,10 @@ class Settings:
     tokens: str | None = None  # tokens file; none: open mode (missing or empty: refused)
     durability: str = "normal"
     writer: str | None = None  # the store's writer: thread | process (None: its default)
+    # Where the Monitor folds the log: "process", a tail process of its own beside the
+    # server (adapters.monitor_tail; a database in memory cannot be tailed: "loop"), or
+    # "loop", in the server's event loop.
+    monitor: str = "process"
     bench_route: bool = False  # mount POST /bench/bare (bench/http.py only)
     virtual_clock: float | None = None  # start time of a virtual clock (else the system's)
     mapek: LoopSettings = field(default_factory=LoopSettings)
@@ -237,7 +242,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                              "(caseloop token create USER --tokens FILE)")
         channels = _channels(s)
         async with SQLiteStore(s.db, durability=s.durability,  # type: ignore[arg-type]
-                               writer=s.writer) as store:  # type: ignore[arg-type]
+                               writer=s.writer) as store, (  # type: ignore[arg-type]
+                contextlib.AsyncExitStack()) as stack:
             clock = (SystemClock() if s.virtual_clock is None
                      else VirtualClock(s.virtual_clock))
             # The MAPE-K loop's policies, as they were: the runtime consults them for
@@ -261,8 +267,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 tg.start_soon(worker.run)
                 intake = await start_intake(store, rt, _config(s, "icp", "icp.yaml"))
                 zone_of = _time_zone_of(directory)
+                tail = (await stack.enter_async_context(monitor_tail(s.db))
+                        if s.monitor == "process" and tails(s.db) else None)
                 monitor = Monitor(store, role_of=_role_of(rt),
-                                  time_zone_of=lambda p: zone_of(p) or "UTC")
+                                  time_zone_of=lambda p: zone_of(p) or "UTC", tail=tail)
                 await absorb_imported(monitor, store)  # history imported before this start
                 tg.start_soon(_follow, monitor)
                 loop = MapeK(monitor, KnowledgeStore(store), policies, twin=run_task_twin,

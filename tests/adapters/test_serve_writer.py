@@ -25,13 +25,13 @@ DEAL = {"deal_name": "TechCorp", "customer_name": "TechCorp", "deal_acv": 120000
         "discount_percent": 0}
 
 
-def writer_of(pid: int) -> int | None:
-    """The pid of `pid`'s child running the store's writer, if any (Linux /proc)."""
+def writer_of(pid: int, module: bytes = b"sqlite_writer") -> int | None:
+    """The pid of `pid`'s child running the store's writer (or another `module`), if
+    any (Linux /proc)."""
     for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_bytes().rsplit(b")", 1)[1].split()
-            if int(fields[1]) == pid and b"sqlite_writer" in (stat.parent / "cmdline"
-                                                               ).read_bytes():
+            if int(fields[1]) == pid and module in (stat.parent / "cmdline").read_bytes():
                 return int(stat.parent.name)
         except (OSError, ValueError, IndexError):
             continue
@@ -104,8 +104,13 @@ def test_a_sigterm_to_the_whole_group_leaves_the_writer_to_the_servers_stop(
     srv.start()
     try:
         child = writer_beside(srv)
+        assert srv.proc is not None
+        tail = writer_of(srv.proc.pid, b"adapters.monitor_tail")
+        assert tail is not None, "no monitor tail beside the server"
         os.kill(child, signal.SIGTERM)  # the group's signal, as it reaches the writer
+        os.kill(tail, signal.SIGTERM)  # ... and the monitor's tail
         assert not gone(child, within=1.0), "the writer went at SIGTERM, mid-service"
+        assert not gone(tail, within=0.1), "the monitor's tail went at SIGTERM"
         # What the server still does before its own stop reaches the writer: written.
         r = httpx.post(f"{srv.url}{API}/workflows/deal-approval-gate/cases",
                        json={"case_id": "d1", "data": DEAL}, timeout=10)
@@ -116,6 +121,7 @@ def test_a_sigterm_to_the_whole_group_leaves_the_writer_to_the_servers_stop(
         srv.stderr
     assert "StoreUnavailable" not in srv.stderr, srv.stderr
     assert gone(child), "the writer process outlived the server"
+    assert gone(tail), "the monitor's tail outlived the server"
     srv.start()
     try:
         case = httpx.get(f"{srv.url}{API}/cases/d1", timeout=10)

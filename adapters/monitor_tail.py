@@ -1,0 +1,204 @@
+"""The Monitor's fold in a process of its own, tailing the SQLite log.
+
+Why. A server's event loop process is the one that runs out of CPU first: a Monitor
+folding beside the commands costs it about a tenth of its completions (mapek.monitor,
+"Where the fold runs"). The child here reads the log on its own read-only connection
+-- WAL: readers never wait for the writer, nor it for them -- and folds it into a
+Monitor of its own (`hands_over=True`), on the other core. The server's Monitor mirrors
+it (`Monitor(tail=...)`): each `catch_up` asks for what changed and merges it.
+
+Protocol, over the child's stdin and stdout. The parent writes one byte, "what
+changed?"; the child folds every append committed until then (a request after the
+last part of an answer; the parts of one answer come without folding more between
+them), and answers one frame: four bytes of length (big-endian), then
+`mapek.monitor.Changes` in msgpack. Between requests it folds what has been committed
+every POLL_S, a few thousand appends at a time, so that an answer is mostly ready.
+
+Lifetime. The child ignores SIGINT and SIGTERM (a terminal's Ctrl-C and a service
+manager's stop reach the whole process group; the server, stopping, closes the pipe)
+and exits on EOF on its stdin -- our close, or this process's death -- so it never
+outlives its parent. A child that dies, or does not answer within ANSWER_S, is
+`TailLost`: the mirror then folds the log itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import anyio
+import msgspec
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from adapters.sqlite_store import read_encoded_from
+from mapek.monitor import Changes, Monitor, TailLost
+
+# Appends read per statement (as the Monitor reads them: see Monitor.batch).
+BATCH = 256
+# Closed items per part of an answer: decoded in ~5 ms on the event loop.
+PART = 4096
+# Between requests: how often the child looks for new appends, and how many it folds
+# before it looks for a request again.
+POLL_S = 0.1
+FOLD_TURN = 16 * BATCH
+# An answer takes this long at most (the child's first fold of a long log included:
+# a year's 1.25M events fold in about 10 s).
+ANSWER_S = 120.0
+# How long closing waits for the child to go before it is killed.
+EXIT_S = 5.0
+_ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
+_changes = msgspec.msgpack.Decoder(Changes).decode
+# The child's start: deaf to the group's signals (see Lifetime) before its imports,
+# which take a few hundred ms (numpy) -- a stop signalled meanwhile is the parent's.
+_CHILD = ("import signal\n"
+          "for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)\n"
+          "import sys\n"
+          "from adapters.monitor_tail import main  # adapters.monitor_tail\n"
+          "sys.exit(main(sys.argv[1:]))\n")
+
+
+# --------------------------------------------------------------------- the parent
+class MonitorTail:
+    """The parent's end: `mapek.monitor.Tail` over the child's pipes."""
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        assert process.stdin is not None and process.stdout is not None
+        self._requests = process.stdin
+        self._answers = BufferedByteReceiveStream(process.stdout)
+
+    async def changes(self) -> Changes:
+        # Shielded: a question abandoned half way would leave its answer in the pipe
+        # for the next one.
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + ANSWER_S
+            try:
+                await self._requests.send(b"?")
+                size = int.from_bytes(await self._answers.receive_exactly(4), "big")
+                answer = await self._answers.receive_exactly(size)
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                    anyio.ClosedResourceError, OSError) as exc:
+                self._kill()
+                raise TailLost(f"the monitor's tail process is gone ({self._how()})"
+                               ) from exc
+        if scope.cancelled_caught:
+            self._kill()
+            raise TailLost(f"the monitor's tail process did not answer in {ANSWER_S:.0f} s")
+        return _changes(answer)
+
+    def _kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+    def _how(self) -> str:
+        code = self.process.returncode
+        if code is None:
+            return "its pipe broke"
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit status {code}"
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError,
+                                     OSError):
+                await self._requests.aclose()  # EOF: the child goes
+            with anyio.move_on_after(EXIT_S):
+                await self.process.wait()
+                return
+            self._kill()
+            await self.process.wait()
+
+
+def tails(path: str) -> bool:
+    """Whether a store at `path` can be tailed by another process: a file."""
+    return bool(path) and path != ":memory:" and not path.startswith("file:")
+
+
+@contextlib.asynccontextmanager
+async def monitor_tail(path: str, part: int = PART) -> AsyncIterator[MonitorTail]:
+    """A tail process on the SQLite database at `path` (whose schema exists), for as
+    long as the block runs; `part` closed items at most per part of an answer."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
+    process = await anyio.open_process(
+        [sys.executable, "-c", _CHILD, path, str(part)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env)
+    tail = MonitorTail(process)
+    try:
+        yield tail
+    finally:
+        await tail.aclose()
+
+
+# ---------------------------------------------------------------------- the child
+def _fold(db: sqlite3.Connection, monitor: Monitor, most: int | None) -> bool:
+    """Fold what the log holds after the monitor's position, at most `most` appends
+    (None: all). -> whether more may be there."""
+    folded = 0
+    while most is None or folded < most:
+        n = monitor.fold_encoded(*read_encoded_from(db, monitor.pos, BATCH))
+        folded += n
+        if n < BATCH:
+            return False
+    return True
+
+
+def _read_request(fd: int) -> bool:
+    """One request byte. -> False at EOF."""
+    return os.read(fd, 1) != b""
+
+
+def _write(fd: int, frame: bytes) -> None:
+    view = memoryview(frame)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def main(argv: list[str]) -> int:
+    path, part = argv[0], int(argv[1])
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    # Answers go on a private copy of stdout; fd 1 becomes stderr, so that a stray
+    # print (a library's warning) can never corrupt a frame.
+    answers = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    uri = pathlib.Path(path).resolve().as_uri() + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10.0,
+                         check_same_thread=False)
+    monitor = Monitor(_NoLog(), hands_over=True)
+    encode = msgspec.msgpack.Encoder().encode
+    requests = sys.stdin.fileno()
+    answering = more = False
+    while True:
+        ready, _, _ = select.select([requests], [], [], 0.0 if more else POLL_S)
+        if not ready:
+            more = _fold(db, monitor, FOLD_TURN)
+            continue
+        if not _read_request(requests):
+            return 0
+        if not answering:
+            _fold(db, monitor, None)
+        changes = monitor.hand_over(part)
+        answering = changes.more
+        body = encode(changes)
+        _write(answers, len(body).to_bytes(4, "big") + body)
+
+
+class _NoLog:
+    """The child's Monitor reads no log of its own: `_fold` feeds it."""
+
+    async def read_events(self, after_pos: int = 0, limit: int = 10_000) -> list[object]:
+        raise AssertionError("the tail folds what main() reads")
+
+
+if __name__ == "__main__":  # (the parent starts _CHILD, which calls main)
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,165 @@
+"""A Monitor mirroring a tail process (adapters.monitor_tail): what the other process
+folds and hands over, merged here, is exactly what reading the log back gives -- the
+same observations in the same order, breaches and their resolutions, empty tasks,
+attributes -- whenever the mirror catches up, in however many parts; a tail that dies
+leaves the mirror folding the log itself, imported history kept; a server runs its
+Monitor this way and leaves no process behind.
+
+The oracle is test_monitor_sightings' FullFold over the engine's events decoded in
+full from the log. Everything runs on real SQLite files and real processes.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+import shutil
+import signal
+import tempfile
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_monitor_live import Writer, appended, bursts, interleaved, oracle
+from test_monitor_sightings import LOG, assert_same, role_of
+
+from adapters.http.app import Settings, create_app
+from adapters.monitor_tail import monitor_tail
+from adapters.sqlite_store import SQLiteStore
+from mapek.monitor import Monitor, Observation
+
+SPECS = pathlib.Path(__file__).resolve().parents[2] / "specs"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(LOG, st.lists(st.integers(1, 40), min_size=1, max_size=8),
+       st.lists(st.booleans(), max_size=8), st.integers(1, 4))
+def test_any_log_mirrored_from_a_tail_folds_as_the_log_read_in_full(
+        log: list[tuple[str, list[Any]]], sizes: list[int], catch_ups: list[bool],
+        part: int) -> None:
+    """Random events of three cases (items held, started, breached, resolved, closed;
+    attributes; hand-overs), the mirror catching up at random moments, answers in
+    parts of 1-4 closed items."""
+    async def run() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(pathlib.Path(tmp) / "s.db")
+            async with SQLiteStore(path) as store, monitor_tail(path, part) as tail:
+                mirror = Monitor(store, role_of=role_of, tail=tail)
+                writer = Writer(store)
+                for i, batch in enumerate(bursts(log, sizes)):
+                    await writer.burst(batch)
+                    if i < len(catch_ups) and catch_ups[i]:
+                        await mirror.catch_up()
+                await mirror.catch_up()
+                full, pos = await oracle(store)
+        assert mirror.pos == pos
+        assert_same(mirror, full)
+        # All of it came from the tail: nothing handed on or read here.
+        assert (mirror.appends_tailed, mirror.appends_handed_on, mirror.appends_read) == (
+            len(log), 0, 0)
+
+    anyio.run(run)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("writer")
+async def test_the_simulated_pipeline_mirrored_from_a_tail_folds_as_read_back(
+        simulated_db: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """Every append of the simulated RevOps pipeline (every workflow, hand-overs, SLA
+    breaches, automatic items), appended again in bursts while the mirror catches up at
+    random moments -- each catch-up sees every append committed before it."""
+    async with SQLiteStore(str(simulated_db)) as src:
+        rows = await src.read_events(0, 10**9)
+    rng = random.Random(11)
+    path = str(tmp_path / "again.db")
+    async with SQLiteStore(path) as store, monitor_tail(path, part=97) as tail:
+        mirror = Monitor(store, role_of=role_of, tail=tail)
+        i = 0
+        while i < len(rows):
+            n = rng.choice((1, 3, 16, 17, 60, 250))
+            async with anyio.create_task_group() as tg:
+                for _pos, case_id, first, events in rows[i:i + n]:
+                    tg.start_soon(store.append, appended(case_id, first, events))
+            i += n
+            if rng.random() < 0.2:
+                await mirror.catch_up()
+                assert mirror.pos == i  # everything committed before it, no more
+        await mirror.catch_up()
+        full, pos = await oracle(store)
+    assert mirror.pos == pos == len(rows) > 1000
+    assert_same(mirror, full)
+
+
+@pytest.mark.anyio
+async def test_a_tail_that_dies_leaves_the_mirror_folding_the_log_itself(
+        tmp_path: pathlib.Path, capfd: pytest.CaptureFixture[str]) -> None:
+    log = interleaved(cases=8, items=5)
+    path = str(tmp_path / "s.db")
+    imported = Observation("old-1", "wf", "Approve", 1, 1.0, closed_at=2.0,
+                           outcome="completed", source="import")
+    async with SQLiteStore(path) as store, monitor_tail(path, part=5) as tail:
+        mirror = Monitor(store, role_of=role_of, tail=tail)
+        mirror.absorb([imported])
+        writer = Writer(store)
+        half = len(log) // 2
+        await writer.burst(log[:half])
+        await mirror.catch_up()
+        assert mirror.appends_tailed == half
+        os.kill(tail.process.pid, signal.SIGKILL)
+        await tail.process.wait()
+        await writer.burst(log[half:])
+        await mirror.catch_up()
+        full, pos = await oracle(store)
+    assert "tail process is gone (killed by SIGKILL)" in capfd.readouterr().err
+    assert mirror.pos == pos == len(log)
+    # What came from the log is folded again here; the import is kept, in front.
+    assert mirror.closed[0] is imported
+    mirror.closed.pop(0)
+    assert_same(mirror, full)
+    assert mirror.appends_handed_on + mirror.appends_read == len(log)
+
+
+def _children(name: str) -> list[int]:
+    """Pids of this process's children whose command line mentions `name`."""
+    me, found = os.getpid(), []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == me and name.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs /proc")
+async def test_a_server_folds_in_its_tail_process_and_stops_it_with_itself(
+        tmp_path: pathlib.Path) -> None:
+    app = create_app(Settings(db=str(tmp_path / "t.db"), specs=str(SPECS)))
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1") as client:
+        assert len(_children("adapters.monitor_tail")) == 1
+        made = await client.post("/api/v1/workflows/deal-approval-gate/cases", json={
+            "case_id": "deal-1", "data": {"deal_name": "TechCorp", "customer_name": "TechCorp",
+                                          "deal_acv": 120000, "discount_percent": 0}})
+        assert made.status_code == 201, made.text
+        monitor = app.state.ctx.monitor
+        await monitor.catch_up()
+        assert monitor.appends_tailed > 0 and monitor.appends_read == 0
+        assert any(o.case_id == "deal-1" for o in monitor.observations())
+    assert _children("adapters.monitor_tail") == []
