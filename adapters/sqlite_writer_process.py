@@ -77,6 +77,16 @@ class Rounds(NamedTuple):
     failed: Callable[[], bool]  # has it failed already
 
 
+def cpu_of(pid: int) -> float | None:
+    """A process's CPU seconds so far (Linux: /proc), None if there is none to read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class _Replies(asyncio.SubprocessProtocol):
     """The child's stdout and its exit."""
 
@@ -212,14 +222,7 @@ class WriterProcess:
     def cpu_now(self) -> float | None:
         """Its CPU seconds so far (Linux: /proc), None if it is not running."""
         pid = self.pid()
-        if pid is None:
-            return None
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None if pid is None else cpu_of(pid)
 
     # ------------------------------------------------------------------ rounds
     def appended(self, waiting: int) -> None:

@@ -45,6 +45,7 @@ One JSON line per level on stdout; a short summary on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import json
@@ -63,6 +64,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from actors import Runtime, VirtualClock, placeholder_actions  # noqa: E402
+from adapters.monitor_tail import monitor_tail  # noqa: E402
 from adapters.sqlite_store import SQLiteStore  # noqa: E402
 from engine import compile_document  # noqa: E402
 from mapek.monitor import Monitor  # noqa: E402
@@ -92,14 +94,15 @@ def _pct(xs: list[float], q: float) -> float:
 async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
                     profile: cProfile.Profile | None = None,
                     monitor: bool = False, every: float = 0.05,
-                    writer: str = "thread") -> dict[str, Any]:
+                    writer: str = "thread", monitor_in: str = "process") -> dict[str, Any]:
     path = str(pathlib.Path(tmp) / f"durable-{concurrency}-{time.monotonic_ns()}.db")
     net = load_net()
     ids = [f"deal_{i:07d}" for i in range(n_cases)]
     acks: list[float] = []  # ack latency of every human completion, seconds
     pc = time.perf_counter
     store = SQLiteStore(path, durability=durability, writer=writer)  # type: ignore[arg-type]
-    async with store, Runtime(store, VirtualClock(0.0), placeholder_actions()) as rt:
+    async with store, Runtime(store, VirtualClock(0.0), placeholder_actions()) as rt, (
+            contextlib.AsyncExitStack()) as stack:
         rt.add_net(net)
         queue = iter(ids)
 
@@ -112,7 +115,12 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
                     await rt.complete(cid, task, "approved", APPROVED, "bench")
                     acks.append(pc() - t)
 
-        watcher = Monitor(store) if monitor else None
+        # As a server runs it: folding in a tail process of its own, or here.
+        tail = (await stack.enter_async_context(monitor_tail(path))
+                if monitor and monitor_in == "process" else None)
+        watcher = Monitor(store, tail=tail) if monitor else None
+        if watcher is not None:  # the tail started (its imports) before the clock does
+            await watcher.catch_up()
         catch_ups = 0
         monitored: dict[str, Any] = {}
 
@@ -128,6 +136,7 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
             profile.enable()
         c0 = time.process_time()  # all threads: the loop's and SQLite's
         w0 = store.writer_cpu_now() or 0.0  # writer="process": the child's
+        m0 = (tail.cpu_now() if tail is not None else None) or 0.0  # the monitor's tail
         t0 = pc()
         async with anyio.create_task_group() as outer:
             if watcher is not None:
@@ -146,6 +155,7 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
         dt = pc() - t0
         cpu = time.process_time() - c0
         wcpu = (store.writer_cpu_now() or 0.0) - w0
+        mcpu = ((tail.cpu_now() if tail is not None else None) or 0.0) - m0
         if watcher is not None:
             monitored = {"monitor_catch_ups": catch_ups,
                          # items seen by the periodic catch-ups; the rest by the last one
@@ -153,7 +163,11 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
                          "monitor_items": len(watcher.open) + len(watcher.closed),
                          # folded as the store handed them on / read back from the log
                          "monitor_appends_handed_on": watcher.appends_handed_on,
-                         "monitor_appends_read": watcher.appends_read}
+                         "monitor_appends_read": watcher.appends_read,
+                         "monitor_appends_tailed": watcher.appends_tailed,
+                         "monitor_in": monitor_in,
+                         "tail_cpu_us_per_completion": round(
+                             mcpu / (len(APPROVALS) * n_cases + n_cases) * 1e6, 1)}
         if profile is not None:
             profile.disable()
         done = 0
@@ -182,7 +196,7 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
         "appends_committed": appends,
         "mean_batch": round(appends / commits, 1),
         "cpu_s": round(cpu, 3),
-        "cpu_us_per_completion": round((cpu + wcpu) / (human + automatic) * 1e6, 1),
+        "cpu_us_per_completion": round((cpu + wcpu + mcpu) / (human + automatic) * 1e6, 1),
         "writer": writer,
         # writer="process": the parent's (event loop) and the child's (SQLite) apart
         "parent_cpu_us_per_completion": round(cpu / (human + automatic) * 1e6, 1),
@@ -243,6 +257,11 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--alternate", action="store_true",
                       help="each repeat runs without and with the monitor (in turns); "
                            "prints the overhead")
+    ap.add_argument("--monitor-in", default="process",
+                    help="where the Monitor folds: process (a tail process of its own, as "
+                         "a server runs it), loop (this process's event loop), or "
+                         "process,loop: with --alternate, each repeat runs without and "
+                         "with each, in turns")
     ap.add_argument("--monitor-every", type=float, default=0.05, metavar="SECONDS",
                     help="the monitor's catch-up period (under valgrind, ~40x slower: 2 keeps "
                          "as many appends per catch-up as 0.05 natively)")
@@ -253,45 +272,55 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--writer: thread, process or thread,process")
     if a.alternate and len(writers) > 1:
         ap.error("--alternate takes one writer")
+    places = [p for p in a.monitor_in.split(",") if p]
+    if not places or any(p not in ("process", "loop") for p in places):
+        ap.error("--monitor-in: process, loop or process,loop")
     if a.smoke:
         levels, a.cases, a.repeat = [1, 10], 20, 1
     prof = cProfile.Profile() if a.profile else None
     with tempfile.TemporaryDirectory(prefix="caseloop-durable-") as tmp:
         for n in levels:
             cases = a.cases or DEFAULT_CASES.get(n, 3000)
-            pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+            pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
+                place: [] for place in places}
             by_writer: dict[str, list[dict[str, Any]]] = {w: [] for w in writers}
             for rep in range(a.repeat):
                 rows = []
-                # Pairs alternate which run goes first: a process that has run more
-                # (heap, caches, the disk's dirty pages) must not always favour one side.
-                order = (False, True) if rep % 2 == 0 else (True, False)
+                # Runs alternate which goes first: a process that has run more (heap,
+                # caches, the disk's dirty pages) must not always favour one side.
+                runs: list[str | None] = ([None, *places] if a.alternate else
+                                          [places[0] if a.monitor else None])
+                turn = rep % len(runs)
+                runs = runs[turn:] + runs[:turn]
                 for writer in (writers if rep % 2 == 0 else writers[::-1]):
-                    for watch in (order if a.alternate else (a.monitor,)):
-                        row = anyio.run(run_level, n, cases, a.durability, tmp, prof, watch,
-                                        a.monitor_every, writer)
+                    for place in runs:
+                        row = anyio.run(run_level, n, cases, a.durability, tmp, prof,
+                                        place is not None, a.monitor_every, writer,
+                                        place or "loop")
                         rows.append(row)
                         by_writer[writer].append(row)
                         print(json.dumps(row), flush=True)
-                        print(summary(row) + (" [monitor]" if watch else ""),
+                        print(summary(row) + (f" [monitor in {place}]" if place else ""),
                               file=sys.stderr, flush=True)
                 if a.alternate:
-                    off, on = sorted(rows, key=lambda r: "monitor_catch_ups" in r)
-                    pairs.append((off, on))
+                    off = next(r for r in rows if "monitor_in" not in r)
+                    for r in rows:
+                        if "monitor_in" in r:
+                            pairs[r["monitor_in"]].append((off, r))
             if len(writers) == 2:  # paired ratios, as below
                 rate = [100 * (y["completions_per_s"] / x["completions_per_s"] - 1)
                         for x, y in zip(*by_writer.values(), strict=True)]
                 print(f"durable N={n:>4}: {writers[1]} vs {writers[0]} writer: "
                       f"{_spread(rate)} completions/s ({len(rate)} pairs)",
                       file=sys.stderr, flush=True)
-            if pairs:  # paired ratios: a pair shares the machine's mood of the moment
+            for place, paired in pairs.items():  # a pair shares the machine's mood
                 rate = [100 * (1 - on["completions_per_s"] / off["completions_per_s"])
-                        for off, on in pairs]
+                        for off, on in paired]
                 cpu = [100 * (on["cpu_us_per_completion"] / off["cpu_us_per_completion"]
-                              - 1) for off, on in pairs]
-                print(f"durable N={n:>4}: monitor overhead {_spread(rate)} completions/s, "
-                      f"{_spread(cpu)} CPU per completion ({len(pairs)} paired runs)",
-                      file=sys.stderr, flush=True)
+                              - 1) for off, on in paired]
+                print(f"durable N={n:>4}: monitor (in {place}) overhead {_spread(rate)} "
+                      f"completions/s, {_spread(cpu)} CPU per completion "
+                      f"({len(paired)} paired runs)", file=sys.stderr, flush=True)
     if prof is not None:
         s = io.StringIO()
         pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(30)

@@ -170,7 +170,7 @@ _UNASKED = object()
 _give_way: Callable[[], object] = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
 
 
-class Observation(msgspec.Struct, gc=False):
+class Observation(msgspec.Struct, array_like=True, gc=False):
     case_id: str
     workflow_id: str
     task: str
