@@ -206,6 +206,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         # HTTP (bench/README, "A new machine"); the library's default
                         # stays the thread (one command at a time it is quicker).
                         writer=args.writer or deployed_writer("process"),
+                        monitor=args.monitor,
                         channels=args.channels or os.environ.get("CASELOOP_CHANNELS"),
                         bench_route=args.bench_route,
                         virtual_clock=start.timestamp() if start else None)
@@ -439,6 +440,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="where the store writes: a process of its own beside the server "
                    "(the default: faster from ~10 concurrent commands on, bench/README) "
                    "or a thread of this process; env CASELOOP_STORE_WRITER")
+    s.add_argument("--monitor", choices=["process", "loop"], default="process",
+                   help="where the MAPE-K Monitor folds the event log: a process of its "
+                   "own (the default: off the event loop, bench/README) or the event loop")
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     s.add_argument("--slos", help="service levels (default: slos.yaml in --specs)")

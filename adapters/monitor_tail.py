@@ -27,7 +27,6 @@ import contextlib
 import gc
 import os
 import pathlib
-import select
 import signal
 import sqlite3
 import subprocess
@@ -43,14 +42,11 @@ from adapters.sqlite_store import read_encoded_from
 from adapters.sqlite_writer_process import cpu_of
 from mapek.monitor import Changes, Monitor, TailLost
 
-# Appends read per statement (as the Monitor reads them: see Monitor.batch).
-BATCH = 256
-# Closed items per part of an answer: decoded in ~5 ms on the event loop.
+# Appends read per statement. (The Monitor in a server's loop reads 256, which its
+# collector takes in its stride; here the collector is lazy: see main.)
+BATCH = 1024
+# Closed items per part of an answer: decoded in ~2 ms on the event loop.
 PART = 4096
-# Between requests: how often the child looks for new appends, and how many it folds
-# before it looks for a request again.
-POLL_S = 0.1
-FOLD_TURN = 16 * BATCH
 # An answer takes this long at most (the child's first fold of a long log included:
 # a year's 1.25M events fold in about 10 s).
 ANSWER_S = 120.0
@@ -90,9 +86,11 @@ class MonitorTail:
                 answer = await self._answers.receive_exactly(size)
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
                     anyio.ClosedResourceError, OSError) as exc:
+                with anyio.move_on_after(1.0):  # its exit status says how it went
+                    await self.process.wait()
+                how = self._how()
                 self._kill()
-                raise TailLost(f"the monitor's tail process is gone ({self._how()})"
-                               ) from exc
+                raise TailLost(f"the monitor's tail process is gone ({how})") from exc
         if scope.cancelled_caught:
             self._kill()
             raise TailLost(f"the monitor's tail process did not answer in {ANSWER_S:.0f} s")
@@ -128,7 +126,7 @@ class MonitorTail:
 
 def tails(path: str) -> bool:
     """Whether a store at `path` can be tailed by another process: a file."""
-    return bool(path) and path != ":memory:" and not path.startswith("file:")
+    return bool(path) and path != ":memory:"
 
 
 @contextlib.asynccontextmanager
@@ -148,21 +146,10 @@ async def monitor_tail(path: str, part: int = PART) -> AsyncIterator[MonitorTail
 
 
 # ---------------------------------------------------------------------- the child
-def _fold(db: sqlite3.Connection, monitor: Monitor, most: int | None) -> bool:
-    """Fold what the log holds after the monitor's position, at most `most` appends
-    (None: all). -> whether more may be there."""
-    folded = 0
-    while most is None or folded < most:
-        n = monitor.fold_encoded(*read_encoded_from(db, monitor.pos, BATCH))
-        folded += n
-        if n < BATCH:
-            return False
-    return True
-
-
-def _read_request(fd: int) -> bool:
-    """One request byte. -> False at EOF."""
-    return os.read(fd, 1) != b""
+def _fold(db: sqlite3.Connection, monitor: Monitor) -> None:
+    """Fold what the log holds after the monitor's position."""
+    while monitor.fold_encoded(*read_encoded_from(db, monitor.pos, BATCH)) == BATCH:
+        pass
 
 
 def _write(fd: int, frame: bytes) -> None:
@@ -201,20 +188,15 @@ def main(argv: list[str]) -> int:
     monitor = Monitor(_NoLog(), hands_over=True)
     encode = msgspec.msgpack.Encoder().encode
     requests = sys.stdin.fileno()
-    answering = more = False
-    while True:
-        ready, _, _ = select.select([requests], [], [], 0.0 if more else POLL_S)
-        if not ready:
-            more = _fold(db, monitor, FOLD_TURN)
-            continue
-        if not _read_request(requests):
-            return 0
+    answering = False
+    while os.read(requests, 1):  # b"": EOF, the parent closed the pipe or died
         if not answering:
-            _fold(db, monitor, None)
+            _fold(db, monitor)
         changes = monitor.hand_over(part)
         answering = changes.more
         body = encode(changes)
         _write(answers, len(body).to_bytes(4, "big") + body)
+    return 0
 
 
 class _NoLog:

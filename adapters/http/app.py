@@ -206,9 +206,10 @@ def _target_of(slas: SlaBook | None) -> Callable[[str, str], float | None]:
     return target
 
 
-# How often the Monitor folds what the store handed on since: often enough that the
-# store's queue of committed appends for it (20 000) never overflows into reading them
-# back from the log, and the metrics it counts stay current.
+# How often the Monitor takes what its tail process folded (or, folding in the loop,
+# folds what the store handed on since: often enough that the store's queue of
+# committed appends for it, 20 000, never overflows into reading them back), so that
+# the metrics it counts stay current and the tail does not hoard what it folded.
 FOLLOW_EVERY = 1.0
 
 
