@@ -47,9 +47,12 @@ from mapek.monitor import Changes, Monitor, TailLost
 BATCH = 1024
 # Closed items per part of an answer: decoded in ~2 ms on the event loop.
 PART = 4096
-# An answer takes this long at most (the child's first fold of a long log included:
-# a year's 1.25M events fold in about 10 s).
-ANSWER_S = 120.0
+# Appends folded per answer at most: a long log (the first answer after a start folds
+# all of it; a year's 1.25M events take ~10 s) comes in parts of a fraction of a second.
+FOLD_MOST = 64 * BATCH
+# A part of an answer takes this long at most (FOLD_MOST appends, at the lowest CPU
+# priority: on a busy machine the fold waits for idle time).
+ANSWER_S = 60.0
 # How long closing waits for the child to go before it is killed.
 EXIT_S = 5.0
 # The child's collector runs every this many allocations (see main).
@@ -130,13 +133,14 @@ def tails(path: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def monitor_tail(path: str, part: int = PART) -> AsyncIterator[MonitorTail]:
+async def monitor_tail(path: str, part: int = PART, batch: int = BATCH,
+                       fold_most: int = FOLD_MOST) -> AsyncIterator[MonitorTail]:
     """A tail process on the SQLite database at `path` (whose schema exists), for as
-    long as the block runs; `part` closed items at most per part of an answer."""
+    long as the block runs (the sizes: see PART, BATCH and FOLD_MOST)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
     process = await anyio.open_process(
-        [sys.executable, "-c", _CHILD, path, str(part)],
+        [sys.executable, "-c", _CHILD, path, str(part), str(batch), str(fold_most)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env)
     tail = MonitorTail(process)
     try:
@@ -146,10 +150,16 @@ async def monitor_tail(path: str, part: int = PART) -> AsyncIterator[MonitorTail
 
 
 # ---------------------------------------------------------------------- the child
-def _fold(db: sqlite3.Connection, monitor: Monitor) -> None:
-    """Fold what the log holds after the monitor's position."""
-    while monitor.fold_encoded(*read_encoded_from(db, monitor.pos, BATCH)) == BATCH:
-        pass
+def _fold(db: sqlite3.Connection, monitor: Monitor, batch: int, most: int) -> bool:
+    """Fold what the log holds after the monitor's position, `most` appends at most,
+    `batch` a statement. -> whether there may be more."""
+    folded = 0
+    while folded < most:
+        n = monitor.fold_encoded(*read_encoded_from(db, monitor.pos, batch))
+        if n < batch:
+            return False
+        folded += n
+    return True
 
 
 def _write(fd: int, frame: bytes) -> None:
@@ -169,7 +179,7 @@ def _yield_the_cpu() -> None:
 
 
 def main(argv: list[str]) -> int:
-    path, part = argv[0], int(argv[1])
+    path, (part, batch, most) = argv[0], map(int, argv[1:])
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     _yield_the_cpu()
@@ -188,12 +198,13 @@ def main(argv: list[str]) -> int:
     monitor = Monitor(_NoLog(), hands_over=True)
     encode = msgspec.msgpack.Encoder().encode
     requests = sys.stdin.fileno()
-    answering = False
+    parts_left = behind = False
     while os.read(requests, 1):  # b"": EOF, the parent closed the pipe or died
-        if not answering:
-            _fold(db, monitor)
+        if not parts_left:
+            behind = _fold(db, monitor, batch, most)
         changes = monitor.hand_over(part)
-        answering = changes.more
+        parts_left = changes.more
+        changes.more = parts_left or behind
         body = encode(changes)
         _write(answers, len(body).to_bytes(4, "big") + body)
     return 0

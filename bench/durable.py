@@ -18,17 +18,24 @@ sensitive than the rate to other work on a shared machine.
 Only deal-approval-gate is registered, so the approved case ends there (no hand-on to
 contract processing). A fresh SQLite file in a temp dir per level; VirtualClock.
 
-With `--monitor` a MAPE-K Monitor follows the store in the same process while the run
-goes on (`catch_up()` every 50 ms, as a dashboard polling it would, folding what the
-store handed on as its rounds committed), and a last `catch_up()` folds the rest
-before the clock stops: all of the cost of observing is inside the timed window, at
-any period. The row gains `monitor_*` fields (`monitor_appends_read`: appends it had
-to read back from the log instead). `--monitor-every 1` is the server's period
-(`adapters.http.app.FOLLOW_EVERY`).
-`--alternate` runs each level with and without it, in turns (the pairs alternate which
-run goes first), and prints the overhead (target: <= 5 % fewer completions/s) as the
+With `--monitor` a MAPE-K Monitor follows the store while the run goes on, as a server
+runs it (`--monitor-in process`, the default): a tail process of its own
+(adapters.monitor_tail) folds the log, and the Monitor here takes what changed from it
+at every `catch_up()`. `--monitor-in loop` folds in this process's event loop instead
+(what the store handed on as its rounds committed). `catch_up()` comes every 50 ms, as
+a dashboard polling it would; `--monitor-every 1` is the server's period
+(`adapters.http.app.FOLLOW_EVERY`). A last `catch_up()` takes the rest before the
+clock stops: all of the cost of observing is inside the timed window, at any period.
+The tail is started (its imports) before the clock. The row gains `monitor_*` fields
+(`monitor_appends_read`: appends read back from the log; `monitor_appends_tailed`:
+folded by the tail) and `tail_cpu_us_per_completion`, which `cpu_us_per_completion`
+includes.
+`--alternate` runs each level without and with it, in turns (the runs rotate which
+goes first), and prints the overhead (target: <= 5 % fewer completions/s) as the
 median of the pairs, with a bootstrap interval of that median, their quartiles and
-range: on a shared machine one pair alone can be off by a quarter.
+range: on a shared machine one pair alone can be off by a quarter. With
+`--monitor-in process,loop` each repeat runs without and with each, and the overhead
+of each is printed.
 
 `--writer thread|process` picks the store's writer (`SQLiteStore(writer=...)`; the
 default is `caseloop serve`'s, the process); `thread,process` runs both in turns per
@@ -38,6 +45,7 @@ parent's plus the child's (/proc), each also apart.
     python bench/durable.py [--concurrency 1,10,100,1000] [--cases N] [--repeat 1]
                             [--durability normal|full] [--writer process] [--profile]
                             [--smoke] [--monitor | --alternate] [--monitor-every 0.05]
+                            [--monitor-in process|loop|process,loop]
 
 One JSON line per level on stdout; a short summary on stderr.
 """
@@ -314,6 +322,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{_spread(rate)} completions/s ({len(rate)} pairs)",
                       file=sys.stderr, flush=True)
             for place, paired in pairs.items():  # a pair shares the machine's mood
+                if not paired:  # (not --alternate)
+                    continue
                 rate = [100 * (1 - on["completions_per_s"] / off["completions_per_s"])
                         for off, on in paired]
                 cpu = [100 * (on["cpu_us_per_completion"] / off["cpu_us_per_completion"]

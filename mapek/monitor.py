@@ -210,8 +210,9 @@ class Breach(msgspec.Struct, gc=False):
 
 class Changes(msgspec.Struct, array_like=True, gc=False):
     """What a tail folded since it last handed over, as it goes from its process to the
-    mirror's. Items closed come `limit` at a time (`more`: others follow); the rest
-    comes with the last part, and only the last part moves the mirror's `pos`."""
+    mirror's, in parts: items closed come `limit` at a time, the rest with the last
+    part. `more`: ask again (parts are left, or the tail has more of the log to fold).
+    `pos`: everything up to there is in the parts handed over so far."""
 
     pos: int
     closed: list[Observation]
@@ -432,8 +433,7 @@ class Monitor:
             else:
                 mine.update(kept)
         self.appends_tailed += ch.appends
-        if not ch.more:
-            self.pos = ch.pos
+        self.pos = ch.pos
 
     def hand_over(self, limit: int) -> Changes:
         """The tail's side (a Monitor made with `hands_over=True`): what changed since
@@ -444,7 +444,7 @@ class Monitor:
         if len(closed) > limit:
             part = closed[:limit]
             del closed[:limit]
-            return Changes(self.pos, part, more=True)
+            return Changes(self._handed_at, part, more=True)
         open_ = self.open
         opened = [o for key in self._touched if (o := open_.get(key)) is not None]
         changes = Changes(self.pos, closed, False, opened, self.breaches, self._resolutions,

@@ -31,3 +31,29 @@ def test_the_benchmark_runs(script: str) -> None:
     assert p.returncode == 0, p.stderr[-3000:]
     rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
     assert rows, f"no JSON rows on stdout:\n{p.stdout[-2000:]}"
+
+
+def test_the_durable_benchmark_observes_with_the_monitor_in_each_place() -> None:
+    """--alternate runs without the Monitor and with it in each place; every append is
+    observed: folded by the tail process, or here (handed on or read back)."""
+    cmd = [sys.executable, str(ROOT / "bench" / "durable.py"), "--smoke", "--alternate",
+           "--monitor-in", "process,loop", "--monitor-every", "0.01"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                       check=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    by_place: dict[str, list[dict]] = {}
+    for row in rows:
+        by_place.setdefault(row.get("monitor_in", "none"), []).append(row)
+    assert sorted(by_place) == ["loop", "none", "process"]
+    assert all(len(r) == 2 for r in by_place.values())  # levels 1 and 10
+    for row in by_place["process"]:
+        assert row["monitor_appends_tailed"] == row["appends_committed"] > 0
+        assert row["monitor_appends_handed_on"] + row["monitor_appends_read"] == 0
+        assert row["tail_cpu_us_per_completion"] > 0
+    for row in by_place["loop"]:
+        assert row["monitor_appends_tailed"] == 0
+        assert (row["monitor_appends_handed_on"] + row["monitor_appends_read"]
+                == row["appends_committed"])
+    assert "monitor (in process) overhead" in p.stderr
+    assert "monitor (in loop) overhead" in p.stderr

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import pathlib
 import random
-import shutil
 import signal
 import tempfile
 from typing import Any
@@ -42,17 +41,20 @@ def anyio_backend() -> str:
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(LOG, st.lists(st.integers(1, 40), min_size=1, max_size=8),
-       st.lists(st.booleans(), max_size=8), st.integers(1, 4))
+       st.lists(st.booleans(), max_size=8), st.integers(1, 4), st.integers(1, 5),
+       st.integers(1, 12))
 def test_any_log_mirrored_from_a_tail_folds_as_the_log_read_in_full(
         log: list[tuple[str, list[Any]]], sizes: list[int], catch_ups: list[bool],
-        part: int) -> None:
+        part: int, per_read: int, fold_most: int) -> None:
     """Random events of three cases (items held, started, breached, resolved, closed;
     attributes; hand-overs), the mirror catching up at random moments, answers in
-    parts of 1-4 closed items."""
+    parts of 1-4 closed items, the tail reading 1-5 appends a statement and folding
+    1-12 an answer."""
     async def run() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = str(pathlib.Path(tmp) / "s.db")
-            async with SQLiteStore(path) as store, monitor_tail(path, part) as tail:
+            async with SQLiteStore(path) as store, monitor_tail(path, part, per_read,
+                                                                 fold_most) as tail:
                 mirror = Monitor(store, role_of=role_of, tail=tail)
                 writer = Writer(store)
                 for i, batch in enumerate(bursts(log, sizes)):
@@ -81,7 +83,8 @@ async def test_the_simulated_pipeline_mirrored_from_a_tail_folds_as_read_back(
         rows = await src.read_events(0, 10**9)
     rng = random.Random(11)
     path = str(tmp_path / "again.db")
-    async with SQLiteStore(path) as store, monitor_tail(path, part=97) as tail:
+    async with SQLiteStore(path) as store, monitor_tail(path, part=97, batch=64,
+                                                         fold_most=500) as tail:
         mirror = Monitor(store, role_of=role_of, tail=tail)
         i = 0
         while i < len(rows):
