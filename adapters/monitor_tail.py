@@ -4,15 +4,18 @@ Why. A server's event loop process is the one that runs out of CPU first: a Moni
 folding beside the commands costs it about a tenth of its completions (mapek.monitor,
 "Where the fold runs"). The child here reads the log on its own read-only connection
 -- WAL: readers never wait for the writer, nor it for them -- and folds it into a
-Monitor of its own (`hands_over=True`), on the other core. The server's Monitor mirrors
-it (`Monitor(tail=...)`): each `catch_up` asks for what changed and merges it.
+Monitor of its own (`hands_over=True`), at the lowest CPU priority (SCHED_IDLE: the
+commands and the store's writer come first). The server's Monitor mirrors it
+(`Monitor(tail=...)`): each `catch_up` asks for what changed and merges it.
 
 Protocol, over the child's stdin and stdout. The parent writes one byte, "what
-changed?"; the child folds every append committed until then (a request after the
-last part of an answer; the parts of one answer come without folding more between
-them), and answers one frame: four bytes of length (big-endian), then
-`mapek.monitor.Changes` in msgpack. Between requests it folds what has been committed
-every POLL_S, a few thousand appends at a time, so that an answer is mostly ready.
+changed?"; the child folds what has been committed since it last folded (FOLD_MOST
+appends at most), then answers one frame: four bytes of length (big-endian), then
+`mapek.monitor.Changes` in msgpack -- PART closed items at most, `more` if parts or
+appends are left, and the parent asks again until there are none. The child folds only
+when asked: folding as the log grew (every 100 ms), woken ten times a second beside
+the commands and the writer, it cost the server's completions more than twice as much
+(bench/README, "The fold in a process of its own").
 
 Lifetime. The child ignores SIGINT and SIGTERM (a terminal's Ctrl-C and a service
 manager's stop reach the whole process group; the server, stopping, closes the pipe)

@@ -196,8 +196,14 @@ def _pointer(msgspec_path: str) -> str:
     return p or "/"
 
 
+# How deep a YAML spec may nest (a real one nests a few levels). PyYAML composes a level
+# in a few Python frames: 1,000 brackets ran into the recursion limit, and whatever the
+# collector finalized meanwhile ran with no stack left to report its own errors.
+NESTING_MAX = 64
+
+
 class _SpecLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing aliases (`*name`).
+    """PyYAML's safe loader, refusing aliases (`*name`) and nesting past NESTING_MAX.
 
     Aliases let a few hundred bytes of YAML expand into gigabytes of nested lists
     ("billion laughs"): a 600-byte spec once became 147 MB of `metadata`, froze the
@@ -217,6 +223,9 @@ class _SpecLoader(yaml.SafeLoader):
         if step is not None:
             self._path.append(step)
         try:
+            if len(self._path) > NESTING_MAX:
+                raise SpecDecodeError("/" + "/".join(self._path[:NESTING_MAX]),
+                                      f"nested deeper than {NESTING_MAX} levels")
             if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
                 mark = event.start_mark

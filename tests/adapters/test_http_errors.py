@@ -10,6 +10,7 @@ only the CLI refusal to serve without tokens on 0.0.0.0 starts a subprocess.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import os
@@ -24,6 +25,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import yaml
 from http_kit import in_process
 
 from adapters.cli import main as cli_main
@@ -407,6 +409,28 @@ async def test_yaml_spec_with_aliases_is_422_located(api: httpx.AsyncClient) -> 
                 b"flows: [{from: start, to: A}, {from: A, to: end}]\n")
     r = await api.post(f"{API}/workflows", content=anchored)  # an anchor alone repeats nothing
     assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("depth", [65, 900])
+async def test_a_yaml_spec_nested_too_deeply_is_422_before_the_recursion_limit(
+        api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, depth: int) -> None:
+    """PyYAML composes a level in a few frames: refused at 64 levels, the parse never
+    comes near the recursion limit (where a finalizer run by the collector would have
+    no stack left for its own errors)."""
+    deepest: list[int] = []
+    real = yaml.composer.Composer.compose_node
+
+    def compose_node(self: Any, parent: Any, index: Any) -> Any:
+        deepest.append(len(inspect.stack(0)))
+        return real(self, parent, index)
+
+    monkeypatch.setattr(yaml.composer.Composer, "compose_node", compose_node)
+    body = b"id: deep\nmetadata: " + b"[" * depth + b"]" * depth + b"\n"
+    err = error(await api.post(f"{API}/workflows", content=body), 422, 2000)
+    assert fields(err) == ["/metadata" + "/0" * 63]
+    assert "nested deeper than 64 levels" in err["details"][0]["problem"]
+    assert max(deepest) < sys.getrecursionlimit() // 2
+    assert (await api.get(f"{API}/workflows/deep")).status_code == 404
 
 
 def wide(n: int) -> dict[str, Any]:

@@ -50,7 +50,6 @@ def test_the_durable_benchmark_observes_with_the_monitor_in_each_place() -> None
     for row in by_place["process"]:
         assert row["monitor_appends_tailed"] == row["appends_committed"] > 0
         assert row["monitor_appends_handed_on"] + row["monitor_appends_read"] == 0
-        assert row["tail_cpu_us_per_completion"] > 0
     for row in by_place["loop"]:
         assert row["monitor_appends_tailed"] == 0
         assert (row["monitor_appends_handed_on"] + row["monitor_appends_read"]
