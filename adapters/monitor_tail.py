@@ -8,9 +8,11 @@ Monitor of its own (`hands_over=True`), at the lowest CPU priority (SCHED_IDLE: 
 commands and the store's writer come first). The server's Monitor mirrors it
 (`Monitor(tail=...)`): each `catch_up` asks for what changed and merges it.
 
-Protocol, over the child's stdin and stdout. The parent writes one byte, "what
-changed?"; the child folds what has been committed since it last folded (FOLD_MOST
-appends at most), then answers one frame: four bytes of length (big-endian), then
+Protocol, over the child's stdin and stdout. The parent writes one byte: "?", what
+changed?, or "+", the next part of the answer under way. The child folds what has been
+committed since it last folded (on "?", and on "+" after the last part of an answer;
+the parts of one answer come without folding more between them), FOLD_MOST appends at
+most, then answers one frame: four bytes of length (big-endian), then
 `mapek.monitor.Changes` in msgpack -- PART closed items at most, `more` if parts or
 appends are left, and the parent asks again until there are none. The child folds only
 when asked: folding as the log grew (every 100 ms), woken ten times a second beside
@@ -62,6 +64,9 @@ EXIT_S = 5.0
 GC_EVERY = 200_000
 _ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 _changes = msgspec.msgpack.Decoder(Changes).decode
+# The requests: a question (fold what was committed, then answer), or the next part of
+# the answer under way (folding only if none is left: an answer ends however busy).
+_ASK, _NEXT = b"?", b"+"
 # The child's start: deaf to the group's signals (see Lifetime) before its imports,
 # which take a few hundred ms (numpy) -- a stop signalled meanwhile is the parent's.
 _CHILD = ("import signal\n"
@@ -81,13 +86,13 @@ class MonitorTail:
         self._requests = process.stdin
         self._answers = BufferedByteReceiveStream(process.stdout)
 
-    async def changes(self) -> Changes:
+    async def changes(self, more: bool = False) -> Changes:
         # Shielded: a question abandoned half way would leave its answer in the pipe
         # for the next one.
         with anyio.CancelScope(shield=True) as scope:
             scope.deadline = anyio.current_time() + ANSWER_S
             try:
-                await self._requests.send(b"?")
+                await self._requests.send(_NEXT if more else _ASK)
                 size = int.from_bytes(await self._answers.receive_exactly(4), "big")
                 answer = await self._answers.receive_exactly(size)
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
@@ -202,8 +207,8 @@ def main(argv: list[str]) -> int:
     encode = msgspec.msgpack.Encoder().encode
     requests = sys.stdin.fileno()
     parts_left = behind = False
-    while os.read(requests, 1):  # b"": EOF, the parent closed the pipe or died
-        if not parts_left:
+    while request := os.read(requests, 1):  # b"": EOF, the parent closed or died
+        if request == _ASK or not parts_left:
             behind = _fold(db, monitor, batch, most)
         changes = monitor.hand_over(part)
         parts_left = changes.more

@@ -149,9 +149,11 @@ class TailLost(RuntimeError):
 class Tail(Protocol):
     """Another process folding the log (see the module's docstring): `changes()` folds
     every append committed before the call, then answers what changed since the last
-    call -- in parts while `more` -- or raises TailLost."""
+    call -- in parts while `more` -- or raises TailLost. `changes(more=True)` asks for
+    the next part of an answer under way (a catch-up whose asking was cancelled between
+    parts asks anew: its next catch-up must see what was committed meanwhile)."""
 
-    async def changes(self) -> Changes: ...
+    async def changes(self, more: bool = False) -> Changes: ...
 
 
 # The types the fold tells apart, in the order `_fold` unpacks them: read slim from a
@@ -390,12 +392,13 @@ class Monitor:
                     return
 
     async def _take_from(self, tail: Tail) -> None:
+        changes = await tail.changes()
         while True:
-            changes = await tail.changes()
             self._merge(changes)
             if not changes.more:
                 return
             await anyio.lowlevel.checkpoint()  # (a few ms a part: commands between)
+            changes = await tail.changes(more=True)
 
     def _merge(self, ch: Changes) -> None:
         """Take a tail's changes in: what its fold did there, done here."""

@@ -166,3 +166,41 @@ async def test_a_server_folds_in_its_tail_process_and_stops_it_with_itself(
         assert monitor.appends_tailed > 0 and monitor.appends_read == 0
         assert any(o.case_id == "deal-1" for o in monitor.observations())
     assert _children("adapters.monitor_tail") == []
+
+
+class _Interrupting:
+    """A tail whose first answer cancels the catch-up that asked for it (as
+    MapeK.refresh's move_on_after does), between parts."""
+
+    def __init__(self, tail: Any) -> None:
+        self.tail, self.scope = tail, None
+
+    async def changes(self, more: bool = False) -> Any:
+        changes = await self.tail.changes(more)
+        if self.scope is not None:
+            self.scope.cancel()
+            self.scope = None
+        return changes
+
+
+@pytest.mark.anyio
+async def test_a_catch_up_after_one_cancelled_between_parts_sees_what_was_committed_before_it(
+        tmp_path: pathlib.Path) -> None:
+    log = interleaved(cases=6, items=4)
+    path = str(tmp_path / "s.db")
+    async with SQLiteStore(path) as store, monitor_tail(path, part=1) as tail:
+        interrupting = _Interrupting(tail)
+        mirror = Monitor(store, role_of=role_of, tail=interrupting)
+        writer = Writer(store)
+        half = len(log) // 2
+        await writer.burst(log[:half])
+        with anyio.CancelScope() as scope:
+            interrupting.scope = scope
+            await mirror.catch_up()
+        assert scope.cancelled_caught  # parts of the first answer left in the tail
+        await writer.burst(log[half:])
+        await mirror.catch_up()
+        assert mirror.pos == len(log)  # every append committed before the catch-up
+        full, pos = await oracle(store)
+    assert pos == len(log)
+    assert_same(mirror, full)
