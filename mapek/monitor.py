@@ -333,7 +333,9 @@ class Monitor:
         self._lock = anyio.Lock()
         self._absorbed = 0
         self.revision = 0  # absorbs and forgets of imported history (see stamp())
-        self.forgotten = 0  # forget_imported calls: positions in `closed` moved
+        # forget_imported calls and logs folded again (a lost tail): positions in
+        # `closed` moved, `breaches` are new records
+        self.forgotten = 0
         # Appends folded as handed on by the store, and as read back from the log.
         self.appends_handed_on = 0
         self.appends_read = 0

@@ -237,9 +237,12 @@ class State(Collector):
             return _families(cases, backlog, recs, Counter(), Counter(), Counter())
         await m.catch_up()
         # No await from here to the exposition: the cursors move once per scrape.
-        if m.forgotten != self._forgotten:  # imports re-absorbed: positions moved
+        if m.forgotten != self._forgotten:  # imports re-absorbed, or the log folded
+            # again (a lost tail): positions moved, breaches are new records
             self._forgotten, self._closed_read = m.forgotten, 0
             self._completed.clear()  # counted again below: the same totals, or more
+            self._breaches_read, self._unresolved = 0, []
+            self._breaches.clear()
         new = m.closed[self._closed_read:]
         self._closed_read += len(new)
         self._completed.update((o.workflow_id, o.task) for o in new

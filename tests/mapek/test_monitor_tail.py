@@ -29,6 +29,7 @@ from test_monitor_sightings import LOG, assert_same, role_of
 from adapters.http.app import Settings, create_app
 from adapters.monitor_tail import monitor_tail
 from adapters.sqlite_store import SQLiteStore
+from engine.events import CaseCreated, WorkItemCompleted, WorkItemEnabled
 from mapek.monitor import Monitor, Observation
 
 SPECS = pathlib.Path(__file__).resolve().parents[2] / "specs"
@@ -204,3 +205,51 @@ async def test_a_catch_up_after_one_cancelled_between_parts_sees_what_was_commit
         full, pos = await oracle(store)
     assert pos == len(log)
     assert_same(mirror, full)
+
+
+class _Store:
+    async def query(self, sql: str, params: Any = ()) -> list[Any]:
+        return []
+
+
+@pytest.mark.anyio
+async def test_the_metrics_of_breaches_hold_across_a_lost_tail(tmp_path: pathlib.Path) -> None:
+    """A lost tail makes the mirror fold the log again from the start (new Breach
+    records, `forgotten` moved): /metrics' breach counters must neither count the
+    breaches again nor keep waiting for the old records to resolve."""
+    from types import SimpleNamespace
+
+    from adapters.http.metrics import State
+    from engine.events import SlaBreached, SlaResolved
+
+    path = str(tmp_path / "s.db")
+    state = State()
+
+    async def scrape() -> dict[str, dict[tuple[str, ...], float]]:
+        c = SimpleNamespace(store=_Store(), runtime=SimpleNamespace(workflows=list),
+                            mapek=None, monitor=mirror)
+        return {f.name: {tuple(s.labels.values()): s.value for s in f.samples}
+                for f in await state.gather(c)}  # type: ignore[arg-type]
+
+    async with SQLiteStore(path) as store, monitor_tail(path) as tail:
+        mirror = Monitor(store, role_of=role_of, tail=tail)
+        writer = Writer(store)
+        await writer.burst([
+            ("c0", [CaseCreated("c0", "wf", 1, {}, 0.0)]),
+            ("c1", [CaseCreated("c1", "wf", 1, {}, 0.0)])])
+        await writer.burst([("c0", [WorkItemEnabled(1, "Approve", 1.0)]),
+                            ("c1", [WorkItemEnabled(1, "Approve", 1.0)])])
+        await writer.burst([("c0", [SlaBreached(1, 5.0, "Approve", 2.0, 4.0)])])
+        before = await scrape()
+        assert before["caseloop_sla_breaches"] == {("wf", "Approve"): 1.0}
+        assert before["caseloop_sla_breaches_open"] == {("wf", "Approve"): 1.0}
+        os.kill(tail.process.pid, signal.SIGKILL)
+        await tail.process.wait()
+        await writer.burst([("c0", [WorkItemCompleted(1, 6.0, "ok", None, by="ana"),
+                                    SlaResolved(1, 6.0)])])
+        await writer.burst([("c1", [SlaBreached(1, 7.0, "Approve", 2.0, 4.0)])])
+        after = await scrape()
+    assert mirror.appends_read + mirror.appends_handed_on == 7  # folded here, again
+    assert after["caseloop_sla_breaches"] == {("wf", "Approve"): 2.0}
+    assert after["caseloop_sla_breaches_open"] == {("wf", "Approve"): 1.0}
+    assert after["caseloop_task_completions"] == {("wf", "Approve"): 1.0}
