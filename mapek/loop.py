@@ -325,10 +325,16 @@ class MapeK:
             # position still for a second -- instead of catching up itself, which
             # raced the follower for the first commands' rounds (read back from the
             # log instead of handed on). Imported history alone decides at once.
+            # A mirror of a tail process (mapek.monitor, "Where the fold runs") races
+            # nothing and its position stands still while the tail folds the next part
+            # of a long log: one catch-up of its own takes all of it in.
             monitor, last = self.monitor, -1
             with anyio.move_on_after(WARM_WAIT):
-                while monitor.pos != last or (monitor.pos == 0
-                                              and len(monitor.closed) < WARM_FROM):
+                if monitor.mirrors:
+                    await monitor.catch_up()
+                while not monitor.mirrors and (
+                        monitor.pos != last or (monitor.pos == 0
+                                                and len(monitor.closed) < WARM_FROM)):
                     last = monitor.pos
                     await anyio.sleep(1.0)
             closed = monitor.closed

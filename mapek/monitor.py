@@ -356,6 +356,11 @@ class Monitor:
         self._resolutions: list[tuple[str, int, float, float]] | None = (
             [] if hands_over else None)
 
+    @property
+    def mirrors(self) -> bool:
+        """Whether a tail process folds the log for this Monitor (not lost)."""
+        return self._tail is not None
+
     def _follow(self) -> None:
         follow = getattr(self.log, "follow", None)
         self._live = follow(self._live_limit) if follow is not None else None

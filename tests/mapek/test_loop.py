@@ -21,7 +21,7 @@ from adapters.sqlite_store import KnowledgeStore, SQLiteStore
 from mapek import loop as loop_module
 from mapek import offload as offload_module
 from mapek.loop import PACE, LoopSettings, MapeK, Refused
-from mapek.monitor import Monitor, Observation
+from mapek.monitor import Changes, Monitor, Observation
 from mapek.policy import PolicyBook
 from mapek.twin import run_task_twin
 
@@ -401,3 +401,40 @@ async def test_a_loop_started_over_a_large_history_computes_the_analyses_unasked
                 if warmed:
                     kept = loop._analyses["wf"][1]
                     assert await loop.analysis("wf") is kept
+
+
+class _SlowTail:
+    """A tail process whose fold of a long log comes in two answers, the second long in
+    coming (on a busy machine the tail folds at SCHED_IDLE)."""
+
+    def __init__(self, obs: list[Observation]) -> None:
+        self.answers = [(0.0, obs[:200], 100), (2.5, obs[200:], 200)]
+
+    async def changes(self, more: bool = False) -> Changes:
+        if not self.answers:
+            return Changes(200, [])
+        delay, closed, pos = self.answers.pop(0)
+        await anyio.sleep(delay)
+        return Changes(pos, closed, more=bool(self.answers))
+
+
+async def test_a_loop_started_over_a_large_history_in_a_tail_warms_once_all_of_it_is_in(
+        tmp_path, mapek_eval, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mirror's position stands still while its tail folds the next FOLD_MOST
+    appends: the warming waits for the whole first catch-up, not for a second of
+    stillness."""
+    obs = [msgspec.structs.replace(o, source="log")
+           for o in observations(mapek_eval, "business_hours", n=400)]
+    clock = Clock(max(o.closed_at for o in obs) + 3600)
+    monkeypatch.setattr(loop_module, "WARM_FROM", 400)
+    async with SQLiteStore(str(tmp_path / "db")) as store:
+        monitor = Monitor(store, tail=_SlowTail(obs))
+        loop = MapeK(monitor, KnowledgeStore(store), PolicyBook(), twin=run_task_twin,
+                     now=clock, notify=notify, settings=LoopSettings())
+        await loop.load()
+        async with anyio.create_task_group() as tg, running(loop):
+            tg.start_soon(monitor.catch_up)  # the server's follower, first to ask
+            with anyio.move_on_after(15):
+                while "wf" not in loop._analyses:
+                    await anyio.sleep(0.05)
+            assert "wf" in loop._analyses
