@@ -351,9 +351,9 @@ class Monitor:
             self._follow()
         # The tail's side (hands_over): the open items enabled, started or held since
         # the last hand-over, in the order first touched (the mirror's `open` keeps the
-        # order of enabling, as here), and the resolutions of breaches.
+        # order of enabling, as here), and the breaches resolved.
         self._touched: dict[tuple[str, int], None] | None = {} if hands_over else None
-        self._resolutions: list[tuple[str, int, float, float]] | None = (
+        self._resolutions: list[Breach] | None = (
             [] if hands_over else None)
 
     @property
@@ -459,7 +459,14 @@ class Monitor:
             return Changes(self._handed_at, part, more=True)
         open_ = self.open
         opened = [o for key in self._touched if (o := open_.get(key)) is not None]
-        changes = Changes(self.pos, closed, False, opened, self.breaches, self._resolutions,
+        # Only the resolutions of breaches handed over before: one raised since goes
+        # with its resolved_at (and the mirror's breach of the same item, raised before
+        # it, is not the one resolved -- even at the same time).
+        fresh = {id(b) for b in self.breaches}
+        resolved = [(b.case_id, b.item, b.at, b.resolved_at) for b in self._resolutions
+                    if id(b) not in fresh]
+        changes = Changes(self.pos, closed, False, opened, self.breaches,
+                          resolved,  # type: ignore[arg-type]
                           [(wf, task, n) for (wf, task), n in self.fired.items()],
                           self.attributes, self.pos - self._handed_at)
         self.closed, self.breaches, self._resolutions = [], [], []
@@ -615,7 +622,7 @@ class Monitor:
                         if b is not None:
                             b.resolved_at = e.at
                             if resolutions is not None:
-                                resolutions.append((case_id, e.item, b.at, e.at))
+                                resolutions.append(b)
                 done = pos
         finally:
             self.pos = done

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import httpx
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -253,3 +254,81 @@ async def test_the_metrics_of_breaches_hold_across_a_lost_tail(tmp_path: pathlib
     assert after["caseloop_sla_breaches"] == {("wf", "Approve"): 2.0}
     assert after["caseloop_sla_breaches_open"] == {("wf", "Approve"): 1.0}
     assert after["caseloop_task_completions"] == {("wf", "Approve"): 1.0}
+
+
+def _state(m: Monitor) -> Any:
+    """Everything a Monitor holds that a reader sees, orders included."""
+    from msgspec.structs import astuple
+    return ([astuple(o) for o in m.closed], [(k, astuple(o)) for k, o in m.open.items()],
+            [astuple(b) for b in m.breaches],
+            [(k, astuple(b)) for k, b in m._open_breach.items()],
+            list(m.fired.items()), [(c, list(kept.items())) for c, kept in m.attributes.items()],
+            m.stamp())
+
+
+IMPORTED = [Observation(f"old-{i}", wf, "Sign", 1, 1.0, closed_at=None if i % 3 == 0 else 2.0,
+                        outcome="completed", source="import")
+            for i, wf in enumerate(["wf1", "wf2", "wf1", "wf2", "wf3", "wf1"])]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(LOG, st.lists(st.tuples(st.integers(1, 12),
+                               st.sampled_from(["", "catch_up", "absorb", "forget"])),
+                     min_size=1, max_size=10),
+       st.integers(1, 3), st.integers(1, 4), st.integers(1, 8))
+def test_a_mirror_holds_what_a_monitor_folding_here_holds_after_every_catch_up(
+        log: list[tuple[str, list[Any]]], steps: list[tuple[int, str]], part: int,
+        per_read: int, fold_most: int) -> None:
+    """The mirror against a Monitor folding the same store here, compared whole (orders
+    of `open`, `fired`, the attributes; open breaches; stamp()) after every catch-up,
+    imported history absorbed and forgotten between them."""
+    async def run() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(pathlib.Path(tmp) / "s.db")
+            async with SQLiteStore(path) as store, monitor_tail(path, part, per_read,
+                                                                 fold_most) as tail:
+                mirror = Monitor(store, role_of=role_of, tail=tail)
+                local = Monitor(store, role_of=role_of)
+                writer = Writer(store)
+                imported = iter(IMPORTED)
+                for batch, (_, op) in zip(bursts(log, [n for n, _ in steps]),
+                                          [*steps, *[(0, "")] * len(log)], strict=False):
+                    await writer.burst(batch)
+                    if op == "catch_up":
+                        await mirror.catch_up()
+                        await local.catch_up()
+                        assert _state(mirror) == _state(local)
+                    elif op == "absorb" and (o := next(imported, None)) is not None:
+                        for m in (mirror, local):
+                            m.absorb([msgspec.structs.replace(o)])
+                    elif op == "forget":
+                        for m in (mirror, local):
+                            m.forget_imported("wf1")
+                await mirror.catch_up()
+                await local.catch_up()
+        assert _state(mirror) == _state(local)
+        assert mirror.appends_read == mirror.appends_handed_on == 0
+
+    anyio.run(run)
+
+
+@pytest.mark.anyio
+async def test_a_breach_raised_again_at_the_same_time_resolves_as_here(
+        tmp_path: pathlib.Path) -> None:
+    """A resolution is the latest breach's of its item: an earlier breach of the same
+    item, handed over open, raised at the same time, stays open (as folding here)."""
+    from engine.events import SlaBreached, SlaResolved
+
+    path = str(tmp_path / "s.db")
+    async with SQLiteStore(path) as store, monitor_tail(path) as tail:
+        mirror = Monitor(store, role_of=role_of, tail=tail)
+        local = Monitor(store, role_of=role_of)
+        writer = Writer(store)
+        await writer.burst([("c1", [SlaBreached(1, 5.0, "Sign", 1.0, 2.0)])])
+        await mirror.catch_up()
+        await writer.burst([("c1", [SlaBreached(1, 5.0, "Sign", 1.0, 2.0),
+                                    SlaResolved(1, 6.0)])])
+        await mirror.catch_up()
+        await local.catch_up()
+    assert [b.resolved_at for b in local.breaches] == [None, 6.0]
+    assert _state(mirror) == _state(local)
