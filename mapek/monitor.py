@@ -351,7 +351,8 @@ class Monitor:
             self._follow()
         # The tail's side (hands_over): the open items enabled, started or held since
         # the last hand-over, in the order first touched (the mirror's `open` keeps the
-        # order of enabling, as here), and the breaches resolved.
+        # order of enabling, as here; an item closed leaves it, so that one enabled again
+        # comes after those enabled meanwhile), and the breaches resolved.
         self._touched: dict[tuple[str, int], None] | None = {} if hands_over else None
         self._resolutions: list[Breach] | None = (
             [] if hands_over else None)
@@ -573,6 +574,8 @@ class Monitor:
                             o.result = e.result
                             o.by = e.by or o.by
                             closed.append(o)
+                            if touched is not None:  # (enabled again: last in the order)
+                                touched.pop((case_id, e.item), None)
                         out = e.output  # most carry no attribute: no call for those
                         if out is not None and (not disjoint(out) if live
                                                 else out != NOTHING_KEPT):
@@ -612,6 +615,8 @@ class Monitor:
                             o.closed_at = e.at
                             o.outcome = "cancelled"
                             closed.append(o)
+                            if touched is not None:
+                                touched.pop((case_id, e.item), None)
                     elif t is Breached:
                         b = Breach(case_id, workflow.get(case_id, ""), e.item, e.task, e.at,
                                    e.target, e.alert)

@@ -30,7 +30,7 @@ from test_monitor_sightings import LOG, assert_same, role_of
 from adapters.http.app import Settings, create_app
 from adapters.monitor_tail import monitor_tail
 from adapters.sqlite_store import SQLiteStore
-from engine.events import CaseCreated, WorkItemCompleted, WorkItemEnabled
+from engine.events import CaseCreated, WorkItemCompleted, WorkItemEnabled, WorkItemStarted
 from mapek.monitor import Monitor, Observation
 
 SPECS = pathlib.Path(__file__).resolve().parents[2] / "specs"
@@ -331,4 +331,26 @@ async def test_a_breach_raised_again_at_the_same_time_resolves_as_here(
         await mirror.catch_up()
         await local.catch_up()
     assert [b.resolved_at for b in local.breaches] == [None, 6.0]
+    assert _state(mirror) == _state(local)
+
+
+@pytest.mark.anyio
+async def test_an_item_closed_and_enabled_again_in_one_window_keeps_the_order_of_here(
+        tmp_path: pathlib.Path) -> None:
+    """`open` keeps the order of enabling: an item (case, number) closed and enabled
+    again after another was enabled comes after it, however it was touched before."""
+    path = str(tmp_path / "s.db")
+    async with SQLiteStore(path) as store, monitor_tail(path) as tail:
+        mirror = Monitor(store, role_of=role_of, tail=tail)
+        local = Monitor(store, role_of=role_of)
+        writer = Writer(store)
+        await writer.burst([("c1", [WorkItemEnabled(1, "Sign", 1.0)])])
+        await mirror.catch_up()
+        await writer.burst([("c1", [WorkItemStarted(1, 2.0, (), "ana"),
+                                    WorkItemEnabled(2, "Sign", 3.0),
+                                    WorkItemCompleted(1, 4.0, "ok", None, by="ana"),
+                                    WorkItemEnabled(1, "Call", 5.0)])])
+        await mirror.catch_up()
+        await local.catch_up()
+    assert list(local.open) == [("c1", 2), ("c1", 1)]
     assert _state(mirror) == _state(local)
