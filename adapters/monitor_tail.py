@@ -69,11 +69,15 @@ _changes = msgspec.msgpack.Decoder(Changes).decode
 _ASK, _NEXT = b"?", b"+"
 # The child's start: deaf to the group's signals (see Lifetime) before its imports,
 # which take a few hundred ms (numpy) -- a stop signalled meanwhile is the parent's.
-_CHILD = ("import signal\n"
+# Its answers' copy of stdout is made before them too (see main): nothing they print
+# reaches the pipe.
+_CHILD = ("import os, signal\n"
           "for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)\n"
+          "answers = os.dup(1)\n"
+          "os.dup2(2, 1)\n"
           "import sys\n"
           "from adapters.monitor_tail import main  # adapters.monitor_tail\n"
-          "sys.exit(main(sys.argv[1:]))\n")
+          "sys.exit(main(sys.argv[1:], answers))\n")
 
 
 # --------------------------------------------------------------------- the parent
@@ -105,7 +109,12 @@ class MonitorTail:
         if scope.cancelled_caught:
             self._kill()
             raise TailLost(f"the monitor's tail process did not answer in {ANSWER_S:.0f} s")
-        return _changes(answer)
+        try:
+            return _changes(answer)
+        except msgspec.MsgspecError as exc:  # the pipe out of step: nothing after is sure
+            self._kill()
+            raise TailLost(f"the monitor's tail process answered what is no answer ({exc})",
+                           ) from exc
 
     def cpu_now(self) -> float | None:
         """The child's CPU seconds so far (Linux: /proc), None if it is not running."""
@@ -186,7 +195,8 @@ def _yield_the_cpu() -> None:
             os.nice(19)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], answers: int | None = None) -> int:
+    """The child (`answers`: its copy of stdout for the frames, if made already)."""
     path, (part, batch, most) = argv[0], map(int, argv[1:])
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
@@ -198,8 +208,9 @@ def main(argv: list[str]) -> int:
     gc.set_threshold(GC_EVERY, 50, 50)
     # Answers go on a private copy of stdout; fd 1 becomes stderr, so that a stray
     # print (a library's warning) can never corrupt a frame.
-    answers = os.dup(sys.stdout.fileno())
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    if answers is None:
+        answers = os.dup(sys.stdout.fileno())
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     uri = pathlib.Path(path).resolve().as_uri() + "?mode=ro"
     db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10.0,
                          check_same_thread=False)

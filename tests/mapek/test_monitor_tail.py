@@ -354,3 +354,29 @@ async def test_an_item_closed_and_enabled_again_in_one_window_keeps_the_order_of
         await local.catch_up()
     assert list(local.open) == [("c1", 2), ("c1", 1)]
     assert _state(mirror) == _state(local)
+
+
+@pytest.mark.anyio
+async def test_a_tail_whose_answers_are_not_frames_is_lost_not_failing_every_catch_up(
+        tmp_path: pathlib.Path) -> None:
+    """Bytes on the answers' pipe that are no Changes (a print before the child moved
+    its stdout aside, another version's frames) make the tail lost -- the mirror then
+    folds here -- instead of an error at every catch-up, the pipe out of step."""
+    import subprocess
+    import sys
+
+    from adapters.monitor_tail import MonitorTail
+    from mapek.monitor import TailLost
+
+    junk = ("import sys; sys.stdout.buffer.write(b'\\x00\\x00\\x00\\x03abc');"
+            "sys.stdout.flush(); sys.stdin.read()")
+    process = await anyio.open_process([sys.executable, "-c", junk], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE)
+    tail = MonitorTail(process)
+    try:
+        with pytest.raises(TailLost, match="answered what is no answer"):
+            await tail.changes()
+        with anyio.fail_after(5):
+            await process.wait()  # killed
+    finally:
+        await tail.aclose()
