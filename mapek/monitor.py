@@ -411,20 +411,26 @@ class Monitor:
     def _merge(self, ch: Changes) -> None:
         """Take a tail's changes in: what its fold did there, done here."""
         open_, role_of = self.open, self.role_of
-        for o in ch.closed:
-            open_.pop((o.case_id, o.item), None)
-        if role_of is not None:  # this process knows the workflows' roles; the tail not
-            roles: dict[tuple[str, str], str | None] = {}
-            for pool in (ch.closed, ch.opened):
-                for o in pool:
-                    key = (o.workflow_id, o.task)
-                    role = roles.get(key, _UNASKED)
+        # This process knows the workflows' roles, the tail not: an item already here
+        # keeps the role it was given when it came (enabled: the version deployed
+        # then, as folding here), a new one is given its task's role now.
+        roles: dict[tuple[str, str], str | None] = {}
+        for pool in (ch.closed, ch.opened):
+            closing = pool is ch.closed
+            for o in pool:
+                key = (o.case_id, o.item)
+                had = open_.pop(key, None) if closing else open_.get(key)
+                if had is not None:
+                    o.role = had.role
+                elif role_of is not None:
+                    task = (o.workflow_id, o.task)
+                    role = roles.get(task, _UNASKED)
                     if role is _UNASKED:
-                        role = roles[key] = role_of(*key)
+                        role = roles[task] = role_of(*task)
                     o.role = role  # type: ignore[assignment]
+                if not closing:
+                    open_[key] = o
         self.closed.extend(ch.closed)
-        for o in ch.opened:
-            open_[(o.case_id, o.item)] = o
         open_breach = self._open_breach
         for case_id, item, at, resolved_at in ch.resolved:
             b = open_breach.get((case_id, item))

@@ -380,3 +380,32 @@ async def test_a_tail_whose_answers_are_not_frames_is_lost_not_failing_every_cat
             await process.wait()  # killed
     finally:
         await tail.aclose()
+
+
+@pytest.mark.anyio
+async def test_an_items_role_is_the_one_its_task_had_when_the_mirror_saw_it_enabled(
+        tmp_path: pathlib.Path) -> None:
+    """Roles come from this process (the workflows deployed now): an item enabled
+    before its task's role changed keeps the role it was offered to, started and
+    closed after, as in a Monitor folding here."""
+    roles = {"Sign": "sales"}
+
+    def role(workflow_id: str, task: str) -> str | None:
+        return roles.get(task)
+
+    path = str(tmp_path / "s.db")
+    async with SQLiteStore(path) as store, monitor_tail(path) as tail:
+        mirror = Monitor(store, role_of=role, tail=tail)
+        local = Monitor(store, role_of=role)
+        writer = Writer(store)
+        await writer.burst([("c1", [WorkItemEnabled(1, "Sign", 1.0)]),
+                            ("c2", [WorkItemEnabled(1, "Sign", 1.0)])])
+        await mirror.catch_up()
+        await local.catch_up()
+        roles["Sign"] = "legal"  # a new version of the workflow deployed
+        await writer.burst([("c1", [WorkItemStarted(1, 2.0, (), "ana")]),
+                            ("c2", [WorkItemCompleted(1, 4.0, "ok", None, by="ana")])])
+        await mirror.catch_up()
+        await local.catch_up()
+    assert [o.role for o in local.observations()] == ["sales", "sales"]
+    assert _state(mirror) == _state(local)
