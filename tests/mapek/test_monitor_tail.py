@@ -409,3 +409,36 @@ async def test_an_items_role_is_the_one_its_task_had_when_the_mirror_saw_it_enab
         await local.catch_up()
     assert [o.role for o in local.observations()] == ["sales", "sales"]
     assert _state(mirror) == _state(local)
+
+
+class _LostAfterOnePart:
+    """A tail lost between the parts of an answer (after the first)."""
+
+    def __init__(self, tail: Any) -> None:
+        self.tail, self.answers = tail, 0
+
+    async def changes(self, more: bool = False) -> Any:
+        from mapek.monitor import TailLost
+        if self.answers == 1:
+            raise TailLost("gone between parts")
+        self.answers += 1
+        return await self.tail.changes(more)
+
+
+@pytest.mark.anyio
+async def test_a_tail_lost_between_parts_leaves_the_mirror_folding_all_of_it_here(
+        tmp_path: pathlib.Path) -> None:
+    log = interleaved(cases=6, items=4)
+    path = str(tmp_path / "s.db")
+    imported = Observation("old-1", "wf", "Approve", 1, 1.0, closed_at=2.0,
+                           outcome="completed", source="import")
+    async with SQLiteStore(path) as store, monitor_tail(path, part=2) as tail:
+        mirror = Monitor(store, role_of=role_of, tail=_LostAfterOnePart(tail))
+        mirror.absorb([imported])
+        await Writer(store).burst(log)
+        await mirror.catch_up()
+        full, pos = await oracle(store)
+    assert mirror.appends_tailed == 0 and mirror.pos == pos == len(log)
+    assert mirror.closed[0] is imported
+    mirror.closed.pop(0)
+    assert_same(mirror, full)
