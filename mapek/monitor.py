@@ -413,14 +413,16 @@ class Monitor:
         open_, role_of = self.open, self.role_of
         # This process knows the workflows' roles, the tail not: an item already here
         # keeps the role it was given when it came (enabled: the version deployed
-        # then, as folding here), a new one is given its task's role now.
+        # then, as folding here), a new one -- or one enabled again -- is given its
+        # task's role now.
         roles: dict[tuple[str, str], str | None] = {}
         for pool in (ch.closed, ch.opened):
             closing = pool is ch.closed
             for o in pool:
                 key = (o.case_id, o.item)
                 had = open_.pop(key, None) if closing else open_.get(key)
-                if had is not None:
+                if had is not None and (had.enabled_at, had.task, had.workflow_id) == (
+                        o.enabled_at, o.task, o.workflow_id):
                     o.role = had.role
                 elif role_of is not None:
                     task = (o.workflow_id, o.task)
