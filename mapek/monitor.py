@@ -473,9 +473,8 @@ class Monitor:
         # it, is not the one resolved -- even at the same time).
         fresh = {id(b) for b in self.breaches}
         resolved = [(b.case_id, b.item, b.at, b.resolved_at) for b in self._resolutions
-                    if id(b) not in fresh]
-        changes = Changes(self.pos, closed, False, opened, self.breaches,
-                          resolved,  # type: ignore[arg-type]
+                    if id(b) not in fresh and b.resolved_at is not None]
+        changes = Changes(self.pos, closed, False, opened, self.breaches, resolved,
                           [(wf, task, n) for (wf, task), n in self.fired.items()],
                           self.attributes, self.pos - self._handed_at)
         self.closed, self.breaches, self._resolutions = [], [], []
