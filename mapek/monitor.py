@@ -45,14 +45,15 @@ events are read: tailing the log stays as cheap as the fold of the events itself
 
 Where the fold runs. In a server the event loop's process is the busy one: the commands
 and the store's rounds are all its work. Folding there, a Monitor caught up every second
-cost bench/durable.py 12 % of its completions at 1,000 concurrent cases (40 pairs;
-bench/README, "The fold in a process of its own"): ~5.5 us more of that process's CPU
+cost bench/durable.py 11 % of its completions at 1,000 concurrent cases (80 pairs;
+bench/README, "The fold in a process of its own"): 5.5-7 us more of that process's CPU
 per completion, in the fold, the decoding and the collections they bring. So a server's
 Monitor is a mirror: another process tails the log and folds it (`Tail`:
 adapters.monitor_tail, a Monitor made with `hands_over=True`), and `catch_up` takes
 from it what changed since the last time (`Changes`: the items closed, the open ones
 touched, breaches and their resolutions, empty tasks fired, attributes), each piece
-once, and merges it (~1.3 us per completion here; 3 % in the same pairs). The tail
+once, and merges it (the process's CPU per completion did not measurably grow; 4 %
+fewer completions in the same pairs, the tail's own CPU beside it). The tail
 forgets what it handed over but what later events need (open items, open breaches,
 the cases' workflows). The mirror then holds what a Monitor folding here would hold,
 in the same order. If the tail is lost, the mirror forgets what came from the log and

@@ -17,6 +17,7 @@ import random
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import AsyncIterator
 from itertools import pairwise
 from typing import Any
 
@@ -63,6 +64,21 @@ async def oracle(store: SQLiteStore) -> tuple[FullFold, int]:
         for pos, case_id, _first, events in rows:  # noqa: B007 -- pos carries on
             full.observe(case_id, events)
     return full, pos
+
+
+async def replayed(store: SQLiteStore, rows: list[Any], rng: random.Random,
+                   ) -> AsyncIterator[int]:
+    """Append `rows` (as `read_events` gives them) again, in bursts of random size, as
+    concurrent actors would; after about one burst in five, yield how many are in."""
+    i = 0
+    while i < len(rows):
+        n = rng.choice((1, 3, 16, 17, 60, 250))
+        async with anyio.create_task_group() as tg:
+            for _pos, case_id, first, events in rows[i:i + n]:
+                tg.start_soon(store.append, appended(case_id, first, events))
+        i += n
+        if rng.random() < 0.2:
+            yield i
 
 
 def bursts(log: list[Any], sizes: list[int]) -> list[list[Any]]:
@@ -251,18 +267,10 @@ async def test_the_simulated_pipeline_handed_on_live_folds_as_read_back(
     shutil.copy(simulated_db, source)
     async with SQLiteStore(str(source)) as src:
         rows = await src.read_events(0, 10**9)
-    rng = random.Random(7)
     async with SQLiteStore(str(tmp_path / "again.db")) as store:
         monitor = Monitor(store, role_of=role_of)
-        i = 0
-        while i < len(rows):
-            n = rng.choice((1, 3, 16, 17, 60, 250))
-            async with anyio.create_task_group() as tg:
-                for _pos, case_id, first, events in rows[i:i + n]:
-                    tg.start_soon(store.append, appended(case_id, first, events))
-            i += n
-            if rng.random() < 0.2:
-                await monitor.catch_up()
+        async for _i in replayed(store, rows, random.Random(7)):
+            await monitor.catch_up()
         await monitor.catch_up()
         full, pos = await oracle(store)
     assert monitor.pos == pos == len(rows) > 1000

@@ -11,11 +11,13 @@ full from the log. Everything runs on real SQLite files and real processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import random
 import signal
 import tempfile
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -24,16 +26,26 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_monitor_live import Writer, appended, bursts, interleaved, oracle
+from test_monitor_live import Writer, bursts, interleaved, oracle, replayed
 from test_monitor_sightings import LOG, assert_same, role_of
 
 from adapters.http.app import Settings, create_app
-from adapters.monitor_tail import monitor_tail
+from adapters.monitor_tail import BATCH, FOLD_MOST, PART, MonitorTail, monitor_tail
 from adapters.sqlite_store import SQLiteStore
 from engine.events import CaseCreated, WorkItemCompleted, WorkItemEnabled, WorkItemStarted
 from mapek.monitor import Monitor, Observation
 
 SPECS = pathlib.Path(__file__).resolve().parents[2] / "specs"
+
+
+@contextlib.asynccontextmanager
+async def mirrored(path: str, part: int = PART, batch: int = BATCH,
+                   fold_most: int = FOLD_MOST,
+                   ) -> AsyncIterator[tuple[SQLiteStore, Monitor, MonitorTail]]:
+    """A store at `path`, a tail process on it, and the Monitor mirroring that tail."""
+    async with SQLiteStore(path) as store, monitor_tail(path, part, batch,
+                                                         fold_most) as tail:
+        yield store, Monitor(store, role_of=role_of, tail=tail), tail
 
 
 @pytest.fixture
@@ -55,9 +67,7 @@ def test_any_log_mirrored_from_a_tail_folds_as_the_log_read_in_full(
     async def run() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = str(pathlib.Path(tmp) / "s.db")
-            async with SQLiteStore(path) as store, monitor_tail(path, part, per_read,
-                                                                 fold_most) as tail:
-                mirror = Monitor(store, role_of=role_of, tail=tail)
+            async with mirrored(path, part, per_read, fold_most) as (store, mirror, _tail):
                 writer = Writer(store)
                 for i, batch in enumerate(bursts(log, sizes)):
                     await writer.burst(batch)
@@ -83,21 +93,11 @@ async def test_the_simulated_pipeline_mirrored_from_a_tail_folds_as_read_back(
     random moments -- each catch-up sees every append committed before it."""
     async with SQLiteStore(str(simulated_db)) as src:
         rows = await src.read_events(0, 10**9)
-    rng = random.Random(11)
     path = str(tmp_path / "again.db")
-    async with SQLiteStore(path) as store, monitor_tail(path, part=97, batch=64,
-                                                         fold_most=500) as tail:
-        mirror = Monitor(store, role_of=role_of, tail=tail)
-        i = 0
-        while i < len(rows):
-            n = rng.choice((1, 3, 16, 17, 60, 250))
-            async with anyio.create_task_group() as tg:
-                for _pos, case_id, first, events in rows[i:i + n]:
-                    tg.start_soon(store.append, appended(case_id, first, events))
-            i += n
-            if rng.random() < 0.2:
-                await mirror.catch_up()
-                assert mirror.pos == i  # everything committed before it, no more
+    async with mirrored(path, part=97, batch=64, fold_most=500) as (store, mirror, _tail):
+        async for i in replayed(store, rows, random.Random(11)):
+            await mirror.catch_up()
+            assert mirror.pos == i  # everything committed before it, no more
         await mirror.catch_up()
         full, pos = await oracle(store)
     assert mirror.pos == pos == len(rows) > 1000
@@ -111,8 +111,7 @@ async def test_a_tail_that_dies_leaves_the_mirror_folding_the_log_itself(
     path = str(tmp_path / "s.db")
     imported = Observation("old-1", "wf", "Approve", 1, 1.0, closed_at=2.0,
                            outcome="completed", source="import")
-    async with SQLiteStore(path) as store, monitor_tail(path, part=5) as tail:
-        mirror = Monitor(store, role_of=role_of, tail=tail)
+    async with mirrored(path, part=5) as (store, mirror, tail):
         mirror.absorb([imported])
         writer = Writer(store)
         half = len(log) // 2
@@ -232,8 +231,7 @@ async def test_the_metrics_of_breaches_hold_across_a_lost_tail(tmp_path: pathlib
         return {f.name: {tuple(s.labels.values()): s.value for s in f.samples}
                 for f in await state.gather(c)}  # type: ignore[arg-type]
 
-    async with SQLiteStore(path) as store, monitor_tail(path) as tail:
-        mirror = Monitor(store, role_of=role_of, tail=tail)
+    async with mirrored(path) as (store, mirror, tail):
         writer = Writer(store)
         await writer.burst([
             ("c0", [CaseCreated("c0", "wf", 1, {}, 0.0)]),
@@ -285,9 +283,7 @@ def test_a_mirror_holds_what_a_monitor_folding_here_holds_after_every_catch_up(
     async def run() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = str(pathlib.Path(tmp) / "s.db")
-            async with SQLiteStore(path) as store, monitor_tail(path, part, per_read,
-                                                                 fold_most) as tail:
-                mirror = Monitor(store, role_of=role_of, tail=tail)
+            async with mirrored(path, part, per_read, fold_most) as (store, mirror, _tail):
                 local = Monitor(store, role_of=role_of)
                 writer = Writer(store)
                 imported = iter(IMPORTED)
@@ -320,8 +316,7 @@ async def test_a_breach_raised_again_at_the_same_time_resolves_as_here(
     from engine.events import SlaBreached, SlaResolved
 
     path = str(tmp_path / "s.db")
-    async with SQLiteStore(path) as store, monitor_tail(path) as tail:
-        mirror = Monitor(store, role_of=role_of, tail=tail)
+    async with mirrored(path) as (store, mirror, _tail):
         local = Monitor(store, role_of=role_of)
         writer = Writer(store)
         await writer.burst([("c1", [SlaBreached(1, 5.0, "Sign", 1.0, 2.0)])])
@@ -340,8 +335,7 @@ async def test_an_item_closed_and_enabled_again_in_one_window_keeps_the_order_of
     """`open` keeps the order of enabling: an item (case, number) closed and enabled
     again after another was enabled comes after it, however it was touched before."""
     path = str(tmp_path / "s.db")
-    async with SQLiteStore(path) as store, monitor_tail(path) as tail:
-        mirror = Monitor(store, role_of=role_of, tail=tail)
+    async with mirrored(path) as (store, mirror, _tail):
         local = Monitor(store, role_of=role_of)
         writer = Writer(store)
         await writer.burst([("c1", [WorkItemEnabled(1, "Sign", 1.0)])])
