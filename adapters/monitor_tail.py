@@ -104,15 +104,15 @@ class MonitorTail:
                 with anyio.move_on_after(1.0):  # its exit status says how it went
                     await self.process.wait()
                 how = self._how()
-                self._kill()
+                await self._end()
                 raise TailLost(f"the monitor's tail process is gone ({how})") from exc
         if scope.cancelled_caught:
-            self._kill()
+            await self._end()
             raise TailLost(f"the monitor's tail process did not answer in {ANSWER_S:.0f} s")
         try:
             return _changes(answer)
         except msgspec.MsgspecError as exc:  # the pipe out of step: nothing after is sure
-            self._kill()
+            await self._end()
             raise TailLost(f"the monitor's tail process answered what is no answer ({exc})",
                            ) from exc
 
@@ -123,6 +123,14 @@ class MonitorTail:
     def _kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
+
+    async def _end(self) -> None:
+        """Kill the child and reap it: a lost tail is not left a zombie until the
+        server stops."""
+        with anyio.CancelScope(shield=True):
+            self._kill()
+            with anyio.move_on_after(EXIT_S):
+                await self.process.wait()
 
     def _how(self) -> str:
         code = self.process.returncode

@@ -16,8 +16,11 @@ import os
 import pathlib
 import random
 import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -26,14 +29,23 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import astuple
 from test_monitor_live import Writer, bursts, interleaved, oracle, replayed
 from test_monitor_sightings import LOG, assert_same, role_of
 
 from adapters.http.app import Settings, create_app
+from adapters.http.metrics import State
 from adapters.monitor_tail import BATCH, FOLD_MOST, PART, MonitorTail, monitor_tail
 from adapters.sqlite_store import SQLiteStore
-from engine.events import CaseCreated, WorkItemCompleted, WorkItemEnabled, WorkItemStarted
-from mapek.monitor import Monitor, Observation
+from engine.events import (
+    CaseCreated,
+    SlaBreached,
+    SlaResolved,
+    WorkItemCompleted,
+    WorkItemEnabled,
+    WorkItemStarted,
+)
+from mapek.monitor import Monitor, Observation, TailLost
 
 SPECS = pathlib.Path(__file__).resolve().parents[2] / "specs"
 
@@ -217,10 +229,7 @@ async def test_the_metrics_of_breaches_hold_across_a_lost_tail(tmp_path: pathlib
     """A lost tail makes the mirror fold the log again from the start (new Breach
     records, `forgotten` moved): /metrics' breach counters must neither count the
     breaches again nor keep waiting for the old records to resolve."""
-    from types import SimpleNamespace
 
-    from adapters.http.metrics import State
-    from engine.events import SlaBreached, SlaResolved
 
     path = str(tmp_path / "s.db")
     state = State()
@@ -256,7 +265,6 @@ async def test_the_metrics_of_breaches_hold_across_a_lost_tail(tmp_path: pathlib
 
 def _state(m: Monitor) -> Any:
     """Everything a Monitor holds that a reader sees, orders included."""
-    from msgspec.structs import astuple
     return ([astuple(o) for o in m.closed], [(k, astuple(o)) for k, o in m.open.items()],
             [astuple(b) for b in m.breaches],
             [(k, astuple(b)) for k, b in m._open_breach.items()],
@@ -313,7 +321,6 @@ async def test_a_breach_raised_again_at_the_same_time_resolves_as_here(
         tmp_path: pathlib.Path) -> None:
     """A resolution is the latest breach's of its item: an earlier breach of the same
     item, handed over open, raised at the same time, stays open (as folding here)."""
-    from engine.events import SlaBreached, SlaResolved
 
     path = str(tmp_path / "s.db")
     async with mirrored(path) as (store, mirror, _tail):
@@ -356,12 +363,6 @@ async def test_a_tail_whose_answers_are_not_frames_is_lost_not_failing_every_cat
     """Bytes on the answers' pipe that are no Changes (a print before the child moved
     its stdout aside, another version's frames) make the tail lost -- the mirror then
     folds here -- instead of an error at every catch-up, the pipe out of step."""
-    import subprocess
-    import sys
-
-    from adapters.monitor_tail import MonitorTail
-    from mapek.monitor import TailLost
-
     junk = ("import sys; sys.stdout.buffer.write(b'\\x00\\x00\\x00\\x03abc');"
             "sys.stdout.flush(); sys.stdin.read()")
     process = await anyio.open_process([sys.executable, "-c", junk], stdin=subprocess.PIPE,
@@ -370,8 +371,7 @@ async def test_a_tail_whose_answers_are_not_frames_is_lost_not_failing_every_cat
     try:
         with pytest.raises(TailLost, match="answered what is no answer"):
             await tail.changes()
-        with anyio.fail_after(5):
-            await process.wait()  # killed
+        assert process.returncode == -signal.SIGKILL  # killed and reaped: no zombie
     finally:
         await tail.aclose()
 
@@ -412,7 +412,6 @@ class _LostAfterOnePart:
         self.tail, self.answers = tail, 0
 
     async def changes(self, more: bool = False) -> Any:
-        from mapek.monitor import TailLost
         if self.answers == 1:
             raise TailLost("gone between parts")
         self.answers += 1
