@@ -32,7 +32,6 @@ import contextlib
 import gc
 import os
 import pathlib
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from adapters.sqlite_store import read_encoded_from
-from adapters.sqlite_writer_process import cpu_of
+from adapters.sqlite_writer_process import child_env, cpu_of, killed_by
 from mapek.monitor import Changes, Monitor, TailLost
 
 # Appends read per statement. (The Monitor in a server's loop reads 256, which its
@@ -62,15 +61,14 @@ ANSWER_S = 60.0
 EXIT_S = 5.0
 # The child's collector runs every this many allocations (see main).
 GC_EVERY = 200_000
-_ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 _changes = msgspec.msgpack.Decoder(Changes).decode
 # The requests: a question (fold what was committed, then answer), or the next part of
 # the answer under way (folding only if none is left: an answer ends however busy).
 _ASK, _NEXT = b"?", b"+"
 # The child's start: deaf to the group's signals (see Lifetime) before its imports,
 # which take a few hundred ms (numpy) -- a stop signalled meanwhile is the parent's.
-# Its answers' copy of stdout is made before them too (see main): nothing they print
-# reaches the pipe.
+# Its answers go on a private copy of stdout, made before them too; fd 1 becomes
+# stderr, so that nothing printed (a library's warning) can corrupt a frame.
 _CHILD = ("import os, signal\n"
           "for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)\n"
           "answers = os.dup(1)\n"
@@ -136,9 +134,8 @@ class MonitorTail:
         code = self.process.returncode
         if code is None:
             return "its pipe broke"
-        if code < 0:
-            return f"killed by {signal.Signals(-code).name}"
-        return f"exit status {code}"
+        sig = killed_by(code)
+        return f"killed by {sig}" if sig else f"exit status {code}"
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -148,8 +145,7 @@ class MonitorTail:
             with anyio.move_on_after(EXIT_S):
                 await self.process.wait()
                 return
-            self._kill()
-            await self.process.wait()
+            await self._end()
 
 
 def tails(path: str) -> bool:
@@ -162,11 +158,9 @@ async def monitor_tail(path: str, part: int = PART, batch: int = BATCH,
                        fold_most: int = FOLD_MOST) -> AsyncIterator[MonitorTail]:
     """A tail process on the SQLite database at `path` (whose schema exists), for as
     long as the block runs (the sizes: see PART, BATCH and FOLD_MOST)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
     process = await anyio.open_process(
         [sys.executable, "-c", _CHILD, path, str(part), str(batch), str(fold_most)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env)
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=child_env())
     tail = MonitorTail(process)
     try:
         yield tail
@@ -203,25 +197,18 @@ def _yield_the_cpu() -> None:
             os.nice(19)
 
 
-def main(argv: list[str], answers: int | None = None) -> int:
-    """The child (`answers`: its copy of stdout for the frames, if made already)."""
+def main(argv: list[str], answers: int) -> int:
+    """The child, once _CHILD has made it deaf to the group's signals and moved stdout
+    aside (`answers`: the copy the frames go to)."""
     path, (part, batch, most) = argv[0], map(int, argv[1:])
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
     _yield_the_cpu()
     # What the fold makes is freed by reference counts (observations and sightings are
     # not even tracked); collections every 700 allocations only walked the open items
     # and the cases' workflows, again and again: a third of the tail's CPU.
     gc.freeze()
     gc.set_threshold(GC_EVERY, 50, 50)
-    # Answers go on a private copy of stdout; fd 1 becomes stderr, so that a stray
-    # print (a library's warning) can never corrupt a frame.
-    if answers is None:
-        answers = os.dup(sys.stdout.fileno())
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     uri = pathlib.Path(path).resolve().as_uri() + "?mode=ro"
-    db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10.0,
-                         check_same_thread=False)
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10.0)
     monitor = Monitor(_NoLog(), hands_over=True)
     encode = msgspec.msgpack.Encoder().encode
     requests = sys.stdin.fileno()
@@ -243,6 +230,3 @@ class _NoLog:
     async def read_events(self, after_pos: int = 0, limit: int = 10_000) -> list[object]:
         raise AssertionError("the tail folds what main() reads")
 
-
-if __name__ == "__main__":  # (the parent starts _CHILD, which calls main)
-    sys.exit(main(sys.argv[1:]))

@@ -77,6 +77,25 @@ class Rounds(NamedTuple):
     failed: Callable[[], bool]  # has it failed already
 
 
+def child_env() -> dict[str, str]:
+    """The environment for a child running one of our modules: this checkout first on
+    its path, whatever the working directory."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def killed_by(code: int | None) -> str | None:
+    """The name of the signal that ended a child with return code `code` (None: it
+    exited, is still running, or the signal has no name)."""
+    if code is None or code >= 0:
+        return None
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return None
+
+
 def cpu_of(pid: int) -> float | None:
     """A process's CPU seconds so far (Linux: /proc), None if there is none to read."""
     try:
@@ -113,10 +132,8 @@ class _Replies(asyncio.SubprocessProtocol):
     def process_exited(self) -> None:
         assert self.transport is not None
         code = self.transport.get_returncode()
-        how = f"exited with status {code}"
-        if code is not None and code < 0:
-            with contextlib.suppress(ValueError):  # a signal without a name keeps the number
-                how = f"was killed by {signal.Signals(-code).name}"
+        sig = killed_by(code)
+        how = f"was killed by {sig}" if sig else f"exited with status {code}"
         if not self.writer.closing:
             # Said here, once: the appends that fail next hear only that a pipe went,
             # and the signal tells an operator why (SIGKILL: the OOM killer?).
@@ -161,9 +178,7 @@ class WriterProcess:
         wait until its connection is open (or it has said why not)."""
         loop = asyncio.get_running_loop()
         self.ready = loop.create_future()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_ROOT, env.get("PYTHONPATH")) if p)
+        env = child_env()
         # The rounds' pipe is made here, not by subprocess_exec, to size it: a pipe
         # holds 64 KiB, and a larger round would go in pieces, each when the loop next
         # polls -- between its senders' work -- and the child could not start on it

@@ -332,11 +332,11 @@ class MapeK:
             with anyio.move_on_after(WARM_WAIT):
                 if monitor.mirrors:
                     await monitor.catch_up()
-                while not monitor.mirrors and (
-                        monitor.pos != last or (monitor.pos == 0
-                                                and len(monitor.closed) < WARM_FROM)):
-                    last = monitor.pos
-                    await anyio.sleep(1.0)
+                else:
+                    while monitor.pos != last or (monitor.pos == 0
+                                                  and len(monitor.closed) < WARM_FROM):
+                        last = monitor.pos
+                        await anyio.sleep(1.0)
             closed = monitor.closed
             if len(closed) < WARM_FROM:
                 return  # small: computed when asked, in well under a second

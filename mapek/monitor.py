@@ -487,18 +487,12 @@ class Monitor:
     def _forget_the_log(self) -> None:
         """Drop what came from the log (keeping imported history) and fold it again
         from the start, following the store from now on."""
-        self.closed[:] = [o for o in self.closed if o.source == "import"]
-        for key in [k for k, o in self.open.items() if o.source != "import"]:
-            del self.open[key]
+        self._drop(lambda o: o.source != "import")
         self.breaches.clear()
         self._open_breach.clear()
         self.fired.clear()
         self._workflow.clear()
-        self.tallies.clear()
-        self._folded = 0
         self.pos = 0
-        self.revision += 1
-        self.forgotten += 1
         self._follow()
 
     async def _read_log(self, limit: int) -> int:
@@ -655,14 +649,15 @@ class Monitor:
         import updated them); the aggregates are counted again at the next fold. Items
         after them in `closed` move down: whoever reads `closed` by position starts
         again when `forgotten` changes."""
+        self._drop(lambda o: o.source == "import" and o.workflow_id == workflow_id)
+
+    def _drop(self, gone: Callable[[Observation], bool]) -> None:
+        """Drop the observations `gone` says, closed and open; the aggregates are
+        counted again at the next fold, and readers of `closed` by position told."""
         self.revision += 1
         self.forgotten += 1
-
-        def imported(o: Observation) -> bool:
-            return o.source == "import" and o.workflow_id == workflow_id
-
-        self.closed[:] = [o for o in self.closed if not imported(o)]
-        for key in [k for k, o in self.open.items() if imported(o)]:
+        self.closed[:] = [o for o in self.closed if not gone(o)]
+        for key in [k for k, o in self.open.items() if gone(o)]:
             del self.open[key]
         self.tallies.clear()
         self._folded = 0
