@@ -68,11 +68,16 @@ _ASK, _NEXT = b"?", b"+"
 # The child's start: deaf to the group's signals (see Lifetime) before its imports,
 # which take a few hundred ms (numpy) -- a stop signalled meanwhile is the parent's.
 # Its answers go on a private copy of stdout, made before them too; fd 1 becomes
-# stderr, so that nothing printed (a library's warning) can corrupt a frame.
+# stderr, so that nothing printed (a library's warning) can corrupt a frame. Then it
+# says so (_DEAF), and monitor_tail waits for that: until the interpreter has reached
+# these lines (tens of ms; more on a busy machine) a group's SIGTERM would end it, and
+# a server that had started listening meanwhile would lose its tail to its own stop.
+_DEAF = b"!"
 _CHILD = ("import os, signal\n"
           "for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)\n"
           "answers = os.dup(1)\n"
           "os.dup2(2, 1)\n"
+          "os.write(answers, b'!')\n"
           "import sys\n"
           "from adapters.monitor_tail import main  # adapters.monitor_tail\n"
           "sys.exit(main(sys.argv[1:], answers))\n")
@@ -87,8 +92,33 @@ class MonitorTail:
         assert process.stdin is not None and process.stdout is not None
         self._requests = process.stdin
         self._answers = BufferedByteReceiveStream(process.stdout)
+        self._lost: str | None = None  # why it never started, if it did not
+
+    async def started(self) -> None:
+        """Wait until the child is deaf to the group's signals (_DEAF). One that dies
+        first, or does not get there within ANSWER_S, is ended here, and the first
+        question hears that it is lost: the server starts all the same, folding in its
+        loop."""
+        said = b""
+        with anyio.move_on_after(ANSWER_S) as waiting:
+            with contextlib.suppress(anyio.EndOfStream, anyio.IncompleteRead,
+                                     anyio.BrokenResourceError, OSError):
+                said = await self._answers.receive_exactly(len(_DEAF))
+        if said == _DEAF:
+            return
+        if waiting.cancelled_caught:
+            self._lost = f"the monitor's tail process did not start in {ANSWER_S:.0f} s"
+        elif said:
+            self._lost = f"the monitor's tail process began with {said!r}, not {_DEAF!r}"
+        else:
+            with anyio.move_on_after(1.0):  # its exit status says how it went
+                await self.process.wait()
+            self._lost = f"the monitor's tail process did not start ({self._how()})"
+        await self._end()
 
     async def changes(self, more: bool = False) -> Changes:
+        if self._lost is not None:
+            raise TailLost(self._lost)
         # Shielded: a question abandoned half way would leave its answer in the pipe
         # for the next one.
         with anyio.CancelScope(shield=True) as scope:
@@ -163,6 +193,7 @@ async def monitor_tail(path: str, part: int = PART, batch: int = BATCH,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=child_env())
     tail = MonitorTail(process)
     try:
+        await tail.started()
         yield tail
     finally:
         await tail.aclose()

@@ -15,6 +15,7 @@ import contextlib
 import os
 import pathlib
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -435,3 +436,40 @@ async def test_a_tail_lost_between_parts_leaves_the_mirror_folding_all_of_it_her
     assert mirror.closed[0] is imported
     mirror.closed.pop(0)
     assert_same(mirror, full)
+
+
+@pytest.mark.anyio
+async def test_a_tail_is_deaf_to_the_groups_sigterm_once_it_is_started(
+        tmp_path: pathlib.Path) -> None:
+    """monitor_tail returns only once its child ignores SIGTERM: a service manager's
+    stop, reaching the whole group the moment the server listens, leaves the tail to
+    the server's own stop (before, a child still starting its interpreter died)."""
+    path = str(tmp_path / "s.db")
+    log = interleaved(cases=3, items=3)
+    async with mirrored(path) as (store, mirror, tail):
+        os.kill(tail.process.pid, signal.SIGTERM)
+        os.kill(tail.process.pid, signal.SIGINT)
+        await Writer(store).burst(log)
+        await mirror.catch_up()
+        assert tail.process.returncode is None and mirror.mirrors
+        assert mirror.appends_tailed == len(log)
+
+
+@pytest.mark.anyio
+async def test_a_tail_that_never_starts_is_lost_at_the_first_question(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """A child that dies before it is deaf to signals (or says something else first)
+    does not stop a server from starting: its first catch-up folds the log here."""
+    for program, heard in (("import sys; sys.exit(3)", "did not start (exit status 3)"),
+                           ("import sys; sys.stdout.write('?'); sys.stdout.flush(); "
+                            "sys.stdin.read()", "began with b'?'")):
+        process = await anyio.open_process([sys.executable, "-c", program],
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        tail = MonitorTail(process)
+        try:
+            await tail.started()
+            assert process.returncode is not None  # ended and reaped at once
+            with pytest.raises(TailLost, match=re.escape(heard)):
+                await tail.changes()
+        finally:
+            await tail.aclose()
