@@ -22,20 +22,23 @@ the commands and the writer, it cost the server's completions more than twice as
 Lifetime. The child ignores SIGINT and SIGTERM (a terminal's Ctrl-C and a service
 manager's stop reach the whole process group; the server, stopping, closes the pipe)
 and exits on EOF on its stdin -- our close, or this process's death -- so it never
-outlives its parent. A child that dies, or does not answer within ANSWER_S, is
-`TailLost`: the mirror then folds the log itself.
+outlives its parent. A child that dies, or does not answer within ANSWER_S, is killed
+and replaced by another, whose first answer says it is `fresh`: the mirror forgets
+what it had from the log and takes the new fold of all of it. Once per RESPAWN_S at
+most: lost again sooner, it is `TailLost`, and the mirror folds the log itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import pathlib
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 import msgspec
@@ -57,6 +60,10 @@ FOLD_MOST = 64 * BATCH
 # A part of an answer takes this long at most (FOLD_MOST appends, at the lowest CPU
 # priority: on a busy machine the fold waits for idle time).
 ANSWER_S = 60.0
+# A lost child is replaced at most once this many seconds; lost again sooner, the
+# mirror folds the log itself (a child that keeps dying, or a machine so busy that
+# SCHED_IDLE gets no time for minutes, is no better for a new one).
+RESPAWN_S = 600.0
 # How long closing waits for the child to go before it is killed.
 EXIT_S = 5.0
 # The child's collector runs every this many allocations (see main).
@@ -85,38 +92,62 @@ _CHILD = ("import os, signal\n"
 
 # --------------------------------------------------------------------- the parent
 class MonitorTail:
-    """The parent's end: `mapek.monitor.Tail` over the child's pipes."""
+    """The parent's end: `mapek.monitor.Tail` over the child's pipes. With `spawn`
+    (monitor_tail's), a child lost is replaced -- once per `respawn_after` seconds at
+    most -- and the new one's first answer is `fresh`."""
 
-    def __init__(self, process: Process) -> None:
-        self.process = process
+    def __init__(self, process: Process,
+                 spawn: Callable[[], Awaitable[Process]] | None = None,
+                 respawn_after: float = RESPAWN_S) -> None:
+        self._spawn, self.respawn_after = spawn, respawn_after
+        self._respawned_at: float | None = None
+        self._attach(process)
+
+    def _attach(self, process: Process) -> None:
         assert process.stdin is not None and process.stdout is not None
+        self.process = process
         self._requests = process.stdin
         self._answers = BufferedByteReceiveStream(process.stdout)
-        self._lost: str | None = None  # why it never started, if it did not
+        self._lost: str | None = None  # why the child is gone, once it is
 
     async def started(self) -> None:
         """Wait until the child is deaf to the group's signals (_DEAF). One that dies
         first, or does not get there within ANSWER_S, is ended here, and the first
-        question hears that it is lost: the server starts all the same, folding in its
-        loop."""
+        question finds it lost: the server starts all the same."""
         said = b""
-        with anyio.move_on_after(ANSWER_S) as waiting:
-            with contextlib.suppress(anyio.EndOfStream, anyio.IncompleteRead,
-                                     anyio.BrokenResourceError, OSError):
-                said = await self._answers.receive_exactly(len(_DEAF))
+        with (anyio.CancelScope(shield=True), anyio.move_on_after(ANSWER_S) as waiting,
+              contextlib.suppress(anyio.EndOfStream, anyio.IncompleteRead,
+                                  anyio.BrokenResourceError, OSError)):
+            said = await self._answers.receive_exactly(len(_DEAF))
         if said == _DEAF:
             return
         if waiting.cancelled_caught:
-            self._lost = f"the monitor's tail process did not start in {ANSWER_S:.0f} s"
+            await self._lose(f"did not start in {ANSWER_S:.0f} s")
         elif said:
-            self._lost = f"the monitor's tail process began with {said!r}, not {_DEAF!r}"
+            await self._lose(f"began with {said!r}, not {_DEAF!r}")
         else:
-            with anyio.move_on_after(1.0):  # its exit status says how it went
-                await self.process.wait()
-            self._lost = f"the monitor's tail process did not start ({self._how()})"
-        await self._end()
+            await self._lose("did not start", ended=True)
 
     async def changes(self, more: bool = False) -> Changes:
+        try:
+            return await self._exchange(_NEXT if more else _ASK)
+        except TailLost as exc:
+            now = anyio.current_time()
+            if self._spawn is None or (self._respawned_at is not None
+                                       and now - self._respawned_at < self.respawn_after):
+                raise
+            self._respawned_at, lost = now, exc
+        # Its replacement folds the log from the start; the mirror, told by `fresh`,
+        # forgets what it had from this one. (A loss mid-answer included: the new
+        # child has no answer under way, the question is asked anew.)
+        print(f"monitor: {lost}; starting another, which folds the log from the start",
+              file=sys.stderr, flush=True)
+        with anyio.CancelScope(shield=True):  # (else a child started, never stopped)
+            self._attach(await self._spawn())
+            await self.started()
+        return await self._exchange(_ASK)
+
+    async def _exchange(self, request: bytes) -> Changes:
         if self._lost is not None:
             raise TailLost(self._lost)
         # Shielded: a question abandoned half way would leave its answer in the pipe
@@ -124,41 +155,42 @@ class MonitorTail:
         with anyio.CancelScope(shield=True) as scope:
             scope.deadline = anyio.current_time() + ANSWER_S
             try:
-                await self._requests.send(_NEXT if more else _ASK)
+                await self._requests.send(request)
                 size = int.from_bytes(await self._answers.receive_exactly(4), "big")
                 answer = await self._answers.receive_exactly(size)
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
                     anyio.ClosedResourceError, OSError) as exc:
-                with anyio.move_on_after(1.0):  # its exit status says how it went
-                    await self.process.wait()
-                how = self._how()
-                await self._end()
-                raise TailLost(f"the monitor's tail process is gone ({how})") from exc
+                raise TailLost(await self._lose("is gone", ended=True)) from exc
         if scope.cancelled_caught:
-            await self._end()
-            raise TailLost(f"the monitor's tail process did not answer in {ANSWER_S:.0f} s")
+            raise TailLost(await self._lose(f"did not answer in {ANSWER_S:.0f} s"))
         try:
             return _changes(answer)
         except msgspec.MsgspecError as exc:  # the pipe out of step: nothing after is sure
-            await self._end()
-            raise TailLost(f"the monitor's tail process answered what is no answer ({exc})",
-                           ) from exc
+            raise TailLost(await self._lose(f"answered what is no answer ({exc})")) from exc
 
     def cpu_now(self) -> float | None:
         """The child's CPU seconds so far (Linux: /proc), None if it is not running."""
         return cpu_of(self.process.pid)
 
-    def _kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
+    async def _lose(self, why: str, ended: bool = False) -> str:
+        """End the child, lost for `why` (`ended`: it went by itself, and how -- its
+        exit status -- is said too). -> what every question to it hears from now."""
+        if ended:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                await self.process.wait()
+            why = f"{why} ({self._how()})"
+        await self._end()
+        self._lost = f"the monitor's tail process {why}"
+        return self._lost
 
     async def _end(self) -> None:
-        """Kill the child and reap it: a lost tail is not left a zombie until the
-        server stops."""
+        """Kill the child, reap it (a lost tail is not left a zombie until the server
+        stops) and close its pipes."""
         with anyio.CancelScope(shield=True):
-            self._kill()
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
             with anyio.move_on_after(EXIT_S):
-                await self.process.wait()
+                await self.process.aclose()
 
     def _how(self) -> str:
         code = self.process.returncode
@@ -174,7 +206,6 @@ class MonitorTail:
                 await self._requests.aclose()  # EOF: the child goes
             with anyio.move_on_after(EXIT_S):
                 await self.process.wait()
-                return
             await self._end()
 
 
@@ -185,13 +216,16 @@ def tails(path: str) -> bool:
 
 @contextlib.asynccontextmanager
 async def monitor_tail(path: str, part: int = PART, batch: int = BATCH,
-                       fold_most: int = FOLD_MOST) -> AsyncIterator[MonitorTail]:
+                       fold_most: int = FOLD_MOST, respawn_after: float = RESPAWN_S,
+                       ) -> AsyncIterator[MonitorTail]:
     """A tail process on the SQLite database at `path` (whose schema exists), for as
-    long as the block runs (the sizes: see PART, BATCH and FOLD_MOST)."""
-    process = await anyio.open_process(
+    long as the block runs (the sizes: see PART, BATCH and FOLD_MOST; a lost one is
+    replaced once per `respawn_after` seconds at most)."""
+    spawn = functools.partial(
+        anyio.open_process,
         [sys.executable, "-c", _CHILD, path, str(part), str(batch), str(fold_most)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=child_env())
-    tail = MonitorTail(process)
+    tail = MonitorTail(await spawn(), spawn, respawn_after)
     try:
         await tail.started()
         yield tail

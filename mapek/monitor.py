@@ -56,8 +56,10 @@ once, and merges it (the process's CPU per completion did not measurably grow; 4
 fewer completions in the same pairs, the tail's own CPU beside it). The tail
 forgets what it handed over but what later events need (open items, open breaches,
 the cases' workflows). The mirror then holds what a Monitor folding here would hold,
-in the same order. If the tail is lost, the mirror forgets what came from the log and
-folds it here from the start, as a Monitor without a tail does.
+in the same order. A tail lost is replaced by another (at most once in ten minutes:
+adapters.monitor_tail), whose first answer is `fresh`: the mirror forgets what came
+from the log and takes the new tail's fold of all of it. Lost for good, the mirror
+forgets it too, and folds the log here from the start, as a Monitor without a tail does.
 """
 
 from __future__ import annotations
@@ -229,6 +231,9 @@ class Changes(msgspec.Struct, array_like=True, gc=False):
     fired: list[tuple[str, str, int]] = []  # (workflow, task, how many more)
     attributes: dict[str, dict[str, Any]] = {}  # per case, the attributes kept since
     appends: int = 0  # appends folded into this (the last part counts them)
+    # The first part a tail hands over: it folded the log from the start (a tail that
+    # replaces a lost one, too), and what the mirror had from the log is to be forgotten.
+    fresh: bool = False
 
 
 # ------------------------------------------------------------------ local clocks
@@ -342,6 +347,7 @@ class Monitor:
         self.appends_read = 0
         self.appends_tailed = 0  # ... and as folded by the tail (a mirror's)
         self._handed_at = 0  # (a tail's) pos at the last hand_over
+        self._fresh = True  # (a tail's) nothing handed over yet
         # At most `live_limit` appends wait to be folded (the store drops older ones,
         # which are then read back): about two seconds of a busy server's commits.
         self._live_limit = live_limit
@@ -403,6 +409,8 @@ class Monitor:
     async def _take_from(self, tail: Tail) -> None:
         changes = await tail.changes()
         while True:
+            if changes.fresh and self.pos:  # a new tail: all of the log comes again
+                self._forget_the_log(follow=False)
             self._merge(changes)
             if not changes.more:
                 return
@@ -462,11 +470,12 @@ class Monitor:
         the last call, forgotten here once handed over, but for the open items, the
         breaches still open and the cases' workflows, which later events need."""
         assert self._touched is not None and self._resolutions is not None
+        first, self._fresh = self._fresh, False
         closed = self.closed
         if len(closed) > limit:
             part = closed[:limit]
             del closed[:limit]
-            return Changes(self._handed_at, part, more=True)
+            return Changes(self._handed_at, part, more=True, fresh=first)
         open_ = self.open
         opened = [o for key in self._touched if (o := open_.get(key)) is not None]
         # Only the resolutions of breaches handed over before: one raised since goes
@@ -477,23 +486,25 @@ class Monitor:
                     if id(b) not in fresh and b.resolved_at is not None]
         changes = Changes(self.pos, closed, False, opened, self.breaches, resolved,
                           [(wf, task, n) for (wf, task), n in self.fired.items()],
-                          self.attributes, self.pos - self._handed_at)
+                          self.attributes, self.pos - self._handed_at, first)
         self.closed, self.breaches, self._resolutions = [], [], []
         self.fired, self.attributes = Counter(), {}
         self._touched.clear()
         self._handed_at = self.pos
         return changes
 
-    def _forget_the_log(self) -> None:
-        """Drop what came from the log (keeping imported history) and fold it again
-        from the start, following the store from now on."""
+    def _forget_the_log(self, follow: bool = True) -> None:
+        """Drop what came from the log (keeping imported history), to fold it again from
+        the start -- here, following the store from now on, or (`follow` false) in a
+        tail that has started over."""
         self._drop(lambda o: o.source != "import")
         self.breaches.clear()
         self._open_breach.clear()
         self.fired.clear()
         self._workflow.clear()
         self.pos = 0
-        self._follow()
+        if follow:
+            self._follow()
 
     async def _read_log(self, limit: int) -> int:
         """Fold the next `limit` appends read from the log. -> how many there were."""

@@ -36,7 +36,14 @@ from test_monitor_sightings import LOG, assert_same, role_of
 
 from adapters.http.app import Settings, create_app
 from adapters.http.metrics import State
-from adapters.monitor_tail import BATCH, FOLD_MOST, PART, MonitorTail, monitor_tail
+from adapters.monitor_tail import (
+    BATCH,
+    FOLD_MOST,
+    PART,
+    RESPAWN_S,
+    MonitorTail,
+    monitor_tail,
+)
 from adapters.sqlite_store import SQLiteStore
 from engine.events import (
     CaseCreated,
@@ -53,12 +60,19 @@ SPECS = pathlib.Path(__file__).resolve().parents[2] / "specs"
 
 @contextlib.asynccontextmanager
 async def mirrored(path: str, part: int = PART, batch: int = BATCH,
-                   fold_most: int = FOLD_MOST,
+                   fold_most: int = FOLD_MOST, respawn_after: float = RESPAWN_S,
                    ) -> AsyncIterator[tuple[SQLiteStore, Monitor, MonitorTail]]:
     """A store at `path`, a tail process on it, and the Monitor mirroring that tail."""
-    async with SQLiteStore(path) as store, monitor_tail(path, part, batch,
-                                                         fold_most) as tail:
+    async with SQLiteStore(path) as store, monitor_tail(path, part, batch, fold_most,
+                                                         respawn_after) as tail:
         yield store, Monitor(store, role_of=role_of, tail=tail), tail
+
+
+async def _kill(tail: MonitorTail) -> int:
+    pid = tail.process.pid
+    os.kill(pid, signal.SIGKILL)
+    await tail.process.wait()
+    return pid
 
 
 @pytest.fixture
@@ -118,30 +132,51 @@ async def test_the_simulated_pipeline_mirrored_from_a_tail_folds_as_read_back(
 
 
 @pytest.mark.anyio
-async def test_a_tail_that_dies_leaves_the_mirror_folding_the_log_itself(
+async def test_a_tail_that_dies_is_replaced_and_dying_again_soon_leaves_the_log_to_the_mirror(
         tmp_path: pathlib.Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Killed (the OOM killer, an operator), a tail is replaced by one that folds the log
+    from the start, and the mirror takes that fold in place of what it had -- the
+    import kept, in front. The replacement killed too, within RESPAWN_S, the mirror
+    folds the log itself."""
     log = interleaved(cases=8, items=5)
     path = str(tmp_path / "s.db")
     imported = Observation("old-1", "wf", "Approve", 1, 1.0, closed_at=2.0,
                            outcome="completed", source="import")
+    third = len(log) // 3
+
+    async def same_as_read_back(store: SQLiteStore, mirror: Monitor) -> None:
+        full, pos = await oracle(store)
+        assert mirror.pos == pos
+        assert mirror.closed[0] is imported
+        rest = SimpleNamespace(closed=mirror.closed[1:], open=mirror.open,
+                               breaches=mirror.breaches, fired=mirror.fired,
+                               attributes=mirror.attributes)
+        assert_same(rest, full)  # type: ignore[arg-type]
+
     async with mirrored(path, part=5) as (store, mirror, tail):
         mirror.absorb([imported])
         writer = Writer(store)
-        half = len(log) // 2
-        await writer.burst(log[:half])
+        await writer.burst(log[:third])
         await mirror.catch_up()
-        assert mirror.appends_tailed == half
-        os.kill(tail.process.pid, signal.SIGKILL)
-        await tail.process.wait()
-        await writer.burst(log[half:])
+        assert mirror.appends_tailed == third
+        first = await _kill(tail)
+        await writer.burst(log[third:2 * third])
         await mirror.catch_up()
-        full, pos = await oracle(store)
-    assert "tail process is gone (killed by SIGKILL)" in capfd.readouterr().err
-    assert mirror.pos == pos == len(log)
-    # What came from the log is folded again here; the import is kept, in front.
-    assert mirror.closed[0] is imported
-    mirror.closed.pop(0)
-    assert_same(mirror, full)
+        assert mirror.mirrors and tail.process.pid != first
+        assert tail.process.returncode is None
+        assert mirror.appends_tailed == third + 2 * third  # the new tail's: all of it
+        await same_as_read_back(store, mirror)
+        await _kill(tail)
+        await writer.burst(log[2 * third:])
+        await mirror.catch_up()
+        assert not mirror.mirrors
+        await same_as_read_back(store, mirror)
+    err = capfd.readouterr().err
+    assert ("tail process is gone (killed by SIGKILL); starting another, which folds the "
+            "log from the start") in err
+    assert ("tail process is gone (killed by SIGKILL); folding the log in this process "
+            "from the start") in err
+    # What came from the log after the second loss was folded here.
     assert mirror.appends_handed_on + mirror.appends_read == len(log)
 
 
@@ -226,10 +261,13 @@ class _Store:
 
 
 @pytest.mark.anyio
-async def test_the_metrics_of_breaches_hold_across_a_lost_tail(tmp_path: pathlib.Path) -> None:
-    """A lost tail makes the mirror fold the log again from the start (new Breach
-    records, `forgotten` moved): /metrics' breach counters must neither count the
-    breaches again nor keep waiting for the old records to resolve."""
+@pytest.mark.parametrize("kills", [1, 2])
+async def test_the_metrics_of_breaches_hold_across_a_lost_tail(
+        tmp_path: pathlib.Path, kills: int) -> None:
+    """A tail lost makes the mirror take the log again from the start -- from the new
+    tail (killed once), or folding it here (killed again, soon) -- new Breach records,
+    `forgotten` moved: /metrics' breach counters must neither count the breaches again
+    nor keep waiting for the old records to resolve."""
 
 
     path = str(tmp_path / "s.db")
@@ -252,13 +290,17 @@ async def test_the_metrics_of_breaches_hold_across_a_lost_tail(tmp_path: pathlib
         before = await scrape()
         assert before["caseloop_sla_breaches"] == {("wf", "Approve"): 1.0}
         assert before["caseloop_sla_breaches_open"] == {("wf", "Approve"): 1.0}
-        os.kill(tail.process.pid, signal.SIGKILL)
-        await tail.process.wait()
+        for i in range(kills):
+            if i:
+                await mirror.catch_up()  # (the first replaced)
+            await _kill(tail)
         await writer.burst([("c0", [WorkItemCompleted(1, 6.0, "ok", None, by="ana"),
                                     SlaResolved(1, 6.0)])])
         await writer.burst([("c1", [SlaBreached(1, 7.0, "Approve", 2.0, 4.0)])])
         after = await scrape()
-    assert mirror.appends_read + mirror.appends_handed_on == 7  # folded here, again
+    assert mirror.mirrors == (kills == 1)
+    if kills == 2:
+        assert mirror.appends_read + mirror.appends_handed_on == 7  # folded here, again
     assert after["caseloop_sla_breaches"] == {("wf", "Approve"): 2.0}
     assert after["caseloop_sla_breaches_open"] == {("wf", "Approve"): 1.0}
     assert after["caseloop_task_completions"] == {("wf", "Approve"): 1.0}
@@ -280,39 +322,58 @@ IMPORTED = [Observation(f"old-{i}", wf, "Sign", 1, 1.0, closed_at=None if i % 3 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(LOG, st.lists(st.tuples(st.integers(1, 12),
-                               st.sampled_from(["", "catch_up", "absorb", "forget"])),
+                               st.sampled_from(["", "catch_up", "catch_up", "absorb",
+                                                "forget", "kill", "kill"])),
                      min_size=1, max_size=10),
-       st.integers(1, 3), st.integers(1, 4), st.integers(1, 8))
+       st.integers(1, 3), st.integers(1, 4), st.integers(1, 8),
+       st.sampled_from([0.0, RESPAWN_S]))
 def test_a_mirror_holds_what_a_monitor_folding_here_holds_after_every_catch_up(
         log: list[tuple[str, list[Any]]], steps: list[tuple[int, str]], part: int,
-        per_read: int, fold_most: int) -> None:
+        per_read: int, fold_most: int, respawn_after: float) -> None:
     """The mirror against a Monitor folding the same store here, compared whole (orders
     of `open`, `fired`, the attributes; open breaches; stamp()) after every catch-up,
-    imported history absorbed and forgotten between them."""
+    imported history absorbed and forgotten between them, and tails killed: replaced
+    (always, or once: then the mirror folds here). Each loss is one more revision."""
     async def run() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = str(pathlib.Path(tmp) / "s.db")
-            async with mirrored(path, part, per_read, fold_most) as (store, mirror, _tail):
+            async with mirrored(path, part, per_read, fold_most,
+                                respawn_after) as (store, mirror, tail):
                 local = Monitor(store, role_of=role_of)
                 writer = Writer(store)
                 imported = iter(IMPORTED)
+                killed = False
+
+                def same(mirror: Monitor, local: Monitor) -> None:
+                    if not killed:
+                        assert _state(mirror) == _state(local)
+                        return
+                    # What came from the log forgotten and taken again: one more
+                    # revision here (or none, if nothing had come yet).
+                    assert _state(mirror)[:-1] == _state(local)[:-1]
+                    assert mirror.stamp()[:2] == local.stamp()[:2]
+                    assert mirror.revision >= local.revision
                 for batch, (_, op) in zip(bursts(log, [n for n, _ in steps]),
                                           [*steps, *[(0, "")] * len(log)], strict=False):
                     await writer.burst(batch)
                     if op == "catch_up":
                         await mirror.catch_up()
                         await local.catch_up()
-                        assert _state(mirror) == _state(local)
+                        same(mirror, local)
                     elif op == "absorb" and (o := next(imported, None)) is not None:
                         for m in (mirror, local):
                             m.absorb([msgspec.structs.replace(o)])
                     elif op == "forget":
                         for m in (mirror, local):
                             m.forget_imported("wf1")
+                    elif op == "kill" and mirror.mirrors and tail.process.returncode is None:
+                        await _kill(tail)
+                        killed = True
                 await mirror.catch_up()
                 await local.catch_up()
-        assert _state(mirror) == _state(local)
-        assert mirror.appends_read == mirror.appends_handed_on == 0
+        same(mirror, local)
+        if not killed:
+            assert mirror.appends_read == mirror.appends_handed_on == 0
 
     anyio.run(run)
 
