@@ -58,7 +58,7 @@ PART = 4096
 # all of it; a year's 1.25M events take ~10 s) comes in parts of a fraction of a second.
 FOLD_MOST = 64 * BATCH
 # A part of an answer takes this long at most (FOLD_MOST appends, at the lowest CPU
-# priority: on a busy machine the fold waits for idle time).
+# priority: on a busy machine the fold waits for idle time); so does a child's start.
 ANSWER_S = 60.0
 # A lost child is replaced at most once this many seconds; lost again sooner, the
 # mirror folds the log itself (a child that keeps dying, or a machine so busy that
@@ -112,8 +112,9 @@ class MonitorTail:
 
     async def started(self) -> None:
         """Wait until the child is deaf to the group's signals (_DEAF). One that dies
-        first, or does not get there within ANSWER_S, is ended here, and the first
-        question finds it lost: the server starts all the same."""
+        first, or does not get there within ANSWER_S, is ended here and lost: the
+        server starts all the same, and the first question replaces it (or, without
+        `spawn`, hears TailLost)."""
         said = b""
         with (anyio.CancelScope(shield=True), anyio.move_on_after(ANSWER_S) as waiting,
               contextlib.suppress(anyio.EndOfStream, anyio.IncompleteRead,
@@ -143,7 +144,11 @@ class MonitorTail:
         print(f"monitor: {lost}; starting another, which folds the log from the start",
               file=sys.stderr, flush=True)
         with anyio.CancelScope(shield=True):  # (else a child started, never stopped)
-            self._attach(await self._spawn())
+            try:
+                process = await self._spawn()
+            except OSError as exc:  # no process to be had (EMFILE, EAGAIN, ENOMEM)
+                raise TailLost(f"{lost}; another could not start ({exc})") from exc
+            self._attach(process)
             await self.started()
         return await self._exchange(_ASK)
 
@@ -190,6 +195,8 @@ class MonitorTail:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
             with anyio.move_on_after(EXIT_S):
+                await self.process.wait()
+            if self.process.returncode is not None:  # (Process.aclose waits for it)
                 await self.process.aclose()
 
     def _how(self) -> str:
@@ -200,6 +207,7 @@ class MonitorTail:
         return f"killed by {sig}" if sig else f"exit status {code}"
 
     async def aclose(self) -> None:
+        self._spawn = None  # closed: nothing more is started
         with anyio.CancelScope(shield=True):
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError,
                                      OSError):
@@ -207,6 +215,7 @@ class MonitorTail:
             with anyio.move_on_after(EXIT_S):
                 await self.process.wait()
             await self._end()
+        self._lost = "the monitor's tail is closed"
 
 
 def tails(path: str) -> bool:

@@ -347,6 +347,9 @@ class Monitor:
         self.appends_read = 0
         self.appends_tailed = 0  # ... and as folded by the tail (a mirror's)
         self._handed_at = 0  # (a tail's) pos at the last hand_over
+        # (a mirror's) a part of an answer taken since the log was last forgotten --
+        # `pos` alone does not say: a first answer's parts but the last leave it at 0
+        self._taken = False
         self._fresh = True  # (a tail's) nothing handed over yet
         # At most `live_limit` appends wait to be folded (the store drops older ones,
         # which are then read back): about two seconds of a busy server's commits.
@@ -409,9 +412,10 @@ class Monitor:
     async def _take_from(self, tail: Tail) -> None:
         changes = await tail.changes()
         while True:
-            if changes.fresh and self.pos:  # a new tail: all of the log comes again
+            if changes.fresh and self._taken:  # a new tail: all of the log comes again
                 self._forget_the_log(follow=False)
             self._merge(changes)
+            self._taken = True
             if not changes.more:
                 return
             await anyio.lowlevel.checkpoint()  # (a few ms a part: commands between)
@@ -503,6 +507,7 @@ class Monitor:
         self.fired.clear()
         self._workflow.clear()
         self.pos = 0
+        self._taken = False
         if follow:
             self._follow()
 

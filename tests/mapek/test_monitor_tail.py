@@ -12,6 +12,7 @@ full from the log. Everything runs on real SQLite files and real processes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
 import random
@@ -73,6 +74,21 @@ async def _kill(tail: MonitorTail) -> int:
     os.kill(pid, signal.SIGKILL)
     await tail.process.wait()
     return pid
+
+
+class _KillsMidAnswer:
+    """A tail killed, once armed, after a part of an answer with more to come (the
+    OOM killer during a long fold): the mirror asks for the next part of a dead one."""
+
+    def __init__(self, tail: MonitorTail) -> None:
+        self.tail, self.armed = tail, False
+
+    async def changes(self, more: bool = False) -> Any:
+        changes = await self.tail.changes(more)
+        if self.armed and changes.more:
+            self.armed = False
+            await _kill(self.tail)
+        return changes
 
 
 @pytest.fixture
@@ -323,7 +339,7 @@ IMPORTED = [Observation(f"old-{i}", wf, "Sign", 1, 1.0, closed_at=None if i % 3 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(LOG, st.lists(st.tuples(st.integers(1, 12),
                                st.sampled_from(["", "catch_up", "catch_up", "absorb",
-                                                "forget", "kill", "kill"])),
+                                                "forget", "kill", "kill_mid_answer"])),
                      min_size=1, max_size=10),
        st.integers(1, 3), st.integers(1, 4), st.integers(1, 8),
        st.sampled_from([0.0, RESPAWN_S]))
@@ -332,13 +348,16 @@ def test_a_mirror_holds_what_a_monitor_folding_here_holds_after_every_catch_up(
         per_read: int, fold_most: int, respawn_after: float) -> None:
     """The mirror against a Monitor folding the same store here, compared whole (orders
     of `open`, `fired`, the attributes; open breaches; stamp()) after every catch-up,
-    imported history absorbed and forgotten between them, and tails killed: replaced
-    (always, or once: then the mirror folds here). Each loss is one more revision."""
+    imported history absorbed and forgotten between them, and tails killed between
+    catch-ups or between the parts of an answer: replaced (always, or once: then the
+    mirror folds here). A loss moves only the revision (imports forgotten, again)."""
     async def run() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = str(pathlib.Path(tmp) / "s.db")
-            async with mirrored(path, part, per_read, fold_most,
-                                respawn_after) as (store, mirror, tail):
+            async with SQLiteStore(path) as store, monitor_tail(
+                    path, part, per_read, fold_most, respawn_after) as tail:
+                killing = _KillsMidAnswer(tail)
+                mirror = Monitor(store, role_of=role_of, tail=killing)
                 local = Monitor(store, role_of=role_of)
                 writer = Writer(store)
                 imported = iter(IMPORTED)
@@ -369,6 +388,8 @@ def test_a_mirror_holds_what_a_monitor_folding_here_holds_after_every_catch_up(
                     elif op == "kill" and mirror.mirrors and tail.process.returncode is None:
                         await _kill(tail)
                         killed = True
+                    elif op == "kill_mid_answer":
+                        killing.armed = killed = True
                 await mirror.catch_up()
                 await local.catch_up()
         same(mirror, local)
@@ -510,8 +531,10 @@ async def test_a_tail_is_deaf_to_the_groups_sigterm_once_it_is_started(
     async with mirrored(path) as (store, mirror, tail):
         os.kill(tail.process.pid, signal.SIGTERM)
         os.kill(tail.process.pid, signal.SIGINT)
+        first = tail.process.pid
         await Writer(store).burst(log)
         await mirror.catch_up()
+        assert tail.process.pid == first, "the tail went at the signal (and was replaced)"
         assert tail.process.returncode is None and mirror.mirrors
         assert mirror.appends_tailed == len(log)
 
@@ -520,7 +543,8 @@ async def test_a_tail_is_deaf_to_the_groups_sigterm_once_it_is_started(
 async def test_a_tail_that_never_starts_is_lost_at_the_first_question(
         capfd: pytest.CaptureFixture[str]) -> None:
     """A child that dies before it is deaf to signals (or says something else first)
-    does not stop a server from starting: its first catch-up folds the log here."""
+    does not stop a server from starting: it is lost, and the first question hears so
+    (a MonitorTail without `spawn`; monitor_tail's would start another)."""
     for program, heard in (("import sys; sys.exit(3)", "did not start (exit status 3)"),
                            ("import sys; sys.stdout.write('?'); sys.stdout.flush(); "
                             "sys.stdin.read()", "began with b'?'")):
@@ -534,3 +558,75 @@ async def test_a_tail_that_never_starts_is_lost_at_the_first_question(
                 await tail.changes()
         finally:
             await tail.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["killed", "cancelled, then killed"])
+async def test_a_tail_lost_during_the_first_answer_is_replaced_without_counting_twice(
+        tmp_path: pathlib.Path, how: str) -> None:
+    """The parts of a first answer but the last leave the mirror at position 0 with
+    items taken: a replacement's fold of all of it must replace them, not come on top
+    -- the tail killed between two parts of one catch-up, or after a first catch-up
+    cancelled between parts (as MapeK's warm-up gives up on a long first fold)."""
+    log = interleaved(cases=6, items=4)
+    path = str(tmp_path / "s.db")
+    async with SQLiteStore(path) as store, monitor_tail(path, part=2) as tail:
+        await Writer(store).burst(log)
+        first = tail.process.pid
+        if how == "killed":
+            killing = _KillsMidAnswer(tail)
+            killing.armed = True
+            mirror = Monitor(store, role_of=role_of, tail=killing)
+        else:
+            interrupting = _Interrupting(tail)
+            mirror = Monitor(store, role_of=role_of, tail=interrupting)
+            with anyio.CancelScope() as scope:
+                interrupting.scope = scope
+                await mirror.catch_up()
+            assert scope.cancelled_caught and mirror.pos == 0 and mirror.closed
+            await _kill(tail)
+        await mirror.catch_up()
+        full, pos = await oracle(store)
+    assert tail.process.pid != first and mirror.pos == pos
+    assert_same(mirror, full)
+
+
+@pytest.mark.anyio
+async def test_a_closed_tail_starts_no_other(tmp_path: pathlib.Path) -> None:
+    """A catch-up after the tail was closed (a request still running at shutdown)
+    folds here; it does not start a process that nobody would stop."""
+    path = str(tmp_path / "s.db")
+    async with SQLiteStore(path) as store:
+        async with monitor_tail(path) as tail:
+            mirror = Monitor(store, role_of=role_of, tail=tail)
+            await mirror.catch_up()
+            closed = tail.process
+        await Writer(store).burst(interleaved(cases=2, items=2))
+        await mirror.catch_up()
+        full, _ = await oracle(store)
+    assert tail.process is closed and closed.returncode is not None
+    assert not mirror.mirrors
+    assert_same(mirror, full)
+
+
+@pytest.mark.anyio
+async def test_a_replacement_that_cannot_start_leaves_the_mirror_folding_here(
+        tmp_path: pathlib.Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """No process to be had (EMFILE, EAGAIN) is a tail lost, not an error out of every
+    catch-up -- an HTTP 500 or a failed MAPE-K cycle."""
+    path = str(tmp_path / "s.db")
+    async with SQLiteStore(path) as store, monitor_tail(path) as tail:
+        mirror = Monitor(store, role_of=role_of, tail=tail)
+        await mirror.catch_up()
+
+        async def no_process() -> Any:
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        tail._spawn = no_process
+        await _kill(tail)
+        await Writer(store).burst(interleaved(cases=2, items=2))
+        await mirror.catch_up()
+        full, _ = await oracle(store)
+    assert not mirror.mirrors
+    assert_same(mirror, full)
+    assert "another could not start ([Errno 24] Too many open files)" in capfd.readouterr().err
