@@ -148,6 +148,7 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
             return (tail.cpu_now() if tail is not None else None) or 0.0
 
         m0 = tail_cpu()
+        tail_pid = tail.process.pid if tail is not None else None
         t0 = pc()
         async with anyio.create_task_group() as outer:
             if watcher is not None:
@@ -167,6 +168,9 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
         cpu = time.process_time() - c0
         wcpu = (store.writer_cpu_now() or 0.0) - w0
         mcpu = tail_cpu() - m0
+        if tail is not None and tail.process.pid != tail_pid:  # (its CPU: another's)
+            raise SystemExit("the monitor's tail process was lost and replaced mid-run: "
+                             "this run measures that, not the tail (see stderr)")
         if watcher is not None:
             monitored = {"monitor_catch_ups": catch_ups,
                          # items seen by the periodic catch-ups; the rest by the last one
