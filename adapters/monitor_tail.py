@@ -149,6 +149,8 @@ class MonitorTail:
             except OSError as exc:  # no process to be had (EMFILE, EAGAIN, ENOMEM)
                 raise TailLost(f"{lost}; another could not start ({exc})") from exc
             self._attach(process)
+            if self._spawn is None:  # closed while it started: nobody would stop it
+                raise TailLost(await self._lose("is closed"))
             await self.started()
         return await self._exchange(_ASK)
 
@@ -196,8 +198,12 @@ class MonitorTail:
                 self.process.kill()
             with anyio.move_on_after(EXIT_S):
                 await self.process.wait()
-            if self.process.returncode is not None:  # (Process.aclose waits for it)
-                await self.process.aclose()
+            if self.process.returncode is not None:
+                await self.process.aclose()  # (which waits for it, without a limit)
+            else:  # unkillable for now (uninterruptible I/O): its stdout closes as it goes
+                with contextlib.suppress(anyio.BrokenResourceError,
+                                         anyio.ClosedResourceError, OSError):
+                    await self._requests.aclose()
 
     def _how(self) -> str:
         code = self.process.returncode

@@ -168,9 +168,10 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
         cpu = time.process_time() - c0
         wcpu = (store.writer_cpu_now() or 0.0) - w0
         mcpu = tail_cpu() - m0
-        if tail is not None and tail.process.pid != tail_pid:  # (its CPU: another's)
-            raise SystemExit("the monitor's tail process was lost and replaced mid-run: "
-                             "this run measures that, not the tail (see stderr)")
+        if tail is not None and (tail.process.pid != tail_pid or not (
+                watcher is not None and watcher.mirrors)):  # its CPU: another's, or none
+            raise SystemExit("the monitor's tail process was lost mid-run: this run "
+                             "measures that, not the tail (see stderr)")
         if watcher is not None:
             monitored = {"monitor_catch_ups": catch_ups,
                          # items seen by the periodic catch-ups; the rest by the last one

@@ -81,12 +81,13 @@ class _KillsMidAnswer:
     OOM killer during a long fold): the mirror asks for the next part of a dead one."""
 
     def __init__(self, tail: MonitorTail) -> None:
-        self.tail, self.armed = tail, False
+        self.tail, self.armed, self.kills = tail, False, 0
 
     async def changes(self, more: bool = False) -> Any:
         changes = await self.tail.changes(more)
         if self.armed and changes.more:
             self.armed = False
+            self.kills += 1
             await _kill(self.tail)
         return changes
 
@@ -364,7 +365,7 @@ def test_a_mirror_holds_what_a_monitor_folding_here_holds_after_every_catch_up(
                 killed = False
 
                 def same(mirror: Monitor, local: Monitor) -> None:
-                    if not killed:
+                    if not (killed or killing.kills):
                         assert _state(mirror) == _state(local)
                         return
                     # What came from the log forgotten and taken again: one more
@@ -389,11 +390,11 @@ def test_a_mirror_holds_what_a_monitor_folding_here_holds_after_every_catch_up(
                         await _kill(tail)
                         killed = True
                     elif op == "kill_mid_answer":
-                        killing.armed = killed = True
+                        killing.armed = True
                 await mirror.catch_up()
                 await local.catch_up()
         same(mirror, local)
-        if not killed:
+        if not (killed or killing.kills):
             assert mirror.appends_read == mirror.appends_handed_on == 0
 
     anyio.run(run)
@@ -630,3 +631,34 @@ async def test_a_replacement_that_cannot_start_leaves_the_mirror_folding_here(
     assert not mirror.mirrors
     assert_same(mirror, full)
     assert "another could not start ([Errno 24] Too many open files)" in capfd.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_a_tail_closed_while_its_replacement_starts_leaves_none_running(
+        tmp_path: pathlib.Path) -> None:
+    """A server stopping while a catch-up replaces its tail (the replacement's start
+    shielded): the child started after the close is ended, not left running."""
+    path = str(tmp_path / "s.db")
+    started: list[Any] = []
+    async with SQLiteStore(path) as store, anyio.create_task_group() as tg:
+        async with monitor_tail(path) as tail:
+            mirror = Monitor(store, role_of=role_of, tail=tail)
+            await mirror.catch_up()
+            spawn = tail._spawn
+            assert spawn is not None
+            closing = anyio.Event()
+
+            async def slow_spawn() -> Any:
+                closing.set()
+                await anyio.sleep(0.5)  # the close comes meanwhile
+                started.append(await spawn())
+                return started[-1]
+
+            tail._spawn = slow_spawn
+            await _kill(tail)
+            tg.start_soon(mirror.catch_up)
+            await closing.wait()
+        # The block's exit closed the tail while the catch-up was starting another.
+        assert not started
+    assert len(started) == 1 and started[0].returncode is not None
+    assert not mirror.mirrors
