@@ -84,7 +84,7 @@ _CHILD = ("import os, signal\n"
           "for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)\n"
           "answers = os.dup(1)\n"
           "os.dup2(2, 1)\n"
-          "os.write(answers, b'!')\n"
+          f"os.write(answers, {_DEAF!r})\n"
           "import sys\n"
           "from adapters.monitor_tail import main  # adapters.monitor_tail\n"
           "sys.exit(main(sys.argv[1:], answers))\n")

@@ -485,9 +485,9 @@ class Monitor:
         # Only the resolutions of breaches handed over before: one raised since goes
         # with its resolved_at (and the mirror's breach of the same item, raised before
         # it, is not the one resolved -- even at the same time).
-        fresh = {id(b) for b in self.breaches}
+        raised = {id(b) for b in self.breaches}
         resolved = [(b.case_id, b.item, b.at, b.resolved_at) for b in self._resolutions
-                    if id(b) not in fresh and b.resolved_at is not None]
+                    if id(b) not in raised and b.resolved_at is not None]
         changes = Changes(self.pos, closed, False, opened, self.breaches, resolved,
                           [(wf, task, n) for (wf, task), n in self.fired.items()],
                           self.attributes, self.pos - self._handed_at, first)

@@ -351,7 +351,7 @@ def test_a_mirror_holds_what_a_monitor_folding_here_holds_after_every_catch_up(
     of `open`, `fired`, the attributes; open breaches; stamp()) after every catch-up,
     imported history absorbed and forgotten between them, and tails killed between
     catch-ups or between the parts of an answer: replaced (always, or once: then the
-    mirror folds here). A loss moves only the revision (imports forgotten, again)."""
+    mirror folds here). A loss changes nothing a reader sees but the revision."""
     async def run() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = str(pathlib.Path(tmp) / "s.db")
