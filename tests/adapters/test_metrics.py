@@ -15,6 +15,7 @@ the test did or against another route that counts the same thing -- no mocks.
 
 from __future__ import annotations
 
+import datetime as dt
 import pathlib
 import shutil
 from collections.abc import Callable
@@ -181,13 +182,22 @@ def test_recommendations_by_status_follow_an_apply(
         tmp_path: pathlib.Path) -> None:
     db = tmp_path / "pipeline.db"
     shutil.copy(simulated_db, db)  # the session's store is read by others: a copy
-    srv = server_factory(db=db)
+    # On a virtual clock standing at now: the history's timers that fell due since it
+    # was simulated fire at the first advance, and none while the test compares
+    # counters (on the system clock they fired whenever the start-up got to them: on a
+    # busy machine, between the two scrapes of "no work done").
+    now = dt.datetime.now(dt.UTC).isoformat()
+    srv = server_factory("--virtual-clock", now, db=db)
     api = Api(srv)
     try:
+        api.ok(api.post("/clock/advance", {"by": "0s"}))  # what was due, done
         ready = []
         for wf in api.ok(api.get("/workflows"))["workflows"]:
             wid = wf["workflow_id"]
-            found = api.ok(api.get(f"/workflows/{wid}/mape-k/recommendations"))
+            # (`current`: analysed over the history as it is; a busy machine may take
+            # longer than a request waits)
+            found = poll(lambda w=wid: api.ok(api.get(f"/workflows/{w}/mape-k/recommendations")),
+                         lambda body: body["current"], timeout=120)
             ready += [(wid, r) for r in found["recommendations"]
                       if r["status"] == "ready_to_apply"]
         assert ready, "the simulated store should yield a recommendation"
