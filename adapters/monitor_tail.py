@@ -25,13 +25,14 @@ and exits on EOF on its stdin -- our close, or this process's death -- so it nev
 outlives its parent. A child that dies, or does not answer within ANSWER_S, is killed
 and replaced by another, whose first answer says it is `fresh`: the mirror forgets
 what it had from the log and takes the new fold of all of it. Once per RESPAWN_S at
-most: lost again sooner, it is `TailLost`, and the mirror folds the log itself.
+most: lost again sooner, it is `TailLost`, and the mirror folds the log itself. A child
+starved at SCHED_IDLE -- an answer late, no CPU for it meanwhile -- counts as lost, and
+its replacement runs at nice STARVED_NICE (see STARVED_S).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import os
 import pathlib
@@ -64,6 +65,16 @@ ANSWER_S = 60.0
 # mirror folds the log itself (a child that keeps dying, or a machine so busy that
 # SCHED_IDLE gets no time for minutes, is no better for a new one).
 RESPAWN_S = 600.0
+# A child at SCHED_IDLE gets no CPU while other processes want all of it: beside two
+# CPU-bound ones (a MAPE-K cycle and a busy loop are that, on two vCPUs), a first fold
+# of 124,000 appends that takes 0.7 s took 125 s, everything that catches up waiting
+# (bench/README, "The tail's CPU priority"). An answer still not there after STARVED_S,
+# the child having had less than STARVED_SHARE of a CPU meanwhile, is starved: the
+# child is replaced by one at nice STARVED_NICE (12.8 s for that fold, but 3 points
+# more of the server's peak than SCHED_IDLE: only when SCHED_IDLE starves).
+STARVED_S = 5.0
+STARVED_SHARE = 0.1
+STARVED_NICE = 10
 # How long closing waits for the child to go before it is killed.
 EXIT_S = 5.0
 # The child's collector runs every this many allocations (see main).
@@ -93,14 +104,20 @@ _CHILD = ("import os, signal\n"
 # --------------------------------------------------------------------- the parent
 class MonitorTail:
     """The parent's end: `mapek.monitor.Tail` over the child's pipes. With `spawn`
-    (monitor_tail's), a child lost is replaced -- once per `respawn_after` seconds at
-    most -- and the new one's first answer is `fresh`."""
+    (monitor_tail's: a child at SCHED_IDLE, or at the nice it is given), a child lost
+    is replaced -- once per `respawn_after` seconds at most -- and the new one's first
+    answer is `fresh`; one starved at SCHED_IDLE (`starved_after`) is replaced by one at
+    STARVED_NICE."""
 
     def __init__(self, process: Process,
-                 spawn: Callable[[], Awaitable[Process]] | None = None,
-                 respawn_after: float = RESPAWN_S) -> None:
+                 spawn: Callable[[int | None], Awaitable[Process]] | None = None,
+                 respawn_after: float = RESPAWN_S,
+                 starved_after: float = STARVED_S) -> None:
         self._spawn, self.respawn_after = spawn, respawn_after
+        self.starved_after = starved_after
         self._respawned_at: float | None = None
+        self.nice: int | None = None  # the child's; None: SCHED_IDLE
+        self.starved = False  # a child at SCHED_IDLE was (see STARVED_S)
         self._attach(process)
 
     def _attach(self, process: Process) -> None:
@@ -138,6 +155,7 @@ class MonitorTail:
                                        and now - self._respawned_at < self.respawn_after):
                 raise
             self._respawned_at, lost = now, exc
+            nice = STARVED_NICE if self.starved else self.nice
         # Its replacement folds the log from the start; the mirror, told by `fresh`,
         # forgets what it had from this one. (A loss mid-answer included: the new
         # child has no answer under way, the question is asked anew.)
@@ -145,10 +163,11 @@ class MonitorTail:
               file=sys.stderr, flush=True)
         with anyio.CancelScope(shield=True):  # (else a child started, never stopped)
             try:
-                process = await self._spawn()
+                process = await self._spawn(nice)
             except OSError as exc:  # no process to be had (EMFILE, EAGAIN, ENOMEM)
                 raise TailLost(f"{lost}; another could not start ({exc})") from exc
             self._attach(process)
+            self.nice = nice
             if self._spawn is None:  # closed while it started: nobody would stop it
                 raise TailLost(await self._lose("is closed"))
             await self.started()
@@ -163,17 +182,37 @@ class MonitorTail:
             scope.deadline = anyio.current_time() + ANSWER_S
             try:
                 await self._requests.send(request)
-                size = int.from_bytes(await self._answers.receive_exactly(4), "big")
-                answer = await self._answers.receive_exactly(size)
+                size = int.from_bytes(await self._receive(4), "big")
+                answer = await self._receive(size)
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
                     anyio.ClosedResourceError, OSError) as exc:
                 raise TailLost(await self._lose("is gone", ended=True)) from exc
+            except _Starved as exc:
+                self.starved = True
+                raise TailLost(await self._lose(str(exc))) from None
         if scope.cancelled_caught:
             raise TailLost(await self._lose(f"did not answer in {ANSWER_S:.0f} s"))
         try:
             return _changes(answer)
         except msgspec.MsgspecError as exc:  # the pipe out of step: nothing after is sure
             raise TailLost(await self._lose(f"answered what is no answer ({exc})")) from exc
+
+    async def _receive(self, n: int) -> bytes:
+        """`n` bytes of the answer; a child at SCHED_IDLE is watched for starvation
+        while they come (a receive cut short loses nothing: the buffer keeps it)."""
+        if self.nice is not None:
+            return await self._answers.receive_exactly(n)
+        while True:
+            cpu, began = self.cpu_now(), anyio.current_time()
+            with anyio.move_on_after(self.starved_after):
+                return await self._answers.receive_exactly(n)
+            now = self.cpu_now()
+            if now is None or cpu is None:  # gone: the next receive hears it
+                continue
+            had = now - cpu
+            if had < STARVED_SHARE * (anyio.current_time() - began):
+                raise _Starved(f"is starved at SCHED_IDLE ({had:.2f} s of CPU in "
+                               f"{self.starved_after:g} s, busier processes taking it all)")
 
     def cpu_now(self) -> float | None:
         """The child's CPU seconds so far (Linux: /proc), None if it is not running."""
@@ -224,6 +263,10 @@ class MonitorTail:
         self._lost = "the monitor's tail is closed"
 
 
+class _Starved(Exception):
+    """The child at SCHED_IDLE got (almost) no CPU while an answer was due."""
+
+
 def tails(path: str) -> bool:
     """Whether a store at `path` can be tailed by another process: a file."""
     return bool(path) and path != ":memory:"
@@ -232,15 +275,18 @@ def tails(path: str) -> bool:
 @contextlib.asynccontextmanager
 async def monitor_tail(path: str, part: int = PART, batch: int = BATCH,
                        fold_most: int = FOLD_MOST, respawn_after: float = RESPAWN_S,
-                       ) -> AsyncIterator[MonitorTail]:
+                       starved_after: float = STARVED_S) -> AsyncIterator[MonitorTail]:
     """A tail process on the SQLite database at `path` (whose schema exists), for as
     long as the block runs (the sizes: see PART, BATCH and FOLD_MOST; a lost one is
-    replaced once per `respawn_after` seconds at most)."""
-    spawn = functools.partial(
-        anyio.open_process,
-        [sys.executable, "-c", _CHILD, path, str(part), str(batch), str(fold_most)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=child_env())
-    tail = MonitorTail(await spawn(), spawn, respawn_after)
+    replaced once per `respawn_after` seconds at most, a starved one -- see STARVED_S
+    -- by one at STARVED_NICE)."""
+    def spawn(nice: int | None) -> Awaitable[Process]:
+        return anyio.open_process(
+            [sys.executable, "-c", _CHILD, path, str(part), str(batch), str(fold_most),
+             str(-1 if nice is None else nice)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=child_env())
+
+    tail = MonitorTail(await spawn(None), spawn, respawn_after, starved_after)
     try:
         await tail.started()
         yield tail
@@ -267,9 +313,14 @@ def _write(fd: int, frame: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _yield_the_cpu() -> None:
+def _yield_the_cpu(nice: int) -> None:
     """Run only on a CPU nobody else wants (SCHED_IDLE; else the lowest nice): the
-    commands and the store's writer come first, and the fold catches up between."""
+    commands and the store's writer come first, and the fold catches up between. (At
+    `nice` instead, if that is not -1: a child replacing a starved one.)"""
+    if nice >= 0:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
+        return
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
@@ -280,8 +331,8 @@ def _yield_the_cpu() -> None:
 def main(argv: list[str], answers: int) -> int:
     """The child, once _CHILD has made it deaf to the group's signals and moved stdout
     aside (`answers`: the copy the frames go to)."""
-    path, (part, batch, most) = argv[0], map(int, argv[1:])
-    _yield_the_cpu()
+    path, (part, batch, most, nice) = argv[0], map(int, argv[1:])
+    _yield_the_cpu(nice)
     # What the fold makes is freed by reference counts (observations and sightings are
     # not even tracked); collections every 700 allocations only walked the open items
     # and the cases' workflows, again and again: a third of the tail's CPU.

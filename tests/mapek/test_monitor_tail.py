@@ -620,7 +620,7 @@ async def test_a_replacement_that_cannot_start_leaves_the_mirror_folding_here(
         mirror = Monitor(store, role_of=role_of, tail=tail)
         await mirror.catch_up()
 
-        async def no_process() -> Any:
+        async def no_process(nice: int | None) -> Any:
             raise OSError(errno.EMFILE, "Too many open files")
 
         tail._spawn = no_process
@@ -648,10 +648,10 @@ async def test_a_tail_closed_while_its_replacement_starts_leaves_none_running(
             assert spawn is not None
             closing = anyio.Event()
 
-            async def slow_spawn() -> Any:
+            async def slow_spawn(nice: int | None) -> Any:
                 closing.set()
                 await anyio.sleep(0.5)  # the close comes meanwhile
-                started.append(await spawn())
+                started.append(await spawn(nice))
                 return started[-1]
 
             tail._spawn = slow_spawn
@@ -662,3 +662,41 @@ async def test_a_tail_closed_while_its_replacement_starts_leaves_none_running(
         assert not started
     assert len(started) == 1 and started[0].returncode is not None
     assert not mirror.mirrors
+
+
+def _scheduling(pid: int) -> tuple[int, int]:
+    """A process's (nice, scheduling policy) from /proc (policy 5: SCHED_IDLE)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    return int(fields[16]), int(fields[38])
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="needs SCHED_IDLE (Linux)")
+async def test_a_tail_starved_at_sched_idle_is_replaced_by_one_at_nice_10(
+        tmp_path: pathlib.Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Busier processes taking every CPU leave a child at SCHED_IDLE none: its answer
+    never comes (125 s for a first fold beside two CPU hogs), and every catch-up --
+    /metrics, the recommendations -- waits. A child that gets no CPU while an answer
+    is due (here: stopped, SIGSTOP) is replaced by one at nice 10, which gets a share."""
+    log = interleaved(cases=4, items=3)
+    path = str(tmp_path / "s.db")
+    async with SQLiteStore(path) as store, monitor_tail(path, starved_after=0.3) as tail:
+        mirror = Monitor(store, role_of=role_of, tail=tail)
+        first = tail.process.pid
+        await mirror.catch_up()
+        assert _scheduling(first)[1] == os.SCHED_IDLE and tail.nice is None
+        os.kill(first, signal.SIGSTOP)  # no CPU for it: as starved as it gets
+        writer, half = Writer(store), len(log) // 2
+        await writer.burst(log[:half])
+        await mirror.catch_up()
+        second = tail.process.pid
+        assert second != first and tail.starved and mirror.mirrors
+        assert _scheduling(second) == (10, 0)  # nice 10, SCHED_OTHER
+        await writer.burst(log[half:])
+        await mirror.catch_up()  # ... and it stays
+        assert tail.process.pid == second and tail.process.returncode is None
+        full, pos = await oracle(store)
+    assert re.search(r"tail process is starved at SCHED_IDLE \(0\.0\d s of CPU in 0\.3 s",
+                     capfd.readouterr().err)
+    assert mirror.pos == pos == len(log)
+    assert_same(mirror, full)
