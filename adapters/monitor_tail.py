@@ -69,9 +69,10 @@ RESPAWN_S = 600.0
 # CPU-bound ones (a MAPE-K cycle and a busy loop are that, on two vCPUs), a first fold
 # of 124,000 appends that takes 0.7 s took 125 s, everything that catches up waiting
 # (bench/README, "The tail's CPU priority"). An answer still not there after STARVED_S,
-# the child having had less than STARVED_SHARE of a CPU meanwhile, is starved: the
-# child is replaced by one at nice STARVED_NICE (12.8 s for that fold, but 3 points
-# more of the server's peak than SCHED_IDLE: only when SCHED_IDLE starves).
+# the child runnable but having had less than STARVED_SHARE of a CPU meanwhile, is
+# starved: the child is replaced -- whenever that happens, which is once at most --
+# by one at nice STARVED_NICE (12.8 s for that fold, but 3 points more of the
+# server's peak than SCHED_IDLE: only when SCHED_IDLE starves).
 STARVED_S = 5.0
 STARVED_SHARE = 0.1
 STARVED_NICE = 10
@@ -147,31 +148,38 @@ class MonitorTail:
             await self._lose("did not start", ended=True)
 
     async def changes(self, more: bool = False) -> Changes:
-        try:
-            return await self._exchange(_NEXT if more else _ASK)
-        except TailLost as exc:
-            now = anyio.current_time()
-            if self._spawn is None or (self._respawned_at is not None
-                                       and now - self._respawned_at < self.respawn_after):
-                raise
-            self._respawned_at, lost = now, exc
-            nice = STARVED_NICE if self.starved else self.nice
-        # Its replacement folds the log from the start; the mirror, told by `fresh`,
-        # forgets what it had from this one. (A loss mid-answer included: the new
-        # child has no answer under way, the question is asked anew.)
-        print(f"monitor: {lost}; starting another, which folds the log from the start",
-              file=sys.stderr, flush=True)
-        with anyio.CancelScope(shield=True):  # (else a child started, never stopped)
+        request = _NEXT if more else _ASK
+        while True:
             try:
-                process = await self._spawn(nice)
-            except OSError as exc:  # no process to be had (EMFILE, EAGAIN, ENOMEM)
-                raise TailLost(f"{lost}; another could not start ({exc})") from exc
-            self._attach(process)
-            self.nice = nice
-            if self._spawn is None:  # closed while it started: nobody would stop it
-                raise TailLost(await self._lose("is closed"))
-            await self.started()
-        return await self._exchange(_ASK)
+                return await self._exchange(request)
+            except TailLost as exc:
+                # A starved child is replaced whenever it starves: that happens once at
+                # most (the replacement is not at SCHED_IDLE). Any other loss, once per
+                # respawn_after.
+                starved, now = isinstance(exc, _TailStarved), anyio.current_time()
+                too_soon = (self._respawned_at is not None
+                            and now - self._respawned_at < self.respawn_after)
+                if self._spawn is None or (too_soon and not starved):
+                    raise
+                if not starved:
+                    self._respawned_at = now
+                lost, nice = exc, STARVED_NICE if starved else self.nice
+            # Its replacement folds the log from the start; the mirror, told by `fresh`,
+            # forgets what it had from this one. (A loss mid-answer included: the new
+            # child has no answer under way, the question is asked anew.)
+            print(f"monitor: {lost}; starting another, which folds the log from the start",
+                  file=sys.stderr, flush=True)
+            with anyio.CancelScope(shield=True):  # (else a child started, never stopped)
+                try:
+                    process = await self._spawn(nice)
+                except OSError as exc:  # no process to be had (EMFILE, EAGAIN, ENOMEM)
+                    raise TailLost(f"{lost}; another could not start ({exc})") from exc
+                self._attach(process)
+                self.nice = nice
+                if self._spawn is None:  # closed while it started: nobody would stop it
+                    raise TailLost(await self._lose("is closed"))
+                await self.started()
+            request = _ASK
 
     async def _exchange(self, request: bytes) -> Changes:
         if self._lost is not None:
@@ -189,7 +197,7 @@ class MonitorTail:
                 raise TailLost(await self._lose("is gone", ended=True)) from exc
             except _Starved as exc:
                 self.starved = True
-                raise TailLost(await self._lose(str(exc))) from None
+                raise _TailStarved(await self._lose(str(exc))) from None
         if scope.cancelled_caught:
             raise TailLost(await self._lose(f"did not answer in {ANSWER_S:.0f} s"))
         try:
@@ -210,7 +218,10 @@ class MonitorTail:
             if now is None or cpu is None:  # gone: the next receive hears it
                 continue
             had = now - cpu
-            if had < STARVED_SHARE * (anyio.current_time() - began):
+            # Starved: wanting the CPU ("R": runnable) and not getting it. Not a child
+            # that waits -- on SQLite's lock, the disk, a full pipe -- using none.
+            if had < STARVED_SHARE * (anyio.current_time() - began) and _runnable(
+                    self.process.pid):
                 raise _Starved(f"is starved at SCHED_IDLE ({had:.2f} s of CPU in "
                                f"{self.starved_after:g} s, busier processes taking it all)")
 
@@ -267,6 +278,19 @@ class _Starved(Exception):
     """The child at SCHED_IDLE got (almost) no CPU while an answer was due."""
 
 
+class _TailStarved(TailLost):
+    """A tail lost for starving (see STARVED_S)."""
+
+
+def _runnable(pid: int) -> bool:
+    """Whether a process is running or waits for a CPU (Linux /proc state "R")."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"R"
+    except (OSError, IndexError):
+        return False
+
+
 def tails(path: str) -> bool:
     """Whether a store at `path` can be tailed by another process: a file."""
     return bool(path) and path != ":memory:"
@@ -317,9 +341,10 @@ def _yield_the_cpu(nice: int) -> None:
     """Run only on a CPU nobody else wants (SCHED_IDLE; else the lowest nice): the
     commands and the store's writer come first, and the fold catches up between. (At
     `nice` instead, if that is not -1: a child replacing a starved one.)"""
-    if nice >= 0:
+    if nice >= 0:  # that nice, or the parent's if it is nicer already
         with contextlib.suppress(OSError):
-            os.nice(nice)
+            os.setpriority(os.PRIO_PROCESS, 0,
+                           max(nice, os.getpriority(os.PRIO_PROCESS, 0)))
         return
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

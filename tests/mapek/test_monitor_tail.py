@@ -675,28 +675,62 @@ def _scheduling(pid: int) -> tuple[int, int]:
 async def test_a_tail_starved_at_sched_idle_is_replaced_by_one_at_nice_10(
         tmp_path: pathlib.Path, capfd: pytest.CaptureFixture[str]) -> None:
     """Busier processes taking every CPU leave a child at SCHED_IDLE none: its answer
-    never comes (125 s for a first fold beside two CPU hogs), and every catch-up --
-    /metrics, the recommendations -- waits. A child that gets no CPU while an answer
-    is due (here: stopped, SIGSTOP) is replaced by one at nice 10, which gets a share."""
-    log = interleaved(cases=4, items=3)
+    does not come (125 s for a first fold beside two CPU hogs), and every catch-up --
+    /metrics, the recommendations -- waits. A child that wants a CPU and gets none
+    while an answer is due is replaced by one at nice 10, which gets a share. Here
+    real hogs, one per CPU, take them all for the time of one catch-up (of enough
+    appends that their fold needs more CPU than SCHED_IDLE's slivers give it)."""
+    log = interleaved(cases=2000, items=4)  # 18,000 appends: ~50 ms of folding
     path = str(tmp_path / "s.db")
-    async with SQLiteStore(path) as store, monitor_tail(path, starved_after=0.3) as tail:
+    async with SQLiteStore(path) as store, monitor_tail(path) as tail:
         mirror = Monitor(store, role_of=role_of, tail=tail)
         first = tail.process.pid
         await mirror.catch_up()
         assert _scheduling(first)[1] == os.SCHED_IDLE and tail.nice is None
-        os.kill(first, signal.SIGSTOP)  # no CPU for it: as starved as it gets
+        tail.starved_after = 0.3  # (watched from now: its start is not a test of this)
         writer, half = Writer(store), len(log) // 2
         await writer.burst(log[:half])
-        await mirror.catch_up()
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in os.sched_getaffinity(0)]
+        try:
+            await anyio.sleep(0.3)  # (spinning)
+            await mirror.catch_up()
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
         second = tail.process.pid
         assert second != first and tail.starved and mirror.mirrors
-        assert _scheduling(second) == (10, 0)  # nice 10, SCHED_OTHER
+        nice = max(10, os.getpriority(os.PRIO_PROCESS, 0))  # (nicer if we are)
+        assert _scheduling(second) == (nice, 0)  # SCHED_OTHER
         await writer.burst(log[half:])
         await mirror.catch_up()  # ... and it stays
         assert tail.process.pid == second and tail.process.returncode is None
         full, pos = await oracle(store)
-    assert re.search(r"tail process is starved at SCHED_IDLE \(0\.0\d s of CPU in 0\.3 s",
+    assert re.search(r"tail process is starved at SCHED_IDLE \(0\.\d\d s of CPU in 0\.3 s",
                      capfd.readouterr().err)
     assert mirror.pos == pos == len(log)
+    assert_same(mirror, full)
+
+
+@pytest.mark.anyio
+async def test_a_stopped_tail_is_not_taken_for_a_starved_one(tmp_path: pathlib.Path) -> None:
+    """A child that uses no CPU because it waits (on SQLite's lock, the disk, a full
+    pipe; here: stopped) is not starved: replacing it would fold the log again for
+    nothing. It has ANSWER_S, as before."""
+    path = str(tmp_path / "s.db")
+    async with SQLiteStore(path) as store, monitor_tail(path, starved_after=0.2) as tail:
+        mirror = Monitor(store, role_of=role_of, tail=tail)
+        await mirror.catch_up()
+        first = tail.process.pid
+        os.kill(first, signal.SIGSTOP)
+        await Writer(store).burst(interleaved(cases=2, items=2))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(mirror.catch_up)
+            await anyio.sleep(1.5)  # seven slices of waiting for the answer
+            assert tail.process.pid == first and not tail.starved
+            os.kill(first, signal.SIGCONT)  # ... which then comes
+        assert tail.process.pid == first
+        full, pos = await oracle(store)
+    assert mirror.pos == pos
     assert_same(mirror, full)
