@@ -47,7 +47,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from adapters.sqlite_store import read_encoded_from
-from adapters.sqlite_writer_process import child_env, cpu_of, killed_by
+from adapters.sqlite_writer_process import child_env, cpu_of, killed_by, runnable
 from mapek.monitor import Changes, Monitor, TailLost
 
 # Appends read per statement. (The Monitor in a server's loop reads 256, which its
@@ -118,8 +118,13 @@ class MonitorTail:
         self.starved_after = starved_after
         self._respawned_at: float | None = None
         self.nice: int | None = None  # the child's; None: SCHED_IDLE
-        self.starved = False  # a child at SCHED_IDLE was (see STARVED_S)
         self._attach(process)
+
+    @property
+    def starved(self) -> bool:
+        """Whether a child at SCHED_IDLE starved (see STARVED_S): only that makes a
+        child of another priority."""
+        return self.nice is not None
 
     def _attach(self, process: Process) -> None:
         assert process.stdin is not None and process.stdout is not None
@@ -195,8 +200,7 @@ class MonitorTail:
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
                     anyio.ClosedResourceError, OSError) as exc:
                 raise TailLost(await self._lose("is gone", ended=True)) from exc
-            except _Starved as exc:
-                self.starved = True
+            except _TailStarved as exc:
                 raise _TailStarved(await self._lose(str(exc))) from None
         if scope.cancelled_caught:
             raise TailLost(await self._lose(f"did not answer in {ANSWER_S:.0f} s"))
@@ -220,10 +224,11 @@ class MonitorTail:
             had = now - cpu
             # Starved: wanting the CPU ("R": runnable) and not getting it. Not a child
             # that waits -- on SQLite's lock, the disk, a full pipe -- using none.
-            if had < STARVED_SHARE * (anyio.current_time() - began) and _runnable(
+            if had < STARVED_SHARE * (anyio.current_time() - began) and runnable(
                     self.process.pid):
-                raise _Starved(f"is starved at SCHED_IDLE ({had:.2f} s of CPU in "
-                               f"{self.starved_after:g} s, busier processes taking it all)")
+                raise _TailStarved(f"is starved at SCHED_IDLE ({had:.2f} s of CPU in "
+                                   f"{self.starved_after:g} s, busier processes taking "
+                                   "it all)")
 
     def cpu_now(self) -> float | None:
         """The child's CPU seconds so far (Linux: /proc), None if it is not running."""
@@ -274,21 +279,9 @@ class MonitorTail:
         self._lost = "the monitor's tail is closed"
 
 
-class _Starved(Exception):
-    """The child at SCHED_IDLE got (almost) no CPU while an answer was due."""
-
-
 class _TailStarved(TailLost):
-    """A tail lost for starving (see STARVED_S)."""
-
-
-def _runnable(pid: int) -> bool:
-    """Whether a process is running or waits for a CPU (Linux /proc state "R")."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] == b"R"
-    except (OSError, IndexError):
-        return False
+    """A tail lost for starving: its child at SCHED_IDLE got (almost) no CPU while an
+    answer was due (see STARVED_S)."""
 
 
 def tails(path: str) -> bool:

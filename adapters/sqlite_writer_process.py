@@ -96,14 +96,28 @@ def killed_by(code: int | None) -> str | None:
         return None
 
 
-def cpu_of(pid: int) -> float | None:
-    """A process's CPU seconds so far (Linux: /proc), None if there is none to read."""
+def proc_stat(pid: int) -> list[bytes] | None:
+    """A process's /proc/PID/stat fields from its state on (field 3 of proc(5) is
+    index 0), None if there is none to read (gone, or not Linux)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
+            return f.read().rsplit(b")", 1)[1].split()
     except OSError:
         return None
+
+
+def cpu_of(pid: int) -> float | None:
+    """A process's CPU seconds so far (Linux: /proc), None if there is none to read."""
+    fields = proc_stat(pid)
+    if fields is None:
+        return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runnable(pid: int) -> bool:
+    """Whether a process is running or waits for a CPU (Linux /proc state "R")."""
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] == b"R"
 
 
 class _Replies(asyncio.SubprocessProtocol):

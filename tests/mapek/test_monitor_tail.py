@@ -46,6 +46,7 @@ from adapters.monitor_tail import (
     monitor_tail,
 )
 from adapters.sqlite_store import SQLiteStore
+from adapters.sqlite_writer_process import proc_stat
 from engine.events import (
     CaseCreated,
     SlaBreached,
@@ -666,7 +667,8 @@ async def test_a_tail_closed_while_its_replacement_starts_leaves_none_running(
 
 def _scheduling(pid: int) -> tuple[int, int]:
     """A process's (nice, scheduling policy) from /proc (policy 5: SCHED_IDLE)."""
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    fields = proc_stat(pid)
+    assert fields is not None, f"no process {pid}"
     return int(fields[16]), int(fields[38])
 
 
