@@ -574,8 +574,9 @@ class Monitor:
         # row and goes back into SQLite's C code beside the rest of the fold.
         # (bench/durable.py --alternate at N = 1,000, catch-ups every 50 ms, eight
         # runs of 10 pairs each way, in turns: 7.7 % fewer completions/s without, 4.9 %
-        # with; lower in 7 of the 8 pairs of runs; the same CPU.)
-        give_way, every, n = _give_way, YIELD_EVERY, 0
+        # with; lower in 7 of the 8 pairs of runs; the same CPU.) A tail's process has
+        # no writer thread to let in: its fold never gives way (-1).
+        give_way, every, n = _give_way, YIELD_EVERY if touched is None else -1, 0
         try:
             for pos, case_id, events in appends:
                 n += 1
@@ -585,7 +586,8 @@ class Monitor:
                 for e in events:
                     t = type(e)
                     if t is Completed:
-                        o = open_.pop((case_id, e.item), None)
+                        key = (case_id, e.item)
+                        o = open_.pop(key, None)
                         if o is not None:
                             o.closed_at = e.at
                             o.outcome = "completed"
@@ -593,7 +595,7 @@ class Monitor:
                             o.by = e.by or o.by
                             closed.append(o)
                             if touched is not None:  # (enabled again: last in the order)
-                                touched.pop((case_id, e.item), None)
+                                touched.pop(key, None)
                         out = e.output  # most carry no attribute: no call for those
                         if out is not None and (not disjoint(out) if live
                                                 else out != NOTHING_KEPT):

@@ -33,9 +33,10 @@ def test_the_benchmark_runs(script: str) -> None:
     assert rows, f"no JSON rows on stdout:\n{p.stdout[-2000:]}"
 
 
-def test_the_durable_benchmark_observes_with_the_monitor_in_each_place() -> None:
+def test_the_durable_benchmark_observes_with_the_monitor_in_each_place(tmp_path) -> None:
     """--alternate runs without the Monitor and with it in each place; every append is
-    observed: folded by the tail process, or here (handed on or read back)."""
+    observed: folded by the tail process, or here (handed on or read back). --pool
+    over the rows it printed pairs them as the run did."""
     cmd = [sys.executable, str(ROOT / "bench" / "durable.py"), "--smoke", "--alternate",
            "--monitor-in", "process,loop", "--monitor-every", "0.01"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
@@ -54,5 +55,16 @@ def test_the_durable_benchmark_observes_with_the_monitor_in_each_place() -> None
         assert row["monitor_appends_tailed"] == 0
         assert (row["monitor_appends_handed_on"] + row["monitor_appends_read"]
                 == row["appends_committed"])
-    assert "monitor (in process) overhead" in p.stderr
-    assert "monitor (in loop) overhead" in p.stderr
+    for row in by_place["process"] + by_place["loop"]:  # served: before the last catch-up
+        assert 0 < row["served_s"] <= row["seconds"]
+        assert row["monitor_last_catch_up_s"] >= 0
+    overheads = sorted(line for line in p.stderr.splitlines() if " overhead " in line)
+    assert [line.split(" overhead ")[0] for line in overheads] == [
+        "durable N=   1: monitor (in loop)", "durable N=   1: monitor (in process)",
+        "durable N=  10: monitor (in loop)", "durable N=  10: monitor (in process)"]
+    (tmp_path / "run.jsonl").write_text(p.stdout)
+    pooled = subprocess.run([sys.executable, str(ROOT / "bench" / "durable.py"), "--pool",
+                             str(tmp_path / "run.jsonl")], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT, check=False)
+    assert pooled.returncode == 0, pooled.stderr[-3000:]
+    assert sorted(pooled.stdout.splitlines()) == overheads
