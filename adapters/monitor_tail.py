@@ -25,7 +25,8 @@ and exits on EOF on its stdin -- our close, or this process's death -- so it nev
 outlives its parent. A child that dies, or does not answer within ANSWER_S, is killed
 and replaced by another, whose first answer says it is `fresh`: the mirror forgets
 what it had from the log and takes the new fold of all of it. Once per RESPAWN_S at
-most: lost again sooner, it is `TailLost`, and the mirror folds the log itself. A child
+most: lost again sooner, it is `TailLost`, and the mirror folds the log itself until
+it asks again, later (mapek.monitor.ASK_LOST_AFTER), and another is started. A child
 starved at SCHED_IDLE -- an answer late, no CPU for it meanwhile -- counts as lost, and
 its replacement runs at nice STARVED_NICE (see STARVED_S).
 """

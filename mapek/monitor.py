@@ -58,8 +58,11 @@ forgets what it handed over but what later events need (open items, open breache
 the cases' workflows). The mirror then holds what a Monitor folding here would hold,
 in the same order. A tail lost is replaced by another (at most once in ten minutes:
 adapters.monitor_tail), whose first answer is `fresh`: the mirror forgets what came
-from the log and takes the new tail's fold of all of it. Lost for good, the mirror
-forgets it too, and folds the log here from the start, as a Monitor without a tail does.
+from the log and takes the new tail's fold of all of it. Lost again sooner, the mirror
+forgets it too, and folds the log here from the start, as a Monitor without a tail does
+-- and asks the tail again ten minutes on (twice as long after each loss, a day at
+most: ASK_LOST_AFTER). Another process started then, the mirror forgets what it folded
+here and takes the new fold, as after the first loss.
 """
 
 from __future__ import annotations
@@ -154,7 +157,9 @@ class Tail(Protocol):
     every append committed before the call, then answers what changed since the last
     call -- in parts while `more` -- or raises TailLost. `changes(more=True)` asks for
     the next part of an answer under way (a catch-up whose asking was cancelled between
-    parts asks anew: its next catch-up must see what was committed meanwhile)."""
+    parts asks anew: its next catch-up must see what was committed meanwhile). A tail
+    that raised TailLost may answer a later `changes()` again: with its fold of the
+    whole log, from the start."""
 
     async def changes(self, more: bool = False) -> Changes: ...
 
@@ -172,6 +177,12 @@ YIELD_EVERY = 32
 # (see catch_up).
 LOOP_TURN_EVERY = 256
 _UNASKED = object()
+# A lost tail is asked again this long after (seconds; adapters.monitor_tail starts
+# another process once in ten minutes at most) -- twice as long after each loss since,
+# a day at most: a tail that keeps dying (on an event it cannot fold, say) costs this
+# process a fold of the whole log each time.
+ASK_LOST_AFTER = 600.0
+ASK_LOST_MOST = 86_400.0
 # Releases the GIL and lets the OS run a thread that waits for it (os.sched_yield);
 # where there is none, time.sleep(0) releases it too.
 _give_way: Callable[[], object] = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
@@ -355,8 +366,12 @@ class Monitor:
         # which are then read back): about two seconds of a busy server's commits.
         self._live_limit = live_limit
         self._live: Following | None = None
-        # A mirror of a tail follows nothing itself (unless the tail is lost).
+        # A mirror of a tail follows nothing itself (unless the tail is lost: then it is
+        # asked again, see ASK_LOST_AFTER, until it answers).
         self._tail = tail
+        self._lost_tail: Tail | None = None
+        self._losses = 0  # of the tail, with this process folding after each
+        self._ask_at = 0.0  # when the lost tail is asked again
         if tail is None:
             self._follow()
         # The tail's side (hands_over): the open items enabled, started or held since
@@ -380,13 +395,20 @@ class Monitor:
         """Fold every append committed since the last call (and those committed while
         it folds, the event loop running between rounds: see below)."""
         async with self._lock:
-            if self._tail is not None:
+            tail, first = self._tail, None
+            if tail is None and self._lost_tail is not None:
+                first = await self._ask_again(self._lost_tail)
+                tail = self._tail
+            if tail is not None:
                 try:
-                    return await self._take_from(self._tail)
+                    return await self._take_from(tail, first)
                 except TailLost as exc:
                     print(f"monitor: {exc}; folding the log in this process from the start",
                           file=sys.stderr, flush=True)
-                    self._tail = None
+                    self._tail, self._lost_tail = None, tail
+                    self._losses += 1
+                    self._ask_at = anyio.current_time() + min(
+                        ASK_LOST_AFTER * 2 ** (self._losses - 1), ASK_LOST_MOST)
                     self._forget_the_log()
             live = self._live
             while True:
@@ -409,8 +431,31 @@ class Monitor:
                 if await self._read_log(self.batch) < self.batch:
                     return
 
-    async def _take_from(self, tail: Tail) -> None:
-        changes = await tail.changes()
+    async def _ask_again(self, tail: Tail) -> Changes | None:
+        """Ask a lost tail again, when due (see ASK_LOST_AFTER): one that answers has
+        started another process, whose first answer is its fold of the log from the
+        start. It then folds for this Monitor again: what was folded here from the log
+        is forgotten (imports kept) and the store hands nothing on any more. -> that
+        first answer (None: lost still)."""
+        if anyio.current_time() < self._ask_at:
+            return None
+        try:
+            first = await tail.changes()
+        except TailLost:
+            self._ask_at = anyio.current_time() + ASK_LOST_AFTER
+            return None
+        print("monitor: the tail process answers again; it folds the log from now on, "
+              "not this process", file=sys.stderr, flush=True)
+        self._live = None
+        self._forget_the_log(follow=False)
+        self._tail, self._lost_tail = tail, None
+        return first
+
+    async def _take_from(self, tail: Tail, changes: Changes | None = None) -> None:
+        """Merge what `tail` answers, part after part (`changes`: its first part, asked
+        already)."""
+        if changes is None:
+            changes = await tail.changes()
         while True:
             if changes.fresh and self._taken:  # a new tail: all of the log comes again
                 self._forget_the_log(follow=False)

@@ -55,6 +55,7 @@ from engine.events import (
     WorkItemEnabled,
     WorkItemStarted,
 )
+from mapek import monitor as monitor_module
 from mapek.monitor import Monitor, Observation, TailLost
 
 SPECS = pathlib.Path(__file__).resolve().parents[2] / "specs"
@@ -196,6 +197,98 @@ async def test_a_tail_that_dies_is_replaced_and_dying_again_soon_leaves_the_log_
             "from the start") in err
     # What came from the log after the second loss was folded here.
     assert mirror.appends_handed_on + mirror.appends_read == len(log)
+
+
+@pytest.mark.anyio
+async def test_a_tail_lost_again_soon_folds_for_the_mirror_again_once_it_answers(
+        tmp_path: pathlib.Path, capfd: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lost twice within its respawn limit, the tail leaves the log to the mirror -- for
+    a while, not until the server restarts: asked again when due, it starts another
+    process, whose fold of the whole log replaces what the mirror folded meanwhile (the
+    import kept, in front), and the store hands the mirror nothing any more."""
+    monkeypatch.setattr(monitor_module, "ASK_LOST_AFTER", 1.5)
+    log = interleaved(cases=8, items=5)
+    path = str(tmp_path / "s.db")
+    imported = Observation("old-1", "wf", "Approve", 1, 1.0, closed_at=2.0,
+                           outcome="completed", source="import")
+    quarter = len(log) // 4
+    async with mirrored(path, part=5, respawn_after=1.0) as (store, mirror, tail):
+        mirror.absorb([imported])
+        writer = Writer(store)
+        await writer.burst(log[:quarter])
+        await mirror.catch_up()
+        await _kill(tail)
+        await mirror.catch_up()  # replaced, the respawn limit's second starting now
+        second = await _kill(tail)
+        await writer.burst(log[quarter:2 * quarter])
+        await mirror.catch_up()
+        assert not mirror.mirrors and tail.process.pid == second
+        await writer.burst(log[2 * quarter:3 * quarter])
+        await mirror.catch_up()  # not due yet: folded here, no process started
+        assert not mirror.mirrors and tail.process.pid == second
+        here = mirror.appends_handed_on + mirror.appends_read
+        assert here == 3 * quarter
+        await anyio.sleep(1.6)
+        await writer.burst(log[3 * quarter:])
+        await mirror.catch_up()
+        assert mirror.mirrors and tail.process.pid != second
+        assert tail.process.returncode is None
+        assert mirror._live is None  # the store hands nothing on to it any more
+        full, pos = await oracle(store)
+        assert mirror.pos == pos and mirror.closed[0] is imported
+        rest = SimpleNamespace(closed=mirror.closed[1:], open=mirror.open,
+                               breaches=mirror.breaches, fired=mirror.fired,
+                               attributes=mirror.attributes)
+        assert_same(rest, full)  # type: ignore[arg-type]
+        assert mirror.appends_handed_on + mirror.appends_read == here
+    err = capfd.readouterr().err
+    assert "the tail process answers again; it folds the log from now on" in err
+
+
+class _Dying:
+    """A tail lost at every question but those it is told to answer (then afresh, from
+    the start, as a new process would)."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self.answers = 0
+
+    async def changes(self, more: bool = False) -> Any:
+        self.asked.append(anyio.current_time())
+        if self.answers:
+            self.answers -= 1
+            return monitor_module.Changes(0, [], fresh=True)
+        raise TailLost("gone")
+
+
+@pytest.mark.anyio
+async def test_a_tail_that_keeps_dying_is_asked_again_ever_later(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each loss doubles the wait before the lost tail is asked again: one that dies
+    whenever it folds (an event it cannot fold) costs this process a fold of the whole
+    log each time, ever more rarely. An ask it refuses waits the first wait again."""
+    monkeypatch.setattr(monitor_module, "ASK_LOST_AFTER", 0.2)
+    async with SQLiteStore(str(tmp_path / "s.db")) as store:
+        tail = _Dying()
+        mirror = Monitor(store, tail=tail)
+
+        async def catch_up_until_asked(times: int) -> None:
+            with anyio.fail_after(10):
+                while len(tail.asked) < times:
+                    await mirror.catch_up()
+                    await anyio.sleep(0.01)
+
+        def waited(before: int, seconds: float) -> bool:  # (late, not early, if busy)
+            gap = tail.asked[before + 1] - tail.asked[before]
+            return seconds <= gap < seconds + 0.3
+
+        await catch_up_until_asked(1)  # lost: asked again in 0.2 s
+        tail.answers = 1
+        await catch_up_until_asked(3)  # answers once, lost at the next: 0.4 s
+        await catch_up_until_asked(5)  # refused: the first wait again
+        assert waited(0, 0.2) and waited(2, 0.4) and waited(3, 0.2)
+        assert not mirror.mirrors
 
 
 def _children(name: str) -> list[int]:
