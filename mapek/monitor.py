@@ -52,10 +52,10 @@ Monitor is a mirror: another process tails the log and folds it (`Tail`:
 adapters.monitor_tail, a Monitor made with `hands_over=True`), and `catch_up` takes
 from it what changed since the last time (`Changes`: the items closed, the open ones
 touched, breaches and their resolutions, empty tasks fired, attributes), each piece
-once, and merges it (the process's CPU per completion did not measurably grow; 4 %
-fewer completions in the same pairs, the tail's own CPU beside it). The tail
-forgets what it handed over but what later events need (open items, open breaches,
-the cases' workflows). The mirror then holds what a Monitor folding here would hold,
+once, and merges it (the process's CPU per completion did not measurably grow; 1.4 %
+fewer completions while serving, 5.1 % with the tail's catch-up after the peak counted:
+bench/README, "The run's end"). The tail forgets what it handed over but what later
+events need (open items, open breaches, the cases' workflows). The mirror then holds what a Monitor folding here would hold,
 in the same order. A tail lost is replaced by another (at most once in ten minutes:
 adapters.monitor_tail), whose first answer is `fresh`: the mirror forgets what came
 from the log and takes the new tail's fold of all of it. Lost again sooner, the mirror
