@@ -49,7 +49,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from adapters.sqlite_store import read_encoded_from
 from adapters.sqlite_writer_process import child_env, cpu_of, killed_by, runnable
-from mapek.monitor import Changes, Monitor, TailLost
+from mapek.monitor import Changes, Monitor, TailLost, TailRefused
 
 # Appends read per statement. (The Monitor in a server's loop reads 256, which its
 # collector takes in its stride; here the collector is lazy: see main.)
@@ -64,7 +64,8 @@ FOLD_MOST = 64 * BATCH
 ANSWER_S = 60.0
 # A lost child is replaced at most once this many seconds; lost again sooner, the
 # mirror folds the log itself (a child that keeps dying, or a machine so busy that
-# SCHED_IDLE gets no time for minutes, is no better for a new one).
+# SCHED_IDLE gets no time for minutes, is no better for a new one at once) until it
+# asks again later (mapek.monitor.ASK_LOST_AFTER): TailRefused until then.
 RESPAWN_S = 600.0
 # A child at SCHED_IDLE gets no CPU while other processes want all of it: beside two
 # CPU-bound ones (a MAPE-K cycle and a busy loop are that, on two vCPUs), a first fold
@@ -154,7 +155,7 @@ class MonitorTail:
             await self._lose("did not start", ended=True)
 
     async def changes(self, more: bool = False) -> Changes:
-        request = _NEXT if more else _ASK
+        request, started = _NEXT if more else _ASK, False
         while True:
             try:
                 return await self._exchange(request)
@@ -166,7 +167,9 @@ class MonitorTail:
                 too_soon = (self._respawned_at is not None
                             and now - self._respawned_at < self.respawn_after)
                 if self._spawn is None or (too_soon and not starved):
-                    raise
+                    if started:  # the one started here is lost too: a loss of its own
+                        raise
+                    raise TailRefused(str(exc)) from exc
                 if not starved:
                     self._respawned_at = now
                 lost, nice = exc, STARVED_NICE if starved else self.nice
@@ -185,7 +188,7 @@ class MonitorTail:
                 if self._spawn is None:  # closed while it started: nobody would stop it
                     raise TailLost(await self._lose("is closed"))
                 await self.started()
-            request = _ASK
+            request, started = _ASK, True
 
     async def _exchange(self, request: bytes) -> Changes:
         if self._lost is not None:

@@ -31,10 +31,11 @@ The tail is started (its imports) before the clock. The row gains `monitor_*` fi
 folded by the tail; `monitor_last_catch_up_s`: that last catch-up) and
 `tail_cpu_us_per_completion`, which `cpu_us_per_completion` includes. Every row also
 has `served_completions_per_s`, the clock stopped once the last completion is durable:
-without the Monitor's last catch-up, in which a tail folds, the commands done, what it
-had not folded by then -- at idle priority behind a saturated machine it lags: at
-N = 1,000 that catch-up was a median 5 % of a 10,000-case run's window and 2.4 % of a
-30,000-case one's (bench/README, "The run's end").
+without the end of a periodic catch-up under way then, nor the Monitor's last catch-up,
+in which a tail folds, the commands done, what it had not folded by then -- at idle
+priority behind a saturated machine it lags: at N = 1,000 that catch-up was a median
+5 % of a 10,000-case run's window and 2.4 % of a 30,000-case one's (bench/README, "The
+run's end").
 `--alternate` runs each level without and with it, in turns (the runs rotate which
 goes first), and prints the overhead (target: <= 5 % fewer completions/s) as the
 median of the pairs, with a bootstrap interval of that median, their quartiles and
@@ -290,27 +291,33 @@ def overhead(n: int, place: str, paired: list[tuple[dict[str, Any], dict[str, An
             f"{_spread(cpu)} CPU per completion ({len(paired)} paired runs)")
 
 
+def _place(row: dict[str, Any]) -> str | None:
+    """Where a row's Monitor folded (None: no Monitor; rows from before `monitor_in`
+    had it in the loop)."""
+    return row.get("monitor_in") or ("loop" if "monitor_catch_ups" in row else None)
+
+
 def pool(paths: list[str]) -> None:
-    """The overhead over the pairs of several --alternate runs' JSON lines (a repeat's
-    rows share `repeat`; rows written before it had one come a repeat after another,
-    one without the Monitor in each)."""
+    """The overhead over the pairs of several --alternate runs' JSON lines, one run per
+    file (a repeat's rows share `repeat`; rows written before it had one come a repeat
+    after another, one without the Monitor in each)."""
     pairs: dict[tuple[int, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for path in paths:
         rows = [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()
                 if line.startswith("{")]
-        per_repeat = 1 + len({r["monitor_in"] for r in rows if "monitor_in" in r})
+        per_repeat = 1 + len({_place(r) for r in rows} - {None})
         repeats: dict[tuple[int, int], list[dict[str, Any]]] = {}
         for i, r in enumerate(rows):
             rep = r.get("repeat", i // per_repeat)
             repeats.setdefault((r["concurrency"], rep), []).append(r)
         for (n, _), rs in repeats.items():
-            offs = [r for r in rs if "monitor_in" not in r]
+            offs = [r for r in rs if _place(r) is None]
             if len(offs) != 1:
                 raise SystemExit(f"{path}: N={n}: a repeat without exactly one run "
-                                 "without the Monitor")
+                                 "without the Monitor (one run per file)")
             for r in rs:
-                if "monitor_in" in r:
-                    pairs.setdefault((n, r["monitor_in"]), []).append((offs[0], r))
+                if (place := _place(r)) is not None:
+                    pairs.setdefault((n, place), []).append((offs[0], r))
     for (n, place), paired in sorted(pairs.items()):
         print(overhead(n, place, paired))
 

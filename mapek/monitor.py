@@ -55,14 +55,15 @@ touched, breaches and their resolutions, empty tasks fired, attributes), each pi
 once, and merges it (the process's CPU per completion did not measurably grow; 1.4 %
 fewer completions while serving, 5.1 % with the tail's catch-up after the peak counted:
 bench/README, "The run's end"). The tail forgets what it handed over but what later
-events need (open items, open breaches, the cases' workflows). The mirror then holds what a Monitor folding here would hold,
-in the same order. A tail lost is replaced by another (at most once in ten minutes:
-adapters.monitor_tail), whose first answer is `fresh`: the mirror forgets what came
-from the log and takes the new tail's fold of all of it. Lost again sooner, the mirror
-forgets it too, and folds the log here from the start, as a Monitor without a tail does
--- and asks the tail again ten minutes on (twice as long after each loss, a day at
-most: ASK_LOST_AFTER). Another process started then, the mirror forgets what it folded
-here and takes the new fold, as after the first loss.
+events need (open items, open breaches, the cases' workflows). The mirror then holds
+what a Monitor folding here would hold, in the same order. A tail lost is replaced by
+another (at most once in ten minutes: adapters.monitor_tail), whose first answer is
+`fresh`: the mirror forgets what came from the log and takes the new tail's fold of all
+of it. Lost again sooner, the mirror forgets it too, and folds the log here from the
+start, as a Monitor without a tail does -- and asks the tail again ten minutes on
+(twice as long after each loss, a day at most: ASK_LOST_AFTER). Another process started
+then, the mirror forgets what it folded here and takes the new fold, as after the first
+loss.
 """
 
 from __future__ import annotations
@@ -152,14 +153,19 @@ class TailLost(RuntimeError):
     """The process folding the log for this Monitor is gone (or stopped answering)."""
 
 
+class TailRefused(TailLost):
+    """A lost tail asked again starts no other process (not yet: too soon after the
+    last; or it is closed) -- not a loss of its own."""
+
+
 class Tail(Protocol):
     """Another process folding the log (see the module's docstring): `changes()` folds
     every append committed before the call, then answers what changed since the last
     call -- in parts while `more` -- or raises TailLost. `changes(more=True)` asks for
     the next part of an answer under way (a catch-up whose asking was cancelled between
     parts asks anew: its next catch-up must see what was committed meanwhile). A tail
-    that raised TailLost may answer a later `changes()` again: with its fold of the
-    whole log, from the start."""
+    that raised TailLost may answer a later `changes()` again, with its fold of the
+    whole log from the start (`fresh`), or refuse (TailRefused) without trying."""
 
     async def changes(self, more: bool = False) -> Changes: ...
 
@@ -178,9 +184,11 @@ YIELD_EVERY = 32
 LOOP_TURN_EVERY = 256
 _UNASKED = object()
 # A lost tail is asked again this long after (seconds; adapters.monitor_tail starts
-# another process once in ten minutes at most) -- twice as long after each loss since,
-# a day at most: a tail that keeps dying (on an event it cannot fold, say) costs this
-# process a fold of the whole log each time.
+# another process once in ten minutes at most) -- twice as long after each loss since
+# (one that then folded for a day at most starts the count again), a day at most: a tail
+# that keeps dying (on an event it cannot fold, say) costs this process a fold of the
+# whole log each time. A tail that refuses (TailRefused: not yet) is asked again as long
+# after.
 ASK_LOST_AFTER = 600.0
 ASK_LOST_MOST = 86_400.0
 # Releases the GIL and lets the OS run a thread that waits for it (os.sched_yield);
@@ -372,6 +380,7 @@ class Monitor:
         self._lost_tail: Tail | None = None
         self._losses = 0  # of the tail, with this process folding after each
         self._ask_at = 0.0  # when the lost tail is asked again
+        self._back_at = 0.0  # when it last came back (or the Monitor began)
         if tail is None:
             self._follow()
         # The tail's side (hands_over): the open items enabled, started or held since
@@ -406,9 +415,7 @@ class Monitor:
                     print(f"monitor: {exc}; folding the log in this process from the start",
                           file=sys.stderr, flush=True)
                     self._tail, self._lost_tail = None, tail
-                    self._losses += 1
-                    self._ask_at = anyio.current_time() + min(
-                        ASK_LOST_AFTER * 2 ** (self._losses - 1), ASK_LOST_MOST)
+                    self._lost()
                     self._forget_the_log()
             live = self._live
             while True:
@@ -441,15 +448,36 @@ class Monitor:
             return None
         try:
             first = await tail.changes()
-        except TailLost:
+        except TailRefused:
             self._ask_at = anyio.current_time() + ASK_LOST_AFTER
+            return None
+        except TailLost as exc:  # the process it started is lost too
+            print(f"monitor: {exc}; folding the log in this process still",
+                  file=sys.stderr, flush=True)
+            self._lost()
+            return None
+        if not first.fresh:  # not the whole log: what is folded here stays
+            print("monitor: the tail process answers again, but not from the start; "
+                  "folding the log in this process still", file=sys.stderr, flush=True)
+            self._lost()
             return None
         print("monitor: the tail process answers again; it folds the log from now on, "
               "not this process", file=sys.stderr, flush=True)
         self._live = None
         self._forget_the_log(follow=False)
         self._tail, self._lost_tail = tail, None
+        self._back_at = anyio.current_time()
         return first
+
+    def _lost(self) -> None:
+        """Count a loss of the tail and say when to ask it again (see ASK_LOST_AFTER:
+        twice as long as after the last loss, unless it then folded for a day)."""
+        now = anyio.current_time()
+        if now - self._back_at > ASK_LOST_MOST:
+            self._losses = 0
+        self._losses += 1
+        self._ask_at = now + min(ASK_LOST_AFTER * 2.0 ** min(self._losses - 1, 20),
+                                 ASK_LOST_MOST)
 
     async def _take_from(self, tail: Tail, changes: Changes | None = None) -> None:
         """Merge what `tail` answers, part after part (`changes`: its first part, asked

@@ -56,7 +56,7 @@ from engine.events import (
     WorkItemStarted,
 )
 from mapek import monitor as monitor_module
-from mapek.monitor import Monitor, Observation, TailLost
+from mapek.monitor import Monitor, Observation, TailLost, TailRefused
 
 SPECS = pathlib.Path(__file__).resolve().parents[2] / "specs"
 
@@ -201,94 +201,150 @@ async def test_a_tail_that_dies_is_replaced_and_dying_again_soon_leaves_the_log_
 
 @pytest.mark.anyio
 async def test_a_tail_lost_again_soon_folds_for_the_mirror_again_once_it_answers(
-        tmp_path: pathlib.Path, capfd: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: pathlib.Path, capfd: pytest.CaptureFixture[str]) -> None:
     """Lost twice within its respawn limit, the tail leaves the log to the mirror -- for
     a while, not until the server restarts: asked again when due, it starts another
     process, whose fold of the whole log replaces what the mirror folded meanwhile (the
-    import kept, in front), and the store hands the mirror nothing any more."""
-    monkeypatch.setattr(monitor_module, "ASK_LOST_AFTER", 1.5)
+    import kept, in front), and the store hands the mirror nothing any more. Lost again
+    at once, the mirror folds here again and waits twice as long."""
     log = interleaved(cases=8, items=5)
     path = str(tmp_path / "s.db")
     imported = Observation("old-1", "wf", "Approve", 1, 1.0, closed_at=2.0,
                            outcome="completed", source="import")
-    quarter = len(log) // 4
-    async with mirrored(path, part=5, respawn_after=1.0) as (store, mirror, tail):
-        mirror.absorb([imported])
-        writer = Writer(store)
-        await writer.burst(log[:quarter])
-        await mirror.catch_up()
-        await _kill(tail)
-        await mirror.catch_up()  # replaced, the respawn limit's second starting now
-        second = await _kill(tail)
-        await writer.burst(log[quarter:2 * quarter])
-        await mirror.catch_up()
-        assert not mirror.mirrors and tail.process.pid == second
-        await writer.burst(log[2 * quarter:3 * quarter])
-        await mirror.catch_up()  # not due yet: folded here, no process started
-        assert not mirror.mirrors and tail.process.pid == second
-        here = mirror.appends_handed_on + mirror.appends_read
-        assert here == 3 * quarter
-        await anyio.sleep(1.6)
-        await writer.burst(log[3 * quarter:])
-        await mirror.catch_up()
-        assert mirror.mirrors and tail.process.pid != second
-        assert tail.process.returncode is None
-        assert mirror._live is None  # the store hands nothing on to it any more
+    fifth = len(log) // 5
+
+    async def same_as_read_back(store: SQLiteStore, mirror: Monitor) -> None:
         full, pos = await oracle(store)
         assert mirror.pos == pos and mirror.closed[0] is imported
         rest = SimpleNamespace(closed=mirror.closed[1:], open=mirror.open,
                                breaches=mirror.breaches, fired=mirror.fired,
                                attributes=mirror.attributes)
         assert_same(rest, full)  # type: ignore[arg-type]
+
+    async with mirrored(path, part=5) as (store, mirror, tail):
+        mirror.absorb([imported])
+        writer = Writer(store)
+        await writer.burst(log[:fifth])
+        await mirror.catch_up()
+        await _kill(tail)
+        await mirror.catch_up()  # replaced: the respawn limit's ten minutes start
+        second = await _kill(tail)
+        await writer.burst(log[fifth:2 * fifth])
+        await mirror.catch_up()
+        assert not mirror.mirrors and tail.process.pid == second
+        await writer.burst(log[2 * fifth:3 * fifth])
+        await mirror.catch_up()  # not due: folded here, no process started
+        assert not mirror.mirrors and tail.process.pid == second
+        here = mirror.appends_handed_on + mirror.appends_read
+        assert here == 3 * fifth
+        tail.respawn_after, mirror._ask_at = 0.0, 0.0  # ten minutes on, for both
+        await writer.burst(log[3 * fifth:4 * fifth])
+        await mirror.catch_up()
+        assert mirror.mirrors and tail.process.pid != second
+        assert tail.process.returncode is None
+        assert mirror._live is None  # the store hands nothing on to it any more
         assert mirror.appends_handed_on + mirror.appends_read == here
+        await same_as_read_back(store, mirror)
+        tail.respawn_after = RESPAWN_S
+        await _kill(tail)
+        await writer.burst(log[4 * fifth:])
+        await mirror.catch_up()
+        assert not mirror.mirrors and mirror._live is not None
+        assert mirror._ask_at - anyio.current_time() == pytest.approx(
+            2 * monitor_module.ASK_LOST_AFTER, abs=5)
+        await same_as_read_back(store, mirror)
     err = capfd.readouterr().err
     assert "the tail process answers again; it folds the log from now on" in err
 
 
-class _Dying:
-    """A tail lost at every question but those it is told to answer (then afresh, from
-    the start, as a new process would)."""
+@pytest.mark.anyio
+async def test_a_lost_tail_whose_new_process_dies_too_is_lost_not_refusing(
+        tmp_path: pathlib.Path) -> None:
+    """Asked again, a lost tail that starts another process which dies before its
+    answer has lost that one too (TailLost: the mirror waits longer before asking
+    again); asked again before its respawn limit, it starts nothing (TailRefused)."""
+    path = str(tmp_path / "s.db")
+    started: list[int] = []
+
+    async def dies_at_once(nice: int | None) -> Any:
+        process = await anyio.open_process(
+            [sys.executable, "-c", "import os; os.write(1, b'!')"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        started.append(process.pid)
+        return process
+
+    async with SQLiteStore(path) as store, monitor_tail(path) as tail:
+        mirror = Monitor(store, role_of=role_of, tail=tail)
+        await mirror.catch_up()
+        tail._spawn = dies_at_once
+        await _kill(tail)
+        with pytest.raises(TailLost) as lost:
+            await tail.changes()
+        assert not isinstance(lost.value, TailRefused) and len(started) == 1
+        with pytest.raises(TailRefused):
+            await tail.changes()
+        assert len(started) == 1
+
+
+class _Scripted:
+    """A lost tail asked again: it refuses (TailRefused), loses the process it started
+    (TailLost), or answers -- from the start (`fresh`), or not -- as scripted; lost
+    whenever the script is out."""
 
     def __init__(self) -> None:
-        self.asked: list[float] = []
-        self.answers = 0
+        self.script: list[str] = []
+        self.asked = 0
 
     async def changes(self, more: bool = False) -> Any:
-        self.asked.append(anyio.current_time())
-        if self.answers:
-            self.answers -= 1
-            return monitor_module.Changes(0, [], fresh=True)
-        raise TailLost("gone")
+        self.asked += 1
+        what = self.script.pop(0) if self.script else "lose"
+        if what == "refuse":
+            raise TailRefused("not yet")
+        if what == "lose":
+            raise TailLost("gone")
+        return monitor_module.Changes(0, [], fresh=what == "fresh")
 
 
 @pytest.mark.anyio
 async def test_a_tail_that_keeps_dying_is_asked_again_ever_later(
-        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each loss doubles the wait before the lost tail is asked again: one that dies
-    whenever it folds (an event it cannot fold) costs this process a fold of the whole
-    log each time, ever more rarely. An ask it refuses waits the first wait again."""
-    monkeypatch.setattr(monitor_module, "ASK_LOST_AFTER", 0.2)
+        tmp_path: pathlib.Path) -> None:
+    """Each loss doubles the wait before the lost tail is asked again (a day at most):
+    one that dies whenever it folds -- an event it cannot fold -- costs this process a
+    fold of the whole log each time, ever more rarely. A refusal is no loss; an answer
+    not from the start is one; a tail that folded for over a day counts afresh."""
+    after, most = monitor_module.ASK_LOST_AFTER, monitor_module.ASK_LOST_MOST
     async with SQLiteStore(str(tmp_path / "s.db")) as store:
-        tail = _Dying()
-        mirror = Monitor(store, tail=tail)
+        tail = _Scripted()
+        mirror = Monitor(store, tail=tail)  # type: ignore[arg-type]
 
-        async def catch_up_until_asked(times: int) -> None:
-            with anyio.fail_after(10):
-                while len(tail.asked) < times:
-                    await mirror.catch_up()
-                    await anyio.sleep(0.01)
+        def due_in(seconds: float) -> bool:
+            return mirror._ask_at - anyio.current_time() == pytest.approx(seconds, abs=1)
 
-        def waited(before: int, seconds: float) -> bool:  # (late, not early, if busy)
-            gap = tail.asked[before + 1] - tail.asked[before]
-            return seconds <= gap < seconds + 0.3
+        async def ask_now(*script: str) -> None:
+            mirror._ask_at, tail.script = 0.0, list(script)
+            await mirror.catch_up()
 
-        await catch_up_until_asked(1)  # lost: asked again in 0.2 s
-        tail.answers = 1
-        await catch_up_until_asked(3)  # answers once, lost at the next: 0.4 s
-        await catch_up_until_asked(5)  # refused: the first wait again
-        assert waited(0, 0.2) and waited(2, 0.4) and waited(3, 0.2)
-        assert not mirror.mirrors
+        await mirror.catch_up()  # lost
+        assert not mirror.mirrors and due_in(after)
+        await mirror.catch_up()  # not due: not asked
+        assert tail.asked == 1
+        await ask_now("refuse")
+        assert tail.asked == 2 and due_in(after)
+        await ask_now("lose")  # the process it started, lost too
+        assert due_in(2 * after)
+        await ask_now("stale")  # not the whole log: what is folded here stays
+        assert not mirror.mirrors and mirror._live is not None and due_in(4 * after)
+        await ask_now("fresh")
+        assert mirror.mirrors and mirror._live is None
+        await mirror.catch_up()  # lost again
+        assert not mirror.mirrors and due_in(8 * after)
+        mirror._losses = 5000
+        await ask_now("lose")
+        assert due_in(most)
+        await ask_now("fresh")
+        mirror._back_at -= most + 1  # it folded for over a day
+        await mirror.catch_up()
+        assert not mirror.mirrors and due_in(after)
 
 
 def _children(name: str) -> list[int]:
