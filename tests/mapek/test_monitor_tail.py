@@ -150,6 +150,24 @@ async def test_the_simulated_pipeline_mirrored_from_a_tail_folds_as_read_back(
     assert_same(mirror, full)
 
 
+def _imported() -> Observation:
+    """History imported before the log's (it stays in front whatever the log does)."""
+    return Observation("old-1", "wf", "Approve", 1, 1.0, closed_at=2.0,
+                       outcome="completed", source="import")
+
+
+async def _same_as_read_back(store: SQLiteStore, mirror: Monitor,
+                             imported: Observation) -> None:
+    """The mirror holds `imported`, then what reading the log back gives."""
+    full, pos = await oracle(store)
+    assert mirror.pos == pos
+    assert mirror.closed[0] is imported
+    rest = SimpleNamespace(closed=mirror.closed[1:], open=mirror.open,
+                           breaches=mirror.breaches, fired=mirror.fired,
+                           attributes=mirror.attributes)
+    assert_same(rest, full)  # type: ignore[arg-type]
+
+
 @pytest.mark.anyio
 async def test_a_tail_that_dies_is_replaced_and_dying_again_soon_leaves_the_log_to_the_mirror(
         tmp_path: pathlib.Path, capfd: pytest.CaptureFixture[str]) -> None:
@@ -159,18 +177,8 @@ async def test_a_tail_that_dies_is_replaced_and_dying_again_soon_leaves_the_log_
     folds the log itself."""
     log = interleaved(cases=8, items=5)
     path = str(tmp_path / "s.db")
-    imported = Observation("old-1", "wf", "Approve", 1, 1.0, closed_at=2.0,
-                           outcome="completed", source="import")
+    imported = _imported()
     third = len(log) // 3
-
-    async def same_as_read_back(store: SQLiteStore, mirror: Monitor) -> None:
-        full, pos = await oracle(store)
-        assert mirror.pos == pos
-        assert mirror.closed[0] is imported
-        rest = SimpleNamespace(closed=mirror.closed[1:], open=mirror.open,
-                               breaches=mirror.breaches, fired=mirror.fired,
-                               attributes=mirror.attributes)
-        assert_same(rest, full)  # type: ignore[arg-type]
 
     async with mirrored(path, part=5) as (store, mirror, tail):
         mirror.absorb([imported])
@@ -184,12 +192,12 @@ async def test_a_tail_that_dies_is_replaced_and_dying_again_soon_leaves_the_log_
         assert mirror.mirrors and tail.process.pid != first
         assert tail.process.returncode is None
         assert mirror.appends_tailed == third + 2 * third  # the new tail's: all of it
-        await same_as_read_back(store, mirror)
+        await _same_as_read_back(store, mirror, imported)
         await _kill(tail)
         await writer.burst(log[2 * third:])
         await mirror.catch_up()
         assert not mirror.mirrors
-        await same_as_read_back(store, mirror)
+        await _same_as_read_back(store, mirror, imported)
     err = capfd.readouterr().err
     assert ("tail process is gone (killed by SIGKILL); starting another, which folds the "
             "log from the start") in err
@@ -209,17 +217,8 @@ async def test_a_tail_lost_again_soon_folds_for_the_mirror_again_once_it_answers
     at once, the mirror folds here again and waits twice as long."""
     log = interleaved(cases=8, items=5)
     path = str(tmp_path / "s.db")
-    imported = Observation("old-1", "wf", "Approve", 1, 1.0, closed_at=2.0,
-                           outcome="completed", source="import")
+    imported = _imported()
     fifth = len(log) // 5
-
-    async def same_as_read_back(store: SQLiteStore, mirror: Monitor) -> None:
-        full, pos = await oracle(store)
-        assert mirror.pos == pos and mirror.closed[0] is imported
-        rest = SimpleNamespace(closed=mirror.closed[1:], open=mirror.open,
-                               breaches=mirror.breaches, fired=mirror.fired,
-                               attributes=mirror.attributes)
-        assert_same(rest, full)  # type: ignore[arg-type]
 
     async with mirrored(path, part=5) as (store, mirror, tail):
         mirror.absorb([imported])
@@ -244,7 +243,7 @@ async def test_a_tail_lost_again_soon_folds_for_the_mirror_again_once_it_answers
         assert tail.process.returncode is None
         assert mirror._live is None  # the store hands nothing on to it any more
         assert mirror.appends_handed_on + mirror.appends_read == here
-        await same_as_read_back(store, mirror)
+        await _same_as_read_back(store, mirror, imported)
         tail.respawn_after = RESPAWN_S
         await _kill(tail)
         await writer.burst(log[4 * fifth:])
@@ -252,7 +251,7 @@ async def test_a_tail_lost_again_soon_folds_for_the_mirror_again_once_it_answers
         assert not mirror.mirrors and mirror._live is not None
         assert mirror._ask_at - anyio.current_time() == pytest.approx(
             2 * monitor_module.ASK_LOST_AFTER, abs=5)
-        await same_as_read_back(store, mirror)
+        await _same_as_read_back(store, mirror, imported)
     err = capfd.readouterr().err
     assert "the tail process answers again; it folds the log from now on" in err
 
