@@ -185,10 +185,10 @@ LOOP_TURN_EVERY = 256
 _UNASKED = object()
 # A lost tail is asked again this long after (seconds; adapters.monitor_tail starts
 # another process once in ten minutes at most) -- twice as long after each loss since
-# (one that then folded for a day at most starts the count again), a day at most: a tail
-# that keeps dying (on an event it cannot fold, say) costs this process a fold of the
-# whole log each time. A tail that refuses (TailRefused: not yet) is asked again as long
-# after.
+# (one that came back and then folded for over a day starts the count again), a day at
+# most: a tail that keeps dying (on an event it cannot fold, say) costs this process a
+# fold of the whole log each time. A tail that refuses (TailRefused: not yet) is asked
+# again as long after.
 ASK_LOST_AFTER = 600.0
 ASK_LOST_MOST = 86_400.0
 # Releases the GIL and lets the OS run a thread that waits for it (os.sched_yield);
@@ -380,7 +380,7 @@ class Monitor:
         self._lost_tail: Tail | None = None
         self._losses = 0  # of the tail, with this process folding after each
         self._ask_at = 0.0  # when the lost tail is asked again
-        self._back_at = 0.0  # when it last came back (or the Monitor began)
+        self._back_at: float | None = None  # when it came back, if it has since its loss
         if tail is None:
             self._follow()
         # The tail's side (hands_over): the open items enabled, started or held since
@@ -473,8 +473,9 @@ class Monitor:
         """Count a loss of the tail and say when to ask it again (see ASK_LOST_AFTER:
         twice as long as after the last loss, unless it then folded for a day)."""
         now = anyio.current_time()
-        if now - self._back_at > ASK_LOST_MOST:
+        if self._back_at is not None and now - self._back_at > ASK_LOST_MOST:
             self._losses = 0
+        self._back_at = None
         self._losses += 1
         self._ask_at = now + min(ASK_LOST_AFTER * 2.0 ** min(self._losses - 1, 20),
                                  ASK_LOST_MOST)

@@ -341,9 +341,12 @@ async def test_a_tail_that_keeps_dying_is_asked_again_ever_later(
         await ask_now("lose")
         assert due_in(most)
         await ask_now("fresh")
+        assert mirror._back_at is not None
         mirror._back_at -= most + 1  # it folded for over a day
         await mirror.catch_up()
         assert not mirror.mirrors and due_in(after)
+        await ask_now("lose")  # and counts from there
+        assert due_in(2 * after)
 
 
 def _children(name: str) -> list[int]:
