@@ -155,7 +155,7 @@ class MonitorTail:
             await self._lose("did not start", ended=True)
 
     async def changes(self, more: bool = False) -> Changes:
-        request, started = _NEXT if more else _ASK, False
+        request, replaced = _NEXT if more else _ASK, False
         while True:
             try:
                 return await self._exchange(request)
@@ -167,7 +167,7 @@ class MonitorTail:
                 too_soon = (self._respawned_at is not None
                             and now - self._respawned_at < self.respawn_after)
                 if self._spawn is None or (too_soon and not starved):
-                    if started:  # the one started here is lost too: a loss of its own
+                    if replaced:  # the one started here is lost too: a loss of its own
                         raise
                     raise TailRefused(str(exc)) from exc
                 if not starved:
@@ -188,7 +188,7 @@ class MonitorTail:
                 if self._spawn is None:  # closed while it started: nobody would stop it
                     raise TailLost(await self._lose("is closed"))
                 await self.started()
-            request, started = _ASK, True
+            request, replaced = _ASK, True
 
     async def _exchange(self, request: bytes) -> Changes:
         if self._lost is not None:

@@ -412,10 +412,8 @@ class Monitor:
                 try:
                     return await self._take_from(tail, first)
                 except TailLost as exc:
-                    print(f"monitor: {exc}; folding the log in this process from the start",
-                          file=sys.stderr, flush=True)
                     self._tail, self._lost_tail = None, tail
-                    self._lost()
+                    self._lost(f"{exc}; folding the log in this process from the start")
                     self._forget_the_log()
             live = self._live
             while True:
@@ -452,14 +450,11 @@ class Monitor:
             self._ask_at = anyio.current_time() + ASK_LOST_AFTER
             return None
         except TailLost as exc:  # the process it started is lost too
-            print(f"monitor: {exc}; folding the log in this process still",
-                  file=sys.stderr, flush=True)
-            self._lost()
+            self._lost(f"{exc}; folding the log in this process still")
             return None
         if not first.fresh:  # not the whole log: what is folded here stays
-            print("monitor: the tail process answers again, but not from the start; "
-                  "folding the log in this process still", file=sys.stderr, flush=True)
-            self._lost()
+            self._lost("the tail process answers again, but not from the start; folding "
+                       "the log in this process still")
             return None
         print("monitor: the tail process answers again; it folds the log from now on, "
               "not this process", file=sys.stderr, flush=True)
@@ -469,9 +464,11 @@ class Monitor:
         self._back_at = anyio.current_time()
         return first
 
-    def _lost(self) -> None:
-        """Count a loss of the tail and say when to ask it again (see ASK_LOST_AFTER:
-        twice as long as after the last loss, unless it then folded for a day)."""
+    def _lost(self, why: str) -> None:
+        """Say why the tail is lost (stderr), count the loss and say when to ask it
+        again (see ASK_LOST_AFTER: twice as long as after the last loss, unless it then
+        folded for a day)."""
+        print(f"monitor: {why}", file=sys.stderr, flush=True)
         now = anyio.current_time()
         if self._back_at is not None and now - self._back_at > ASK_LOST_MOST:
             self._losses = 0

@@ -56,7 +56,7 @@ from engine.events import (
     WorkItemStarted,
 )
 from mapek import monitor as monitor_module
-from mapek.monitor import Monitor, Observation, TailLost, TailRefused
+from mapek.monitor import Changes, Monitor, Observation, TailLost, TailRefused
 
 SPECS = pathlib.Path(__file__).resolve().parents[2] / "specs"
 
@@ -301,7 +301,7 @@ class _Scripted:
             raise TailRefused("not yet")
         if what == "lose":
             raise TailLost("gone")
-        return monitor_module.Changes(0, [], fresh=what == "fresh")
+        return Changes(0, [], fresh=what == "fresh")
 
 
 @pytest.mark.anyio
