@@ -155,6 +155,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
     import yaml
 
+    from adapters.collector import serving_pace
     from adapters.http import Settings, create_app
     from adapters.http.app import check_config
     from adapters.http.context import LOOPBACK_NAMES
@@ -215,11 +216,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_config(settings)
     serving = serve_lock(args.db)
     app = create_app(settings)
-    # A backstop for the live streams' own shutdown hook (adapters/http/live.py): what
-    # is still open 10 s after the signal is cancelled rather than holding the exit.
-    # loop="asyncio", not uvicorn's "auto" (uvloop when installed): the loop the tests
-    # and benchmarks run. uvloop measured no faster here (bench/README, "uvloop").
-    with serving:  # held for as long as this process serves
+    # The collector's pace: young collections every 10,000 allocations, not 700 (a
+    # third of the loop's CPU under load went to them; adapters/collector.py).
+    with serving, serving_pace():  # the lock held for as long as this process serves
+        # A backstop for the live streams' own shutdown hook (adapters/http/live.py):
+        # what is still open 10 s after the signal is cancelled rather than holding the
+        # exit. loop="asyncio", not uvicorn's "auto" (uvloop when installed): the loop
+        # the tests and benchmarks run. uvloop measured no faster here (bench/README,
+        # "uvloop").
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                     access_log=args.access_log, timeout_graceful_shutdown=10,
                     loop="asyncio")

@@ -51,8 +51,15 @@ default is `caseloop serve`'s, the process); `thread,process` runs both in turns
 repeat and prints the paired rate ratio. With the writer process the CPU is the
 parent's plus the child's (/proc), each also apart.
 
+`--collector serving|default`: the garbage collector's pace in this process. By
+default `caseloop serve`'s (young collections every 10,000 allocations:
+adapters/collector.py); `default` is the interpreter's (every 700), which every run
+before that pace was set had (bench/README, "The collector's pace");
+`default,serving` runs both in turns per repeat and prints the paired rate ratio.
+
     python bench/durable.py [--concurrency 1,10,100,1000] [--cases N] [--repeat 1]
                             [--durability normal|full] [--writer process] [--profile]
+                            [--collector serving|default|default,serving]
                             [--smoke] [--monitor | --alternate] [--monitor-every 0.05]
                             [--monitor-in process|loop|process,loop]
     python bench/durable.py --pool RUN.jsonl [RUN.jsonl ...]
@@ -82,6 +89,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from actors import Runtime, VirtualClock, placeholder_actions  # noqa: E402
+from adapters.collector import serving_pace  # noqa: E402
 from adapters.monitor_tail import monitor_tail  # noqa: E402
 from adapters.sqlite_store import SQLiteStore  # noqa: E402
 from engine import compile_document  # noqa: E402
@@ -96,6 +104,8 @@ WORKFLOW = "deal-approval-gate"
 # Cases per level by default: enough for a stable rate, small enough that the whole
 # run (four levels) stays well under two minutes on a shared two-core machine.
 DEFAULT_CASES = {1: 400, 10: 1500, 100: 3000, 1000: 3000}
+# The collector's pace a run has (--collector): caseloop serve's, or the interpreter's.
+PACES = {"serving": serving_pace, "default": contextlib.nullcontext}
 
 
 def load_net():
@@ -333,6 +343,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--writer", default="process",
                     help="the store's writer: thread, process, or thread,process to run "
                          "both in turns per repeat (completions/s ratio printed)")
+    ap.add_argument("--collector", default="serving",
+                    help="the garbage collector's pace: serving (caseloop serve's, "
+                         "adapters/collector.py), default (the interpreter's), or "
+                         "default,serving to run both in turns per repeat (completions/s "
+                         "ratio printed)")
     ap.add_argument("--profile", action="store_true",
                     help="cProfile the timed windows; top entries to stderr")
     ap.add_argument("--smoke", action="store_true", help="tiny run for CI: checks it works")
@@ -360,8 +375,14 @@ def main(argv: list[str] | None = None) -> None:
     writers = [w for w in a.writer.split(",") if w]
     if not writers or any(w not in ("thread", "process") for w in writers):
         ap.error("--writer: thread, process or thread,process")
-    if a.alternate and len(writers) > 1:
-        ap.error("--alternate takes one writer")
+    collectors = [c for c in a.collector.split(",") if c]
+    if not collectors or any(c not in PACES for c in collectors):
+        ap.error("--collector: serving, default or default,serving")
+    variants = [(w, c) for w in writers for c in collectors]
+    if len(variants) > 2:
+        ap.error("two writers or two collectors, not both")
+    if a.alternate and len(variants) > 1:
+        ap.error("--alternate takes one writer and one collector")
     places = [p for p in a.monitor_in.split(",") if p]
     if not places or any(p not in ("process", "loop") for p in places):
         ap.error("--monitor-in: process, loop or process,loop")
@@ -373,7 +394,8 @@ def main(argv: list[str] | None = None) -> None:
             cases = a.cases or DEFAULT_CASES.get(n, 3000)
             pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
                 place: [] for place in places}
-            by_writer: dict[str, list[dict[str, Any]]] = {w: [] for w in writers}
+            by_variant: dict[tuple[str, str], list[dict[str, Any]]] = {
+                v: [] for v in variants}
             for rep in range(a.repeat):
                 rows = []
                 # Runs alternate which goes first: a process that has run more (heap,
@@ -382,13 +404,14 @@ def main(argv: list[str] | None = None) -> None:
                                           [places[0] if a.monitor else None])
                 turn = rep % len(runs)
                 runs = runs[turn:] + runs[:turn]
-                for writer in (writers if rep % 2 == 0 else writers[::-1]):
+                for writer, collector in (variants if rep % 2 == 0 else variants[::-1]):
                     for place in runs:
-                        row = anyio.run(run_level, n, cases, a.durability, tmp, prof,
-                                        place, a.monitor_every, writer)
-                        row["repeat"] = rep
+                        with PACES[collector]():
+                            row = anyio.run(run_level, n, cases, a.durability, tmp, prof,
+                                            place, a.monitor_every, writer)
+                        row["collector"], row["repeat"] = collector, rep
                         rows.append(row)
-                        by_writer[writer].append(row)
+                        by_variant[(writer, collector)].append(row)
                         print(json.dumps(row), flush=True)
                         print(summary(row) + (f" [monitor in {place}]" if place else ""),
                               file=sys.stderr, flush=True)
@@ -397,12 +420,14 @@ def main(argv: list[str] | None = None) -> None:
                     for r in rows:
                         if "monitor_in" in r:
                             pairs[r["monitor_in"]].append((off, r))
-            if len(writers) == 2:  # paired ratios, as below
+            if len(variants) == 2:  # paired ratios, as below
                 rate = [100 * (y["completions_per_s"] / x["completions_per_s"] - 1)
-                        for x, y in zip(*by_writer.values(), strict=True)]
-                print(f"durable N={n:>4}: {writers[1]} vs {writers[0]} writer: "
-                      f"{_spread(rate)} completions/s ({len(rate)} pairs)",
-                      file=sys.stderr, flush=True)
+                        for x, y in zip(*by_variant.values(), strict=True)]
+                (w0, c0), (w1, c1) = variants
+                what = (f"{w1} vs {w0} writer" if w0 != w1 else
+                        f"the {c1} vs the {c0} collector's pace")
+                print(f"durable N={n:>4}: {what}: {_spread(rate)} completions/s "
+                      f"({len(rate)} pairs)", file=sys.stderr, flush=True)
             for place, paired in pairs.items():
                 if paired:  # (--alternate)
                     print(overhead(n, place, paired), file=sys.stderr, flush=True)

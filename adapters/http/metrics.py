@@ -37,7 +37,9 @@ global registry would mix them). It holds three things:
 - `GcPauses`, the garbage collector's pauses by generation (a `gc.callbacks` entry the
   app's lifespan installs while it serves): the whole process stands still through
   each, so on a large history a full collection is latency every command may meet
-  and no other series shows apart.
+  and no other series shows apart. Beside it the collector's thresholds by generation
+  (`caseloop serve` paces young collections: adapters/collector.py), which say how
+  often each kind of pause comes.
 
 The histograms alone are process-lifetime (a restart starts them at zero; Prometheus'
 `rate()` and `histogram_quantile()` handle the reset).
@@ -152,6 +154,23 @@ class GcPauses(Latency):
             self._began = time.perf_counter()
         else:  # collections never overlap: the collector runs one at a time
             self.observe(self._keys[info["generation"]], time.perf_counter() - self._began)
+
+    THRESHOLD = "caseloop_gc_threshold"
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family(), self._thresholds()]
+
+    def collect(self) -> Iterable[Metric]:
+        return [*super().collect(), self._thresholds()]
+
+    def _thresholds(self) -> GaugeMetricFamily:
+        fam = GaugeMetricFamily(
+            self.THRESHOLD, "The collector's thresholds: generation 0 is collected after "
+            "this many tracked allocations (net of frees), an older one after this many "
+            "collections of the one below", labels=self.LABELS)
+        for generation, threshold in enumerate(gc.get_threshold()):
+            fam.add_metric([str(generation)], threshold)
+        return fam
 
     def install(self) -> None:
         gc.callbacks.append(self)

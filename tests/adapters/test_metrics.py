@@ -10,23 +10,28 @@ the test did or against another route that counts the same thing -- no mocks.
 - after a restart the counters continue from the store's totals, the histogram starts
   afresh, and in token mode /metrics still needs no token (as /health);
 - on a store filled by `caseloop simulate`, applying a MAPE-K recommendation moves it
-  from ready_to_apply to applied in the recommendations gauge.
+  from ready_to_apply to applied in the recommendations gauge;
+- the server's collector runs at `caseloop serve`'s pace, its pauses timed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import pathlib
 import shutil
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from http_kit import Server, free_port, make_tokens, poll
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from test_pipeline_http import SDR, START, TECHCORP_LEAD, Api
+
+from adapters.collector import YOUNG
 
 LEADS = "lead-qualification"
 RECEIVE = "ReceiveMarketingLead"  # slos.yaml: alert after 4 h, as the lead's stay
@@ -37,6 +42,7 @@ BREACHES = "caseloop_sla_breaches_total"
 OPEN_BREACHES = "caseloop_sla_breaches_open"
 LATENCY = "caseloop_command_duration_seconds"
 GC = "caseloop_gc_pause_seconds"
+GC_THRESHOLD = "caseloop_gc_threshold"
 
 
 class Scrape:
@@ -127,12 +133,6 @@ def test_counters_histogram_gauges_and_dead_letters_follow_what_was_done(
     assert not [s for s in after.samples if s.name.startswith(LATENCY)
                 and s.labels.get("method") not in (None, "POST")]
     assert after.value(BREACHES) == 0 and after.value(OPEN_BREACHES) == 0
-    # The server's garbage collections, timed (the commands above made young ones).
-    assert after.value(GC + "_count", generation="0") > 0
-    assert after.value(GC + "_sum", generation="0") > 0
-    assert {s.labels["generation"] for s in after.samples if s.name == GC + "_count"} <= {
-        "0", "1", "2"}
-
     # Past the 4 h alerts: the third lead's unreceived task and every lead's stay in
     # lead-qualification (none has left it) are breached.
     api.advance("5h")
@@ -161,6 +161,12 @@ def test_counters_histogram_gauges_and_dead_letters_follow_what_was_done(
     assert outbox.series("caseloop_outbox_notifications", "state") == {
         ("pending",): 0.0, ("claimed",): 0.0, ("dead",): 4.0}
     assert_cases_match_stats(api, outbox)
+    # The server's collector, at the pace `caseloop serve` sets: young collections
+    # every YOUNG allocations, the older generations at the interpreter's default. (So
+    # a test's few commands make none; the histogram of their pauses is tested below,
+    # test_gc_pauses_are_timed_by_generation_while_installed.)
+    assert outbox.series(GC_THRESHOLD, "generation") == {
+        ("0",): YOUNG, ("1",): gc.get_threshold()[1], ("2",): gc.get_threshold()[2]}
     totals = (outbox.series(COMPLETIONS, "workflow", "task"),
               outbox.series(BREACHES, "workflow", "task"))
     api.close()
@@ -218,6 +224,10 @@ def test_recommendations_by_status_follow_an_apply(
                            status="ready_to_apply") == n_ready - 1
         assert after.value("caseloop_recommendations", **labels, status="applied") == 1
         assert after.value(COMPLETIONS) == before.value(COMPLETIONS)  # no work done
+        # The server's collections, timed: taking in a simulated history and analysing
+        # it made young ones, even at the pace `caseloop serve` sets.
+        assert after.value(GC + "_count", generation="0") > 0
+        assert after.value(GC + "_sum", generation="0") > 0
 
         # Imported history is another system's work: the loop learns from it, the
         # completions counter (this engine's work) does not move.
@@ -236,8 +246,6 @@ def test_gc_pauses_are_timed_by_generation_while_installed() -> None:
     """The collector's pauses, as the histogram counts them: a full collection made here
     is one in generation 2, its seconds in the sum and in the +Inf bucket; once the app
     that installed it stops, collections are no longer counted (nor is it called)."""
-    import gc
-
     from prometheus_client import CollectorRegistry, generate_latest
 
     from adapters.http.metrics import GcPauses
@@ -265,3 +273,20 @@ def test_gc_pauses_are_timed_by_generation_while_installed() -> None:
     gc.collect(2)
     assert full()[0] == 2
     pauses.uninstall()  # twice: no error (a lifespan's finally)
+
+
+def test_the_serving_pace_holds_while_serving_and_is_undone_after() -> None:
+    """`caseloop serve`'s pace (adapters/collector.py): young collections every YOUNG
+    allocations inside the block, the thresholds as they were after it -- an error
+    leaving it too."""
+    from adapters.collector import serving_pace
+
+    was = gc.get_threshold()
+    gc.set_threshold(700, 11, 12)  # whatever the process had: kept, not reset to 700
+    try:
+        with pytest.raises(RuntimeError), serving_pace():
+            assert gc.get_threshold() == (YOUNG, 11, 12)
+            raise RuntimeError("the server failed")
+        assert gc.get_threshold() == (700, 11, 12)
+    finally:
+        gc.set_threshold(*was)

@@ -68,3 +68,30 @@ def test_the_durable_benchmark_observes_with_the_monitor_in_each_place(tmp_path)
                             timeout=60, cwd=ROOT, check=False)
     assert pooled.returncode == 0, pooled.stderr[-3000:]
     assert sorted(pooled.stdout.splitlines()) == overheads
+
+
+def test_the_durable_benchmark_runs_at_each_collector_pace() -> None:
+    """--collector default,serving runs each level at the interpreter's pace and at
+    `caseloop serve`'s, in turns, says which in each row and prints their paired
+    ratio; runs are at serve's pace unless told otherwise."""
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([sys.executable, str(ROOT / "bench" / "durable.py"), "--smoke",
+                            *extra], capture_output=True, text=True, timeout=300,
+                           cwd=ROOT, check=False)
+        assert p.returncode == 0, p.stderr[-3000:]
+        return p
+
+    def rows(p: subprocess.CompletedProcess[str]) -> list[tuple[int, str]]:
+        return [(r["concurrency"], r["collector"]) for r in map(
+            json.loads, (line for line in p.stdout.splitlines() if line.startswith("{")))]
+
+    both = run("--collector", "default,serving")
+    assert rows(both) == [(1, "default"), (1, "serving"), (10, "default"), (10, "serving")]
+    assert [line.split(":")[1] for line in both.stderr.splitlines()
+            if "collector's pace" in line] == [
+        " the serving vs the default collector's pace"] * 2
+    assert rows(run()) == [(1, "serving"), (10, "serving")]
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "durable.py"), "--smoke",
+                          "--collector", "never"], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, check=False)
+    assert bad.returncode == 2 and "--collector" in bad.stderr
