@@ -98,6 +98,31 @@ class Directory(msgspec.Struct, forbid_unknown_fields=True):
                                         "(roles.yaml: no role of theirs has it)",
                                         field=field)
 
+    def managed_by(self, user: str) -> set[str]:
+        """The people `user` manages (roles.yaml's `manages`), and theirs, transitively."""
+        out: set[str] = set()
+        todo = list(self.people[user].manages) if user in self.people else []
+        while todo:
+            p = todo.pop()
+            if p not in out:
+                out.add(p)
+                todo += self.people[p].manages if p in self.people else []
+        return out
+
+    def sees_work_of(self, asker: str, user: str) -> bool:
+        """Whether `asker` may see `user`'s work (worklist, day): their own; the local
+        operator anyone's; a manager their people's (roles.yaml's `manages`, down the
+        line); and anyone the work of a role they hold or act as -- their queue's
+        peers, and those whose work they could take on."""
+        if asker in (user, OPERATOR) or user in self.managed_by(asker):
+            return True
+        person = self.people.get(user)
+        return person is not None and person.role in self.roles_of(asker)
+
+    def sees_queue(self, asker: str, role: str) -> bool:
+        """Whether `asker` may see `role`'s queue: a role they hold or act as."""
+        return role in self.roles_of(asker)
+
     def people_with_role(self, role: str) -> list[str]:
         return sorted(u for u, p in self.people.items() if p.role == role)
 

@@ -7,8 +7,8 @@ from starlette.responses import Response
 
 from actors.ports import ItemRow
 from actors.runtime import WorkflowNotFound
-from adapters.people import offered_to
-from engine import EngineError
+from adapters.people import OPERATOR, offered_to
+from engine import EngineError, InsufficientAuthority
 
 from .api import Query, api
 from .bodies import CaseView, Incidents, IncidentView, RetryIncident, Worklist, WorklistItem
@@ -19,6 +19,9 @@ from .idempotency import idempotent
 from .views import case_view
 
 WORKLIST_LIMIT = 500  # items of a worklist, oldest first (`truncated` says there are more)
+# Someone else's work (their worklist, their day) asked for by one who may not see it.
+NOT_THEIRS = ("{asker!r} may not see {user!r}'s work: it is neither theirs, nor of someone "
+              "they manage, nor of a role they hold or act as (roles.yaml)")
 
 
 async def open_work(c: Context, user: str | None, roles: list[str] | None, now: float,
@@ -81,22 +84,33 @@ async def _offered(c: Context, user: str, r: ItemRow) -> bool:
 
 @api.route("GET", "/worklist",
            "Open human work items: claimed by a person, or offered to a role", Worklist,
-           errors=(400,), query=[Query("user", "a person: their claimed items and the "
-                                       "unclaimed items of their roles that they could "
-                                       "complete (within their authority)"),
-                                 Query("role", "a role: its unclaimed items")])
+           errors=(400, 403), query=[Query("user", "a person: their claimed items and the "
+                                            "unclaimed items of their roles that they "
+                                            "could complete (within their authority); "
+                                            "default: whoever asks, unless a role is "
+                                            "named (the local operator: everyone's)"),
+                                      Query("role", "a role: its unclaimed items")])
 async def worklist(request: Request) -> Response:
     c = ctx(request)
-    c.who(request)
+    asker = c.who(request)
     user, role = request.query_params.get("user"), request.query_params.get("role")
+    if user is None and role is None and asker != OPERATOR:
+        user = asker  # a person's worklist is their own unless they name another's
     roles = None
     if role is not None:
         if role not in c.directory.roles:
             raise malformed("role", f"unknown role {role!r}")
+        if not c.directory.sees_queue(asker, role):
+            raise InsufficientAuthority(f"{asker!r} neither holds nor acts as the role "
+                                        f"{role!r}: its queue is not theirs to see",
+                                        field="role")
         roles = [role]
     if user is not None:
         if c.directory.person(user) is None:
             raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
+        if not c.directory.sees_work_of(asker, user):
+            raise InsufficientAuthority(NOT_THEIRS.format(asker=asker, user=user),
+                                        field="user")
         roles = sorted(c.directory.roles_of(user)) if roles is None else roles
     rows, truncated = await open_work(c, user, roles, c.runtime.clock.now(), WORKLIST_LIMIT)
     return respond(Worklist([

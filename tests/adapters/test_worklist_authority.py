@@ -180,3 +180,79 @@ async def test_a_task_listing_its_results_is_offered_if_one_of_them_is_within_re
         r = await api.post(f"{API}/cases/g1/tasks/Approve/complete",
                            json={"result": "rejected"}, headers={"X-Caseloop-User": MARCUS})
         assert r.status_code == 200, r.text
+
+
+SARAH, DAVID = "sarah.chen@acme.com", "david.park@acme.com"  # SDRs Marcus manages
+
+
+async def as_person(api: httpx.AsyncClient, asker: str, path: str,
+                    **params: str) -> httpx.Response:
+    return await api.get(f"{API}{path}", params=params, headers={"X-Caseloop-User": asker})
+
+
+def refused(r: httpx.Response, field: str) -> None:
+    assert r.status_code == 403, r.text
+    err = r.json()["error"]
+    assert err["code"] == 3002 and [d["field"] for d in err["details"]] == [field], err
+
+
+async def test_a_person_sees_only_the_work_they_may_see(api: httpx.AsyncClient) -> None:
+    """Someone else's worklist or day is theirs, their manager's (down the line) and
+    that of anyone holding or acting as their role; a role's queue is for those who
+    hold or act as it. Others are refused (403, 3002, the field named), not shown."""
+    await create_deal(api, "deal_small", 40_000)
+    await create_deal(api, "deal_big", 600_000)
+    seen = {  # asker -> person: allowed?
+        (MARCUS, MARCUS): True,
+        (OLIVIA, MARCUS): True,  # she manages him
+        (OLIVIA, SARAH): True,  # ... and, through him, the SDRs he manages
+        (CFO, MARCUS): True,  # she acts as a sales manager
+        (MARCUS, SARAH): True,  # he manages her
+        (DAVID, SARAH): True,  # the same role: the same queue
+        (MARCUS, OLIVIA): False,  # his director's work is not his to see
+        (SARAH, MARCUS): False,
+        (PRIYA, MARCUS): False,  # legal does not act as a sales manager
+        (MARCUS, PRIYA): False,
+    }
+    for (asker, user), allowed in seen.items():
+        for path in ("/worklist", "/today"):
+            r = await as_person(api, asker, path, user=user)
+            if allowed:
+                assert r.status_code == 200, (asker, user, path, r.text)
+            else:
+                refused(r, "user")
+                assert repr(asker) in r.json()["error"]["message"]
+    # A role's queue: Marcus holds sales_manager, the CFO acts as legal counsel.
+    r = await as_person(api, MARCUS, "/worklist", role="sales_manager")
+    assert tasks(r.json()) == [("deal_big", "SendToSalesManager"),
+                               ("deal_small", "SendToSalesManager")]
+    refused(await as_person(api, MARCUS, "/worklist", role="legal_counsel"), "role")
+    r = await as_person(api, CFO, "/worklist", role="legal_counsel")
+    assert r.status_code == 200 and ("deal_big", "SendToLegal") in tasks(r.json())
+    # Unnamed, a person's worklist is their own; the local operator's is everyone's.
+    mine = await as_person(api, MARCUS, "/worklist")
+    assert mine.status_code == 200 and tasks(mine.json()) == tasks(
+        await worklist(api, user=MARCUS)) == [("deal_small", "SendToSalesManager")]
+    queues = [tasks(await worklist(api, role=role)) for role in (  # nothing is claimed
+        "sales_manager", "legal_counsel", "finance_manager", "cfo")]
+    assert tasks(await worklist(api)) == sorted(t for q in queues for t in q), queues
+    assert ("deal_big", "SendToLegal") in queues[1]
+
+
+async def test_a_token_holder_is_refused_another_teams_day(tmp_path: pathlib.Path) -> None:
+    """In token mode the asker is the token's person: the same rule holds for them."""
+    from http_kit import make_tokens
+
+    tokens, minted = make_tokens(tmp_path, MARCUS, PRIYA)
+    async with in_process(tmp_path, virtual_clock=MONDAY, tokens=str(tokens)) as api:
+        def bearer(user: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {minted[user]}"}
+
+        r = await api.get(f"{API}/today", params={"user": MARCUS}, headers=bearer(MARCUS))
+        assert r.status_code == 200, r.text
+        refused(await api.get(f"{API}/today", params={"user": MARCUS},
+                              headers=bearer(PRIYA)), "user")
+        refused(await api.get(f"{API}/worklist", params={"role": "sales_manager"},
+                              headers=bearer(PRIYA)), "role")
+        r = await api.get(f"{API}/worklist", headers=bearer(PRIYA))  # hers, unnamed
+        assert r.status_code == 200 and r.json()["items"] == [], r.text
