@@ -23,8 +23,8 @@ Lifetime. The child ignores SIGINT and SIGTERM (a terminal's Ctrl-C and a servic
 manager's stop reach the whole process group; the server, stopping, closes the pipe)
 and exits on EOF on its stdin -- our close, or this process's death -- so it never
 outlives its parent. A child that dies, or does not answer within ANSWER_S, is killed
-and replaced by another, whose first answer says it is `fresh`: the mirror forgets
-what it had from the log and takes the new fold of all of it. Once per RESPAWN_S at
+and replaced by another, whose first answer says it is `fresh`: the mirror takes the
+new fold of all of it in place of what it had from the log. Once per RESPAWN_S at
 most: lost again sooner, it is `TailLost`, and the mirror folds the log itself until
 it asks again, later (mapek.monitor.ASK_LOST_AFTER), and another is started. A child
 starved at SCHED_IDLE -- an answer late, no CPU for it meanwhile -- counts as lost, and
@@ -174,7 +174,7 @@ class MonitorTail:
                     self._respawned_at = now
                 lost, nice = exc, STARVED_NICE if starved else self.nice
             # Its replacement folds the log from the start; the mirror, told by `fresh`,
-            # forgets what it had from this one. (A loss mid-answer included: the new
+            # replaces what it had from this one. (A loss mid-answer included: the new
             # child has no answer under way, the question is asked anew.)
             print(f"monitor: {lost}; starting another, which folds the log from the start",
                   file=sys.stderr, flush=True)

@@ -52,18 +52,19 @@ Monitor is a mirror: another process tails the log and folds it (`Tail`:
 adapters.monitor_tail, a Monitor made with `hands_over=True`), and `catch_up` takes
 from it what changed since the last time (`Changes`: the items closed, the open ones
 touched, breaches and their resolutions, empty tasks fired, attributes), each piece
-once, and merges it (the process's CPU per completion did not measurably grow; 1.4 %
-fewer completions while serving, 5.1 % with the tail's catch-up after the peak counted:
-bench/README, "The run's end"). The tail forgets what it handed over but what later
-events need (open items, open breaches, the cases' workflows). The mirror then holds
-what a Monitor folding here would hold, in the same order. A tail lost is replaced by
-another (at most once in ten minutes: adapters.monitor_tail), whose first answer is
-`fresh`: the mirror forgets what came from the log and takes the new tail's fold of all
-of it. Lost again sooner, the mirror forgets it too, and folds the log here from the
-start, as a Monitor without a tail does -- and asks the tail again ten minutes on
-(twice as long after each loss, a day at most: ASK_LOST_AFTER). Another process started
-then, the mirror forgets what it folded here and takes the new fold, as after the first
-loss.
+once, and merges it (the process's CPU per completion barely grows; 1.5 % fewer
+completions while serving, 7.4 % with the tail's catch-up after the peak counted:
+bench/README, "The collector's pace"). The tail forgets what it handed over but what
+later events need (open items, open breaches, the cases' workflows). The mirror then
+holds what a Monitor folding here would hold, in the same order. A tail lost is
+replaced by another (at most once in ten minutes: adapters.monitor_tail), whose first
+answer is `fresh`: the mirror takes the new tail's fold of all of it in place of what
+came from the log -- staged until its last part is in, then swapped in at once, so
+that nobody reads a part of it. Lost again sooner, the mirror forgets it too, and folds
+the log here from the start, as a Monitor without a tail does -- and asks the tail
+again ten minutes on (twice as long after each loss, a day at most: ASK_LOST_AFTER).
+Another process started then, its fold replaces what was folded here, as after the
+first loss.
 """
 
 from __future__ import annotations
@@ -369,6 +370,9 @@ class Monitor:
         # (a mirror's) a part of an answer taken since the log was last forgotten --
         # `pos` alone does not say: a first answer's parts but the last leave it at 0
         self._taken = False
+        # (a mirror's) a new tail's fold of the whole log, taken in parts, until its last
+        # (see _take_from)
+        self._staged: Monitor | None = None
         self._fresh = True  # (a tail's) nothing handed over yet
         # At most `live_limit` appends wait to be folded (the store drops older ones,
         # which are then read back): about two seconds of a busy server's commits.
@@ -439,9 +443,10 @@ class Monitor:
     async def _ask_again(self, tail: Tail) -> Changes | None:
         """Ask a lost tail again, when due (see ASK_LOST_AFTER): one that answers has
         started another process, whose first answer is its fold of the log from the
-        start. It then folds for this Monitor again: what was folded here from the log
-        is forgotten (imports kept) and the store hands nothing on any more. -> that
-        first answer (None: lost still)."""
+        start. It then folds for this Monitor again: the store hands nothing on any
+        more, and what was folded here from the log is replaced by that fold once all
+        of it is in (imports kept; _take_from). -> that first answer (None: lost
+        still)."""
         if anyio.current_time() < self._ask_at:
             return None
         try:
@@ -458,8 +463,7 @@ class Monitor:
             return None
         print("monitor: the tail process answers again; it folds the log from now on, "
               "not this process", file=sys.stderr, flush=True)
-        self._live = None
-        self._forget_the_log(follow=False)
+        self._live = None  # (what was folded here stays until the new fold replaces it)
         self._tail, self._lost_tail = tail, None
         self._back_at = anyio.current_time()
         return first
@@ -479,18 +483,48 @@ class Monitor:
 
     async def _take_from(self, tail: Tail, changes: Changes | None = None) -> None:
         """Merge what `tail` answers, part after part (`changes`: its first part, asked
-        already)."""
+        already). A new tail's fold of the whole log (`fresh`), where this Monitor holds
+        a fold of it already (a lost tail's, or its own), replaces that one whole: its
+        parts are merged into a staging Monitor, swapped in after the last part. Readers
+        between the parts -- who need not catch up: MapeK's background analysis, a page
+        awaiting the store after its catch-up -- see the old fold, never a part of the
+        new one (and a catch-up cancelled between the parts goes on staging next time)."""
         if changes is None:
             changes = await tail.changes()
         while True:
-            if changes.fresh and self._taken:  # a new tail: all of the log comes again
-                self._forget_the_log(follow=False)
-            self._merge(changes)
+            if changes.fresh and (self._taken or self.pos):
+                self._staged = Monitor(self.log, self.batch, role_of=self.role_of,
+                                       time_zone_of=self.time_zone_of, tail=tail)
+            into = self._staged or self
+            into._merge(changes)
             self._taken = True
             if not changes.more:
+                if self._staged is not None:
+                    self._swap_in(self._staged)
                 return
             await anyio.lowlevel.checkpoint()  # (a few ms a part: commands between)
             changes = await tail.changes(more=True)
+
+    def _swap_in(self, fold: Monitor) -> None:
+        """Replace what came from the log with `fold`, a staging Monitor's merge of a new
+        tail's answer: as forgetting the log and merging it here would leave it --
+        imported history kept, in front; attributes kept, updated -- at once."""
+        self._staged = None
+        self.closed[:] = [o for o in self.closed if o.source == "import"] + fold.closed
+        for key in [k for k, o in self.open.items() if o.source != "import"]:
+            del self.open[key]
+        self.open.update(fold.open)
+        self.breaches, self._open_breach, self.fired = (
+            fold.breaches, fold._open_breach, fold.fired)
+        for case_id, kept in fold.attributes.items():
+            self.attributes.setdefault(case_id, {}).update(kept)
+        self._workflow.clear()
+        self.pos = fold.pos
+        self.appends_tailed += fold.appends_tailed
+        self.revision += 1
+        self.forgotten += 1
+        self.tallies.clear()
+        self._folded = 0
 
     def _merge(self, ch: Changes) -> None:
         """Take a tail's changes in: what its fold did there, done here."""
@@ -573,6 +607,7 @@ class Monitor:
         the start -- here, following the store from now on, or (`follow` false) in a
         tail that has started over."""
         self._drop(lambda o: o.source != "import")
+        self._staged = None  # (a new tail's fold under way is the log's too)
         self.breaches.clear()
         self._open_breach.clear()
         self.fired.clear()

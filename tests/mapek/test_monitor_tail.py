@@ -887,3 +887,63 @@ async def test_a_stopped_tail_is_not_taken_for_a_starved_one(tmp_path: pathlib.P
         full, pos = await oracle(store)
     assert mirror.pos == pos
     assert_same(mirror, full)
+
+
+class _PausesInFreshFold:
+    """A tail whose new process's fold of the whole log (`fresh`, in parts) is held
+    before its second part is asked for, until the test lets it go."""
+
+    def __init__(self, tail: MonitorTail) -> None:
+        self.tail, self.held, self.go = tail, anyio.Event(), anyio.Event()
+        self.first = tail.process.pid  # (the first process's first answer is fresh too)
+        self._after_fresh = False
+
+    async def changes(self, more: bool = False) -> Any:
+        if more and self._after_fresh:
+            self._after_fresh = False
+            self.held.set()
+            await self.go.wait()
+        changes = await self.tail.changes(more)
+        self._after_fresh = (changes.fresh and changes.more
+                             and self.tail.process.pid != self.first)
+        return changes
+
+
+def _seen(mirror: Monitor) -> tuple[Any, ...]:
+    """What a reader that does not catch up finds in a Monitor."""
+    return (mirror.stamp(), mirror.forgotten, list(mirror.closed), list(mirror.open),
+            list(mirror.breaches), dict(mirror.fired),
+            {c: dict(a) for c, a in mirror.attributes.items()})
+
+
+@pytest.mark.anyio
+async def test_a_new_tails_fold_replaces_the_old_whole_never_a_part_of_it(
+        tmp_path: pathlib.Path) -> None:
+    """A replacement's fold of the whole log comes in parts, each catch-up letting the
+    event loop run between them. Readers meanwhile -- MapeK's background analysis reads
+    without catching up -- see the fold the mirror had, whole, not the first parts of the
+    new one (an analysis of a third of the history, kept as current); after the last
+    part, the new fold, as reading the log back gives it, the import in front."""
+    log = interleaved(cases=8, items=5)
+    path = str(tmp_path / "s.db")
+    imported = _imported()
+    half = len(log) // 2
+    async with SQLiteStore(path) as store, monitor_tail(path, part=2) as tail:
+        pausing = _PausesInFreshFold(tail)
+        mirror = Monitor(store, role_of=role_of, tail=pausing)  # type: ignore[arg-type]
+        mirror.absorb([imported])
+        writer = Writer(store)
+        await writer.burst(log[:half])
+        await mirror.catch_up()
+        before = _seen(mirror)
+        assert len(before[2]) > 3  # items closed: more than one part of 2
+        await _kill(tail)
+        await writer.burst(log[half:])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(mirror.catch_up)
+            await pausing.held.wait()  # the new fold's first part is in; more to come
+            assert _seen(mirror) == before
+            pausing.go.set()
+        assert tail.process.pid != pausing.first and mirror.mirrors
+        assert mirror.forgotten == before[1] + 1  # readers by position start again
+        await _same_as_read_back(store, mirror, imported)
