@@ -7,9 +7,10 @@ bench/durable.py at 1,000 concurrent cases the event loop's process spent a thir
 its CPU there -- 1,380 collections, 1.7-2.9 s of thread time per 30,000 cases -- and
 freed almost nothing by them (60 objects in a whole run): the engine's objects die by
 reference counts. Young collections every YOUNG allocations instead: 36 collections,
-0.4-0.6 s; 25-45 % more completions/s and half the p99 ack (bench/README, "The
-collector's pace"). Each young collection is longer (10-20 ms instead of tenths of
-one, measured by `caseloop_gc_pause_seconds`), and there are forty times fewer.
+0.34-0.62 s; a quarter more completions/s and a third off the p99 acknowledgement
+(bench/README, "The collector's pace"). Each young collection is longer (10-20 ms
+instead of tenths of one, measured by `caseloop_gc_pause_seconds`), and there are
+forty times fewer.
 
 A process-wide setting, so the process's decision, not the library's: the runtime
 used as a library (tests, notebooks) keeps the interpreter's default. The Monitor's

@@ -120,8 +120,10 @@ class Directory(msgspec.Struct, forbid_unknown_fields=True):
         return person is not None and person.role in self.roles_of(asker)
 
     def sees_queue(self, asker: str, role: str) -> bool:
-        """Whether `asker` may see `role`'s queue: a role they hold or act as."""
-        return role in self.roles_of(asker)
+        """Whether `asker` may see `role`'s queue: a role they hold or act as, or one
+        that people they manage hold (whose worklists they see, the queue in them)."""
+        return role in self.roles_of(asker) or any(
+            p in self.people and self.people[p].role == role for p in self.managed_by(asker))
 
     def people_with_role(self, role: str) -> list[str]:
         return sorted(u for u, p in self.people.items() if p.role == role)

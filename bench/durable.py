@@ -72,6 +72,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import gc
 import io
 import json
 import pathlib
@@ -248,6 +249,7 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
         "ack_p50_ms": round(_pct(acks, 0.50) * 1e3, 2),
         "ack_p99_ms": round(_pct(acks, 0.99) * 1e3, 2),
         "python": sys.version.split()[0],
+        "gc_young_threshold": gc.get_threshold()[0],  # the collector's pace it ran at
         **monitored,
     }
 
@@ -379,6 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     if not collectors or any(c not in PACES for c in collectors):
         ap.error("--collector: serving, default or default,serving")
     variants = [(w, c) for w in writers for c in collectors]
+    if len(set(variants)) < len(variants):
+        ap.error("--writer and --collector: each at most once")
     if len(variants) > 2:
         ap.error("two writers or two collectors, not both")
     if a.alternate and len(variants) > 1:

@@ -252,7 +252,8 @@ class Changes(msgspec.Struct, array_like=True, gc=False):
     attributes: dict[str, dict[str, Any]] = {}  # per case, the attributes kept since
     appends: int = 0  # appends folded into this (the last part counts them)
     # The first part a tail hands over: it folded the log from the start (a tail that
-    # replaces a lost one, too), and what the mirror had from the log is to be forgotten.
+    # replaces a lost one, too), and what the mirror had from the log is to be replaced
+    # by this fold, once its last part is in.
     fresh: bool = False
 
 

@@ -94,8 +94,10 @@ async def worklist(request: Request) -> Response:
     c = ctx(request)
     asker = c.who(request)
     user, role = request.query_params.get("user"), request.query_params.get("role")
+    field = "user"
     if user is None and role is None and asker != OPERATOR:
-        user = asker  # a person's worklist is their own unless they name another's
+        # A person's worklist is their own unless they name another's (or a role).
+        user, field = asker, "Authorization" if c.tokens else "X-Caseloop-User"
     roles = None
     if role is not None:
         if role not in c.directory.roles:
@@ -107,7 +109,7 @@ async def worklist(request: Request) -> Response:
         roles = [role]
     if user is not None:
         if c.directory.person(user) is None:
-            raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
+            raise malformed(field, f"unknown person {user!r} (specs/roles.yaml)")
         if not c.directory.sees_work_of(asker, user):
             raise InsufficientAuthority(NOT_THEIRS.format(asker=asker, user=user),
                                         field="user")

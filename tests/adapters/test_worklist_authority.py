@@ -227,10 +227,16 @@ async def test_a_person_sees_only_the_work_they_may_see(api: httpx.AsyncClient) 
     assert tasks(r.json()) == [("deal_big", "SendToSalesManager"),
                                ("deal_small", "SendToSalesManager")]
     refused(await as_person(api, MARCUS, "/worklist", role="legal_counsel"), "role")
+    refused(await as_person(api, SARAH, "/worklist", role="sales_manager"), "role")
+    r = await as_person(api, OLIVIA, "/worklist", role="sdr")  # her people's (his) queue
+    assert r.status_code == 200, r.text
     r = await as_person(api, CFO, "/worklist", role="legal_counsel")
     assert r.status_code == 200 and ("deal_big", "SendToLegal") in tasks(r.json())
     # Unnamed, a person's worklist is their own; the local operator's is everyone's.
     mine = await as_person(api, MARCUS, "/worklist")
+    r = await as_person(api, "nobody@acme.com", "/worklist")  # named, unknown: which field
+    assert r.status_code == 400 and r.json()["error"]["details"][0]["field"] == (
+        "X-Caseloop-User"), r.text
     assert mine.status_code == 200 and tasks(mine.json()) == tasks(
         await worklist(api, user=MARCUS)) == [("deal_small", "SendToSalesManager")]
     queues = [tasks(await worklist(api, role=role)) for role in (  # nothing is claimed

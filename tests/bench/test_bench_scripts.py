@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+from adapters.collector import YOUNG
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # bench/run_all.py's scripts, history_import.py and simulate_memory.py (hot_path and vs_spiff run
 # in-process there and in test_hot_path_guard / test_peers; mapek_eval's harness runs
@@ -82,8 +84,12 @@ def test_the_durable_benchmark_runs_at_each_collector_pace() -> None:
         return p
 
     def rows(p: subprocess.CompletedProcess[str]) -> list[tuple[int, str]]:
-        return [(r["concurrency"], r["collector"]) for r in map(
-            json.loads, (line for line in p.stdout.splitlines() if line.startswith("{")))]
+        out = [r for r in map(json.loads, (line for line in p.stdout.splitlines()
+                                           if line.startswith("{")))]
+        # The pace each run had, as the collector had it then.
+        assert all(r["gc_young_threshold"] == {"default": 700, "serving": YOUNG}[
+            r["collector"]] for r in out), out
+        return [(r["concurrency"], r["collector"]) for r in out]
 
     both = run("--collector", "default,serving")
     assert rows(both) == [(1, "default"), (1, "serving"), (10, "default"), (10, "serving")]
@@ -91,7 +97,8 @@ def test_the_durable_benchmark_runs_at_each_collector_pace() -> None:
             if "collector's pace" in line] == [
         " the serving vs the default collector's pace"] * 2
     assert rows(run()) == [(1, "serving"), (10, "serving")]
-    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "durable.py"), "--smoke",
-                          "--collector", "never"], capture_output=True, text=True,
-                         timeout=60, cwd=ROOT, check=False)
-    assert bad.returncode == 2 and "--collector" in bad.stderr
+    for bad_pace in ("never", "serving,serving"):
+        bad = subprocess.run([sys.executable, str(ROOT / "bench" / "durable.py"), "--smoke",
+                              "--collector", bad_pace], capture_output=True, text=True,
+                             timeout=60, cwd=ROOT, check=False)
+        assert bad.returncode == 2 and "--collector" in bad.stderr, bad_pace

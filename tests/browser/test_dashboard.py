@@ -335,6 +335,12 @@ def test_token_mode_reads_with_the_token(browser: Any, tmp_path: pathlib.Path) -
         assert r.status_code == 201, r.text
         tab.wait_render(renders, timeout=20_000)  # told by the stream, not reloaded
         tab.page.wait_for_selector(".kpi", timeout=10_000)
+        # Her day by default: the token's person, whom the API lets see it.
+        renders = tab.renders()
+        tab.page.goto(srv.url + "/#/today")
+        tab.wait_render(renders)
+        assert tab.page.locator("#today-person").input_value() == DIRECTOR
+        assert "Olivia Bennett" in tab.page.locator("#page .sub").inner_text()
         tab.assert_clean()
     finally:
         context.close()

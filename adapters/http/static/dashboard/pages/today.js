@@ -1,6 +1,8 @@
 // A person's day: their open work by deadline, what is at risk, what is breached
 // (GET /today). The person is in the URL (#/today/<person>); by default the one the
-// dashboard acts as.
+// dashboard acts as (its token's person, or the one named in open mode). Another's day
+// is for those who may see their work (their manager, or whoever holds or acts as
+// their role): the server refuses the others.
 
 import { api, identity } from "../api.js";
 import {
@@ -14,8 +16,9 @@ const STATUS = {
 export default {
   title: "Today",
   async load({ arg }) {
-    const { people } = await api("/people");
-    const fallback = people.find((p) => p.person === identity.actingAs) ||
+    const { people, you } = await api("/people");
+    const fallback = people.find((p) => p.person === you) ||
+      people.find((p) => p.person === identity.actingAs) ||
       people.find((p) => p.role !== "integration") || people[0];
     const user = arg || (fallback ? fallback.person : "");
     const today = user ? await api("/today", { query: { user } }) : null;
