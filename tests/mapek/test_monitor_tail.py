@@ -917,13 +917,17 @@ def _seen(mirror: Monitor) -> tuple[Any, ...]:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("then", ["answered", "cancelled", "killed"])
 async def test_a_new_tails_fold_replaces_the_old_whole_never_a_part_of_it(
-        tmp_path: pathlib.Path) -> None:
+        tmp_path: pathlib.Path, then: str) -> None:
     """A replacement's fold of the whole log comes in parts, each catch-up letting the
     event loop run between them. Readers meanwhile -- MapeK's background analysis reads
     without catching up -- see the fold the mirror had, whole, not the first parts of the
     new one (an analysis of a third of the history, kept as current); after the last
-    part, the new fold, as reading the log back gives it, the import in front."""
+    part, the new fold, as reading the log back gives it, the import in front. A
+    catch-up cancelled between the parts leaves the old fold, and the next one goes on
+    with the new; the new process lost between them (within the respawn limit), the
+    mirror folds the log itself."""
     log = interleaved(cases=8, items=5)
     path = str(tmp_path / "s.db")
     imported = _imported()
@@ -944,7 +948,15 @@ async def test_a_new_tails_fold_replaces_the_old_whole_never_a_part_of_it(
             with anyio.fail_after(60):  # (a fold in one part would never be held)
                 await pausing.held.wait()  # the new fold's first part is in; more to come
             assert _seen(mirror) == before
+            if then == "cancelled":
+                tg.cancel_scope.cancel()
+            elif then == "killed":
+                await _kill(tail)
             pausing.go.set()
-        assert tail.process.pid != pausing.first and mirror.mirrors
-        assert mirror.forgotten == before[1] + 1  # readers by position start again
+        if then == "cancelled":
+            assert _seen(mirror) == before and mirror._staged is not None
+            await mirror.catch_up()
+        assert mirror._staged is None
+        assert mirror.mirrors is (then != "killed")
+        assert mirror.forgotten > before[1]  # readers by position start again
         await _same_as_read_back(store, mirror, imported)
