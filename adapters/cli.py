@@ -218,7 +218,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     # The collector's pace: young collections every 10,000 allocations, not 700 (a
     # third of the loop's CPU under load went to them; adapters/collector.py).
-    with serving, serving_pace():  # the lock held for as long as this process serves
+    pace = serving_pace() if args.collector == "serving" else contextlib.nullcontext()
+    with serving, pace:  # the lock held for as long as this process serves
         # A backstop for the live streams' own shutdown hook (adapters/http/live.py):
         # what is still open 10 s after the signal is cancelled rather than holding the
         # exit. loop="asyncio", not uvicorn's "auto" (uvloop when installed): the loop
@@ -447,6 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--monitor", choices=["process", "loop"], default="process",
                    help="where the MAPE-K Monitor folds the event log: a process of its "
                    "own (the default: off the event loop, bench/README) or the event loop")
+    s.add_argument("--collector", choices=["serving", "default"], default="serving",
+                   help="the garbage collector's pace: young collections every 10,000 "
+                   "allocations (the default: a quarter more completions/s under load, "
+                   "bench/README) or the interpreter's 700")
     s.add_argument("--log-level", default="info")
     s.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     s.add_argument("--slos", help="service levels (default: slos.yaml in --specs)")

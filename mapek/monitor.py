@@ -605,10 +605,10 @@ class Monitor:
         self._handed_at = self.pos
         return changes
 
-    def _forget_the_log(self, follow: bool = True) -> None:
+    def _forget_the_log(self) -> None:
         """Drop what came from the log (keeping imported history), to fold it again from
-        the start -- here, following the store from now on, or (`follow` false) in a
-        tail that has started over."""
+        the start here, following the store from now on (a tail lost; a new tail's fold
+        replaces the old one whole instead: _swap_in)."""
         self._drop(lambda o: o.source != "import")
         self._staged = None  # (a new tail's fold under way is the log's too)
         self.breaches.clear()
@@ -617,8 +617,7 @@ class Monitor:
         self._workflow.clear()
         self.pos = 0
         self._taken = False
-        if follow:
-            self._follow()
+        self._follow()
 
     async def _read_log(self, limit: int) -> int:
         """Fold the next `limit` appends read from the log. -> how many there were."""

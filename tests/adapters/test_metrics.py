@@ -174,13 +174,15 @@ def test_counters_histogram_gauges_and_dead_letters_follow_what_was_done(
     # A restart in token mode: counters rebuilt from the store, histogram from zero,
     # and /metrics, like /health, wants no token while the API does.
     tokens, _ = make_tokens(tmp_path, SDR)
-    srv.restart(*args, "--tokens", str(tokens))
+    # (And at the interpreter's own collector pace, as `--collector default` asks.)
+    srv.restart(*args, "--tokens", str(tokens), "--collector", "default")
     assert httpx.get(srv.url + "/api/v1/stats").status_code == 401
     again = Scrape(srv.url)
     assert (again.series(COMPLETIONS, "workflow", "task"),
             again.series(BREACHES, "workflow", "task")) == totals
     assert again.value("caseloop_outbox_notifications", state="dead") == 4
     assert again.value(LATENCY + "_count") == 0
+    assert again.value(GC_THRESHOLD, generation="0") == gc.get_threshold()[0] != YOUNG
 
 
 def test_recommendations_by_status_follow_an_apply(
