@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import pathlib
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -60,13 +61,7 @@ class Directory(msgspec.Struct, forbid_unknown_fields=True):
 
     def acts_as(self, role: str) -> set[str]:
         """`role` and every role it acts as, transitively."""
-        out, todo = set(), [role]
-        while todo:
-            r = todo.pop()
-            if r not in out:
-                out.add(r)
-                todo += self.roles[r].acts_as if r in self.roles else []
-        return out
+        return _reach([role], lambda r: self.roles[r].acts_as if r in self.roles else [])
 
     def limit(self, user: str, kind: str) -> float | None:
         """The highest limit of `kind` among the person's roles; inf if unlimited."""
@@ -100,14 +95,10 @@ class Directory(msgspec.Struct, forbid_unknown_fields=True):
 
     def managed_by(self, user: str) -> set[str]:
         """The people `user` manages (roles.yaml's `manages`), and theirs, transitively."""
-        out: set[str] = set()
-        todo = list(self.people[user].manages) if user in self.people else []
-        while todo:
-            p = todo.pop()
-            if p not in out:
-                out.add(p)
-                todo += self.people[p].manages if p in self.people else []
-        return out
+        def manages(p: str) -> list[str]:
+            return self.people[p].manages if p in self.people else []
+
+        return _reach(manages(user), manages)
 
     def sees_work_of(self, asker: str, user: str) -> bool:
         """Whether `asker` may see `user`'s work (worklist, day): their own; the local
@@ -127,6 +118,18 @@ class Directory(msgspec.Struct, forbid_unknown_fields=True):
 
     def people_with_role(self, role: str) -> list[str]:
         return sorted(u for u, p in self.people.items() if p.role == role)
+
+
+def _reach(first: list[str], next_of: Callable[[str], list[str]]) -> set[str]:
+    """`first` and all that `next_of` leads to from them, transitively (cycles end)."""
+    out: set[str] = set()
+    todo = list(first)
+    while todo:
+        x = todo.pop()
+        if x not in out:
+            out.add(x)
+            todo += next_of(x)
+    return out
 
 
 def load_directory(path: str | pathlib.Path) -> Directory:
