@@ -112,9 +112,10 @@ class Directory(msgspec.Struct, forbid_unknown_fields=True):
 
     def sees_queue(self, asker: str, role: str) -> bool:
         """Whether `asker` may see `role`'s queue: a role they hold or act as, or one
-        that people they manage hold (whose worklists they see, the queue in them)."""
+        that people they manage hold or act as (whose worklists they see, the queue in
+        them)."""
         return role in self.roles_of(asker) or any(
-            p in self.people and self.people[p].role == role for p in self.managed_by(asker))
+            role in self.roles_of(p) for p in self.managed_by(asker))
 
     def people_with_role(self, role: str) -> list[str]:
         return sorted(u for u, p in self.people.items() if p.role == role)

@@ -490,8 +490,9 @@ class Monitor:
         between the parts -- who need not catch up: MapeK's background analysis, a page
         awaiting the store after its catch-up -- see the old fold, never a part of the
         new one (and a catch-up cancelled between the parts goes on staging next time).
-        Until the swap both folds are held: twice the observations' memory, for the
-        second or so a fold of the whole log takes -- after a tail's loss only."""
+        Until the swap both folds are held: twice the observations' memory, for as long
+        as the new fold takes (seconds for a long log; across a cancelled catch-up, until
+        the next) -- after a tail's loss only."""
         if changes is None:
             changes = await tail.changes()
         while True:

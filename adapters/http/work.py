@@ -104,8 +104,8 @@ async def worklist(request: Request) -> Response:
             raise malformed("role", f"unknown role {role!r}")
         if not c.directory.sees_queue(asker, role):
             raise InsufficientAuthority(f"{asker!r} neither holds nor acts as the role "
-                                        f"{role!r}: its queue is not theirs to see",
-                                        field="role")
+                                        f"{role!r}, nor manages someone who does: its "
+                                        "queue is not theirs to see", field="role")
         roles = [role]
     if user is not None:
         if c.directory.person(user) is None:
