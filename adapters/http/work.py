@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from actors.ports import ItemRow
 from actors.runtime import WorkflowNotFound
-from adapters.people import OPERATOR, offered_to
+from adapters.people import VIEW_ALL, offered_to
 from engine import EngineError, InsufficientAuthority
 
 from .api import Query, api
@@ -88,15 +88,17 @@ async def _offered(c: Context, user: str, r: ItemRow) -> bool:
                                             "unclaimed items of their roles that they "
                                             "could complete (within their authority); "
                                             "default: whoever asks, unless a role is "
-                                            "named (the local operator: everyone's)"),
+                                            "named (everyone's for the local operator "
+                                            "and the view_all_work permission)"),
                                       Query("role", "a role: its unclaimed items")])
 async def worklist(request: Request) -> Response:
     c = ctx(request)
     asker = c.who(request)
     user, role = request.query_params.get("user"), request.query_params.get("role")
     field = "user"
-    if user is None and role is None and asker != OPERATOR:
-        # A person's worklist is their own unless they name another's (or a role).
+    if user is None and role is None and not c.directory.may(asker, VIEW_ALL):
+        # A person's worklist is their own unless they name another's (or a role);
+        # everyone's for the local operator and those who may see all work.
         user, field = asker, "Authorization" if c.tokens else "X-Caseloop-User"
     roles = None
     if role is not None:

@@ -183,6 +183,7 @@ async def test_a_task_listing_its_results_is_offered_if_one_of_them_is_within_re
 
 
 SARAH, DAVID = "sarah.chen@acme.com", "david.park@acme.com"  # SDRs Marcus manages
+CEO = "ceo@acme.com"  # acts as the CFO and the board, and may see all work
 
 
 async def as_person(api: httpx.AsyncClient, asker: str, path: str,
@@ -213,6 +214,9 @@ async def test_a_person_sees_only_the_work_they_may_see(api: httpx.AsyncClient) 
         (SARAH, MARCUS): False,
         (PRIYA, MARCUS): False,  # legal does not act as a sales manager
         (MARCUS, PRIYA): False,
+        (CEO, SARAH): True,  # view_all_work: the CEO acts as no SDR, manages nobody
+        (CEO, PRIYA): True,
+        (CFO, SARAH): False,  # acting as every approver is not managing the SDRs
     }
     for (asker, user), allowed in seen.items():
         for path in ("/worklist", "/today"):
@@ -242,6 +246,11 @@ async def test_a_person_sees_only_the_work_they_may_see(api: httpx.AsyncClient) 
     queues = [tasks(await worklist(api, role=role)) for role in (  # nothing is claimed
         "sales_manager", "legal_counsel", "finance_manager", "cfo")]
     assert tasks(await worklist(api)) == sorted(t for q in queues for t in q), queues
+    # ... and everyone's for whoever may see all work, any queue too.
+    r = await as_person(api, CEO, "/worklist")
+    assert r.status_code == 200 and tasks(r.json()) == tasks(await worklist(api))
+    r = await as_person(api, CEO, "/worklist", role="sdr")
+    assert r.status_code == 200, r.text
     assert ("deal_big", "SendToLegal") in queues[1]
 
 
