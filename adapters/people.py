@@ -102,22 +102,30 @@ class Directory(msgspec.Struct, forbid_unknown_fields=True):
 
         return _reach(manages(user), manages)
 
-    def sees_work_of(self, asker: str, user: str) -> bool:
-        """Whether `asker` may see `user`'s work (worklist, day): their own; the local
-        operator and those with VIEW_ALL anyone's; a manager their people's (roles.yaml's
-        `manages`, down the line); and anyone the work of a role they hold or act as --
-        their queue's peers, and those whose work they could take on."""
+    def require_sees_work(self, asker: str, user: str) -> None:
+        """Refuse (3002, field `user`) unless `asker` may see `user`'s work (worklist,
+        day): their own; the local operator and those with VIEW_ALL anyone's; a manager
+        their people's (roles.yaml's `manages`, down the line); and anyone the work of a
+        role they hold or act as -- their queue's peers, and those whose work they could
+        take on."""
         if asker == user or self.may(asker, VIEW_ALL) or user in self.managed_by(asker):
-            return True
+            return
         person = self.people.get(user)
-        return person is not None and person.role in self.roles_of(asker)
+        if person is None or person.role not in self.roles_of(asker):
+            raise InsufficientAuthority(
+                f"{asker!r} may not see {user!r}'s work: it is neither theirs, nor of "
+                "someone they manage, nor of a role they hold or act as (roles.yaml)",
+                field="user")
 
-    def sees_queue(self, asker: str, role: str) -> bool:
-        """Whether `asker` may see `role`'s queue: a role they hold or act as, or one
-        that people they manage hold or act as (whose worklists they see, the queue in
-        them); any, with VIEW_ALL."""
-        return role in self.roles_of(asker) or self.may(asker, VIEW_ALL) or any(
-            role in self.roles_of(p) for p in self.managed_by(asker))
+    def require_sees_queue(self, asker: str, role: str) -> None:
+        """Refuse (3002, field `role`) unless `asker` may see `role`'s queue: a role they
+        hold or act as, or one that people they manage hold or act as (whose worklists
+        they see, the queue in them); any, with VIEW_ALL."""
+        if not (role in self.roles_of(asker) or self.may(asker, VIEW_ALL) or any(
+                role in self.roles_of(p) for p in self.managed_by(asker))):
+            raise InsufficientAuthority(
+                f"{asker!r} neither holds nor acts as the role {role!r}, nor manages "
+                "someone who does: its queue is not theirs to see", field="role")
 
     def people_with_role(self, role: str) -> list[str]:
         return sorted(u for u, p in self.people.items() if p.role == role)

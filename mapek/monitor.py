@@ -514,9 +514,8 @@ class Monitor:
         tail's answer: as forgetting the log and merging it here would leave it --
         imported history kept, in front; attributes kept, updated -- at once."""
         self._staged = None
-        self.closed[:] = [o for o in self.closed if o.source == "import"] + fold.closed
-        for key in [k for k, o in self.open.items() if o.source != "import"]:
-            del self.open[key]
+        self._drop(lambda o: o.source != "import")
+        self.closed.extend(fold.closed)
         self.open.update(fold.open)
         self.breaches, self._open_breach, self.fired = (
             fold.breaches, fold._open_breach, fold.fired)
@@ -525,10 +524,6 @@ class Monitor:
         self._workflow.clear()
         self.pos = fold.pos
         self.appends_tailed += fold.appends_tailed
-        self.revision += 1
-        self.forgotten += 1
-        self.tallies.clear()
-        self._folded = 0
 
     def _merge(self, ch: Changes) -> None:
         """Take a tail's changes in: what its fold did there, done here."""

@@ -11,14 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters.people import OPERATOR
-from engine import InsufficientAuthority
 
 from .api import Query, api
 from .bodies import Today, TodayItem
 from .codec import iso, respond, stamp
 from .context import ctx
 from .errors import malformed
-from .work import NOT_THEIRS, open_work
+from .work import open_work
 
 # Open items ranked by deadline. All of a person's work must be ranked (the store's
 # default 500 were the oldest: a newer item on a short SLO could miss the panel); a
@@ -38,8 +37,7 @@ async def today(request: Request) -> Response:
                         "X-Caseloop-User header)")
     if c.directory.person(user) is None:
         raise malformed("user", f"unknown person {user!r} (specs/roles.yaml)")
-    if not c.directory.sees_work_of(asker, user):
-        raise InsufficientAuthority(NOT_THEIRS.format(asker=asker, user=user), field="user")
+    c.directory.require_sees_work(asker, user)
     now = c.runtime.clock.now()
     # What their worklist offers them: work beyond their authority is not their day.
     rows, truncated = await open_work(c, user, sorted(c.directory.roles_of(user)), now,

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from actors.ports import ItemRow
 from actors.runtime import WorkflowNotFound
 from adapters.people import VIEW_ALL, offered_to
-from engine import EngineError, InsufficientAuthority
+from engine import EngineError
 
 from .api import Query, api
 from .bodies import CaseView, Incidents, IncidentView, RetryIncident, Worklist, WorklistItem
@@ -19,9 +19,6 @@ from .idempotency import idempotent
 from .views import case_view
 
 WORKLIST_LIMIT = 500  # items of a worklist, oldest first (`truncated` says there are more)
-# Someone else's work (their worklist, their day) asked for by one who may not see it.
-NOT_THEIRS = ("{asker!r} may not see {user!r}'s work: it is neither theirs, nor of someone "
-              "they manage, nor of a role they hold or act as (roles.yaml)")
 
 
 async def open_work(c: Context, user: str | None, roles: list[str] | None, now: float,
@@ -104,17 +101,12 @@ async def worklist(request: Request) -> Response:
     if role is not None:
         if role not in c.directory.roles:
             raise malformed("role", f"unknown role {role!r}")
-        if not c.directory.sees_queue(asker, role):
-            raise InsufficientAuthority(f"{asker!r} neither holds nor acts as the role "
-                                        f"{role!r}, nor manages someone who does: its "
-                                        "queue is not theirs to see", field="role")
+        c.directory.require_sees_queue(asker, role)
         roles = [role]
     if user is not None:
         if c.directory.person(user) is None:
             raise malformed(field, f"unknown person {user!r} (specs/roles.yaml)")
-        if not c.directory.sees_work_of(asker, user):
-            raise InsufficientAuthority(NOT_THEIRS.format(asker=asker, user=user),
-                                        field="user")
+        c.directory.require_sees_work(asker, user)
         roles = sorted(c.directory.roles_of(user)) if roles is None else roles
     rows, truncated = await open_work(c, user, roles, c.runtime.clock.now(), WORKLIST_LIMIT)
     return respond(Worklist([

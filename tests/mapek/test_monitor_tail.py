@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -156,6 +156,21 @@ def _imported() -> Observation:
                        outcome="completed", source="import")
 
 
+@contextlib.asynccontextmanager
+async def _with_import(tmp_path: pathlib.Path, part: int = 5,
+                       wrap: Callable[[MonitorTail], Any] | None = None,
+                       ) -> AsyncIterator[tuple[SQLiteStore, Monitor, MonitorTail, Writer,
+                                                Observation]]:
+    """A store on a fresh file, a tail process on it and the Monitor mirroring that tail
+    (seen through `wrap`), holding an import in front; a writer to the store. ->
+    (store, mirror, tail, writer, the import)."""
+    path, imported = str(tmp_path / "s.db"), _imported()
+    async with SQLiteStore(path) as store, monitor_tail(path, part) as tail:
+        mirror = Monitor(store, role_of=role_of, tail=wrap(tail) if wrap else tail)
+        mirror.absorb([imported])
+        yield store, mirror, tail, Writer(store), imported
+
+
 async def _same_as_read_back(store: SQLiteStore, mirror: Monitor,
                              imported: Observation) -> None:
     """The mirror holds `imported`, then what reading the log back gives."""
@@ -176,13 +191,9 @@ async def test_a_tail_that_dies_is_replaced_and_dying_again_soon_leaves_the_log_
     import kept, in front. The replacement killed too, within RESPAWN_S, the mirror
     folds the log itself."""
     log = interleaved(cases=8, items=5)
-    path = str(tmp_path / "s.db")
-    imported = _imported()
     third = len(log) // 3
 
-    async with mirrored(path, part=5) as (store, mirror, tail):
-        mirror.absorb([imported])
-        writer = Writer(store)
+    async with _with_import(tmp_path) as (store, mirror, tail, writer, imported):
         await writer.burst(log[:third])
         await mirror.catch_up()
         assert mirror.appends_tailed == third
@@ -216,13 +227,9 @@ async def test_a_tail_lost_again_soon_folds_for_the_mirror_again_once_it_answers
     import kept, in front), and the store hands the mirror nothing any more. Lost again
     at once, the mirror folds here again and waits twice as long."""
     log = interleaved(cases=8, items=5)
-    path = str(tmp_path / "s.db")
-    imported = _imported()
     fifth = len(log) // 5
 
-    async with mirrored(path, part=5) as (store, mirror, tail):
-        mirror.absorb([imported])
-        writer = Writer(store)
+    async with _with_import(tmp_path) as (store, mirror, tail, writer, imported):
         await writer.burst(log[:fifth])
         await mirror.catch_up()
         await _kill(tail)
@@ -929,14 +936,11 @@ async def test_a_new_tails_fold_replaces_the_old_whole_never_a_part_of_it(
     with the new; the new process lost between them (within the respawn limit), the
     mirror folds the log itself."""
     log = interleaved(cases=8, items=5)
-    path = str(tmp_path / "s.db")
-    imported = _imported()
     half = len(log) // 2
-    async with SQLiteStore(path) as store, monitor_tail(path, part=2) as tail:
-        pausing = _PausesInFreshFold(tail)
-        mirror = Monitor(store, role_of=role_of, tail=pausing)  # type: ignore[arg-type]
-        mirror.absorb([imported])
-        writer = Writer(store)
+    async with _with_import(tmp_path, part=2, wrap=_PausesInFreshFold) as (
+            store, mirror, tail, writer, imported):
+        pausing = mirror._tail
+        assert isinstance(pausing, _PausesInFreshFold)
         await writer.burst(log[:half])
         await mirror.catch_up()
         before = _seen(mirror)
