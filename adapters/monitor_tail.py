@@ -3,9 +3,10 @@
 Why. A server's event loop process is the one that runs out of CPU first: a Monitor
 folding beside the commands costs it about a tenth of its completions (mapek.monitor,
 "Where the fold runs"). The child here reads the log on its own read-only connection
--- WAL: readers never wait for the writer, nor it for them -- and folds it into a
-Monitor of its own (`hands_over=True`), at the lowest CPU priority (SCHED_IDLE: the
-commands and the store's writer come first). The server's Monitor mirrors it
+-- WAL: readers never wait for the writer, nor it for them -- and folds it (`Fold`:
+mapek/_tailfold.c's TailFold, the Monitor's rules in C over the log's bytes, or where
+that is not built a Monitor of its own, `hands_over=True`), at the lowest CPU priority
+(SCHED_IDLE: the commands and the store's writer come first). The server's Monitor mirrors it
 (`Monitor(tail=...)`): each `catch_up` asks for what changed and merges it.
 
 Protocol, over the child's stdin and stdout. The parent writes one byte: "?", what
@@ -35,12 +36,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.util
 import os
 import pathlib
 import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 import anyio
 import msgspec
@@ -49,6 +52,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from adapters.sqlite_store import read_encoded_from
 from adapters.sqlite_writer_process import child_env, cpu_of, killed_by, runnable
+from engine.events import EVENT_TYPES
 from mapek.monitor import Changes, Monitor, TailLost, TailRefused
 
 # Appends read per statement. (The Monitor in a server's loop reads 256, which its
@@ -82,6 +86,9 @@ STARVED_NICE = 10
 EXIT_S = 5.0
 # The child's collector runs every this many allocations (see main).
 GC_EVERY = 200_000
+# "python": the child folds in Python even where mapek._tailfold is built (to compare;
+# bench/durable.py --tail-fold).
+FOLD_ENV = "CASELOOP_TAIL_FOLD"
 _changes = msgspec.msgpack.Decoder(Changes).decode
 # The requests: a question (fold what was committed, then answer), or the next part of
 # the answer under way (folding only if none is left: an answer ends however busy).
@@ -316,12 +323,61 @@ async def monitor_tail(path: str, part: int = PART, batch: int = BATCH,
 
 
 # ---------------------------------------------------------------------- the child
-def _fold(db: sqlite3.Connection, monitor: Monitor, batch: int, most: int) -> bool:
-    """Fold what the log holds after the monitor's position, `most` appends at most,
+class Fold(Protocol):
+    """What the child folds with: mapek._tailfold.TailFold (C, over the log's bytes), or
+    PythonFold (a Monitor); the same answers."""
+
+    @property
+    def pos(self) -> int: ...
+    def fold(self, positions: list[int], case_ids: list[str], events: bytes) -> int: ...
+    def hand_over(self, limit: int, behind: bool) -> tuple[bytes, bool]: ...
+
+
+class PythonFold:
+    """The fold in Python: a Monitor made with `hands_over=True` (mapek.monitor), whose
+    rules TailFold keeps in C -- where that is not built, or FOLD_ENV says "python"."""
+
+    def __init__(self) -> None:
+        self.monitor = Monitor(_NoLog(), hands_over=True)
+        self._encode = msgspec.msgpack.Encoder().encode
+
+    @property
+    def pos(self) -> int:
+        return self.monitor.pos
+
+    def fold(self, positions: list[int], case_ids: list[str], events: bytes) -> int:
+        return self.monitor.fold_encoded(positions, case_ids, events)
+
+    def hand_over(self, limit: int, behind: bool) -> tuple[bytes, bool]:
+        """-> (the msgpack of `Changes`, whether parts of it are left): `more` if parts
+        are left or the child is `behind` (it has more of the log to fold)."""
+        changes = self.monitor.hand_over(limit)
+        parts_left = changes.more
+        changes.more = parts_left or behind
+        return self._encode(changes), parts_left
+
+
+def fold_in() -> str:
+    """Which fold a tail process runs: "c" where mapek._tailfold is built, unless
+    FOLD_ENV says "python"."""
+    if os.environ.get(FOLD_ENV, "c") == "python":
+        return "python"
+    return "c" if importlib.util.find_spec("mapek._tailfold") is not None else "python"
+
+
+def new_fold() -> Fold:
+    if fold_in() == "python":
+        return PythonFold()
+    from mapek._tailfold import TailFold
+    return TailFold(tuple(c.__name__ for c in EVENT_TYPES))  # type: ignore[no-any-return]
+
+
+def _fold(db: sqlite3.Connection, fold: Fold, batch: int, most: int) -> bool:
+    """Fold what the log holds after the fold's position, `most` appends at most,
     `batch` a statement. -> whether there may be more."""
     folded = 0
     while folded < most:
-        n = monitor.fold_encoded(*read_encoded_from(db, monitor.pos, batch))
+        n = fold.fold(*read_encoded_from(db, fold.pos, batch))
         if n < batch:
             return False
         folded += n
@@ -362,17 +418,13 @@ def main(argv: list[str], answers: int) -> int:
     gc.set_threshold(GC_EVERY, 50, 50)
     uri = pathlib.Path(path).resolve().as_uri() + "?mode=ro"
     db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10.0)
-    monitor = Monitor(_NoLog(), hands_over=True)
-    encode = msgspec.msgpack.Encoder().encode
+    fold = new_fold()
     requests = sys.stdin.fileno()
     parts_left = behind = False
     while request := os.read(requests, 1):  # b"": EOF, the parent closed or died
         if request == _ASK or not parts_left:
-            behind = _fold(db, monitor, batch, most)
-        changes = monitor.hand_over(part)
-        parts_left = changes.more
-        changes.more = parts_left or behind
-        body = encode(changes)
+            behind = _fold(db, fold, batch, most)
+        body, parts_left = fold.hand_over(part, behind)
         _write(answers, len(body).to_bytes(4, "big") + body)
     return 0
 

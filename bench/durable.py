@@ -91,7 +91,7 @@ sys.path.insert(0, str(ROOT))
 
 from actors import Runtime, VirtualClock, placeholder_actions  # noqa: E402
 from adapters.collector import serving_pace  # noqa: E402
-from adapters.monitor_tail import monitor_tail  # noqa: E402
+from adapters.monitor_tail import fold_in, monitor_tail  # noqa: E402
 from adapters.sqlite_store import SQLiteStore  # noqa: E402
 from engine import compile_document  # noqa: E402
 from mapek.monitor import Monitor  # noqa: E402
@@ -208,6 +208,8 @@ async def run_level(concurrency: int, n_cases: int, durability: str, tmp: str,
                          "monitor_appends_read": watcher.appends_read,
                          "monitor_appends_tailed": watcher.appends_tailed,
                          "monitor_in": monitor}
+            if monitor == "process":  # the tail's fold: C, or Python (FOLD_ENV)
+                monitored["tail_fold"] = fold_in()
         if profile is not None:
             profile.disable()
         done = 0

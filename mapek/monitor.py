@@ -49,7 +49,9 @@ cost bench/durable.py 11 % of its completions at 1,000 concurrent cases (80 pair
 bench/README, "The fold in a process of its own"): 5.5-7 us more of that process's CPU
 per completion, in the fold, the decoding and the collections they bring. So a server's
 Monitor is a mirror: another process tails the log and folds it (`Tail`:
-adapters.monitor_tail, a Monitor made with `hands_over=True`), and `catch_up` takes
+adapters.monitor_tail: `_fold` and `hand_over`'s rules kept in C over the log's bytes,
+mapek/_tailfold.c, or where that is not built a Monitor made with `hands_over=True`),
+and `catch_up` takes
 from it what changed since the last time (`Changes`: the items closed, the open ones
 touched, breaches and their resolutions, empty tasks fired, attributes), each piece
 once, and merges it (the process's CPU per completion barely grows; 1.5 % fewer
@@ -659,9 +661,12 @@ class Monitor:
 
     def _fold(self, appends: Iterable[tuple[int, str, Sequence[Any]]],
               kinds: tuple[type, ...] = _READ_KINDS) -> None:
-        # Paid per event on every tail: the most frequent kinds are tested first and
-        # names are bound locally. The position moves once an append is folded, so a
-        # fold that fails part way resumes at the append it failed on.
+        # The rules here and in hand_over are also mapek/_tailfold.c's, which a tail
+        # process runs: change one, change the other (tests/mapek/test_tail_fold.py
+        # holds them to each other). Paid per event on every append folded in Python:
+        # the most frequent kinds are tested first and names are bound locally. The
+        # position moves once an append is folded, so a fold that fails part way
+        # resumes at the append it failed on.
         open_, closed, role_of, workflow = self.open, self.closed, self.role_of, self._workflow
         # The kinds by the sightings' names (shadowing them: the live kinds are others).
         (Completed, Enabled, Created, HandedOn, Fired,
