@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import os
 import pathlib
 import sqlite3
@@ -358,18 +357,24 @@ class PythonFold:
 
 
 def fold_in() -> str:
-    """Which fold a tail process runs: "c" where mapek._tailfold is built, unless
-    FOLD_ENV says "python"."""
-    if os.environ.get(FOLD_ENV, "c") == "python":
-        return "python"
-    return "c" if importlib.util.find_spec("mapek._tailfold") is not None else "python"
+    """Which fold a tail process runs: "c" where mapek._tailfold is built (and imports),
+    unless FOLD_ENV says "python"."""
+    return "c" if _tail_fold() is not None else "python"
 
 
 def new_fold() -> Fold:
-    if fold_in() == "python":
-        return PythonFold()
-    from mapek._tailfold import TailFold
-    return TailFold(tuple(c.__name__ for c in EVENT_TYPES))  # type: ignore[no-any-return]
+    made = _tail_fold()
+    return PythonFold() if made is None else made(tuple(c.__name__ for c in EVENT_TYPES))
+
+
+def _tail_fold() -> Callable[[tuple[str, ...]], Fold] | None:
+    if os.environ.get(FOLD_ENV, "c") == "python":
+        return None
+    try:
+        from mapek._tailfold import TailFold
+    except ImportError:  # not built (no compiler at install), or built for another Python
+        return None
+    return TailFold  # type: ignore[no-any-return]
 
 
 def _fold(db: sqlite3.Connection, fold: Fold, batch: int, most: int) -> bool:
