@@ -1,7 +1,7 @@
 """The one compiled part: the tail's fold over the log's bytes (mapek/_tailfold.c).
 Everything else is in pyproject.toml. Without a C compiler the install still works;
-the tail process then folds in Python (mapek.monitor), the same answers at about three
-times the CPU (bench/README, "The tail's fold in C")."""
+the tail process then folds in Python (mapek.monitor), the same answers at over twice
+the CPU (bench/README, "The tail's fold in C")."""
 
 from setuptools import Extension, setup
 

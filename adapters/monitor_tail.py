@@ -6,8 +6,8 @@ folding beside the commands costs it about a tenth of its completions (mapek.mon
 -- WAL: readers never wait for the writer, nor it for them -- and folds it (`Fold`:
 mapek/_tailfold.c's TailFold, the Monitor's rules in C over the log's bytes, or where
 that is not built a Monitor of its own, `hands_over=True`), at the lowest CPU priority
-(SCHED_IDLE: the commands and the store's writer come first). The server's Monitor mirrors it
-(`Monitor(tail=...)`): each `catch_up` asks for what changed and merges it.
+(SCHED_IDLE: the commands and the store's writer come first). The server's Monitor
+mirrors it (`Monitor(tail=...)`): each `catch_up` asks for what changed and merges it.
 
 Protocol, over the child's stdin and stdout. The parent writes one byte: "?", what
 changed?, or "+", the next part of the answer under way. The child folds what has been
@@ -85,8 +85,8 @@ STARVED_NICE = 10
 EXIT_S = 5.0
 # The child's collector runs every this many allocations (see main).
 GC_EVERY = 200_000
-# "python": the child folds in Python even where mapek._tailfold is built (to compare;
-# bench/durable.py --tail-fold).
+# "python": the child folds in Python even where mapek._tailfold is built (to compare:
+# bench/README, "The tail's fold in C").
 FOLD_ENV = "CASELOOP_TAIL_FOLD"
 _changes = msgspec.msgpack.Decoder(Changes).decode
 # The requests: a question (fold what was committed, then answer), or the next part of

@@ -51,13 +51,13 @@ per completion, in the fold, the decoding and the collections they bring. So a s
 Monitor is a mirror: another process tails the log and folds it (`Tail`:
 adapters.monitor_tail: `_fold` and `hand_over`'s rules kept in C over the log's bytes,
 mapek/_tailfold.c, or where that is not built a Monitor made with `hands_over=True`),
-and `catch_up` takes
-from it what changed since the last time (`Changes`: the items closed, the open ones
-touched, breaches and their resolutions, empty tasks fired, attributes), each piece
-once, and merges it (the process's CPU per completion barely grows; 1.5 % fewer
-completions while serving, 7.4 % with the tail's catch-up after the peak counted:
-bench/README, "The collector's pace"). The tail forgets what it handed over but what
-later events need (open items, open breaches, the cases' workflows). The mirror then
+and `catch_up` takes from it what changed since the last time (`Changes`: the items
+closed, the open ones touched, breaches and their resolutions, empty tasks fired,
+attributes), each piece once, and merges it (the process's CPU per completion barely
+grows; with the fold in C, 1.7 % fewer completions with the tail's catch-up after the
+peak counted, none measurable while serving: bench/README, "The tail's fold in C").
+The tail forgets what it handed over but what later events need (open items, open
+breaches, the cases' workflows). The mirror then
 holds what a Monitor folding here would hold, in the same order. A tail lost is
 replaced by another (at most once in ten minutes: adapters.monitor_tail), whose first
 answer is `fresh`: the mirror takes the new tail's fold of all of it in place of what
